@@ -1,0 +1,118 @@
+"""Model and training configuration: plain dataclasses that round-trip through JSON.
+
+One config describes any signal (pos_dim, val_dim, bins), so the same code serves
+images, 1-D functions, 3-D fields and videos.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot work, found before any training starts."""
+
+
+@dataclass
+class ModelConfig:
+    pos_dim: int = 2
+    val_dim: int = 1
+    d_model: int = 128            # half value/query embedding, half Fourier position features
+    n_heads: int = 4
+    enc_layers: int = 4
+    dec_layers: int = 4
+    ffn: int = 256
+    dropout: float = 0.0
+    fourier_scale: float = 2.0    # std of the Gaussian frequency matrix (positions in [-1, 1])
+    num_bins: int = 64            # uniform bins over value_range when bin_centers is None
+    bin_centers: list[list[float]] | None = None  # explicit [bins, val_dim] centres (RGB palette)
+    value_range: tuple[float, float] = (0.0, 1.0)
+    alpha: float = 0.1            # weight of the Gaussian term in the training loss (paper appendix)
+    sigma_min: float = 1e-3       # floor of the per-bin standard deviation, in value units
+    max_offset_bins: float = 2.0  # |offset| is kept below this many bin widths
+    fourier_seed: int = 0         # seed of the fixed Fourier matrix
+
+    def validate(self) -> None:
+        if self.pos_dim < 1 or self.val_dim < 1:
+            raise ConfigError(f"pos_dim and val_dim must be >= 1, got {self.pos_dim}, {self.val_dim}")
+        if self.d_model % 2 or (self.d_model // 2) % 2:
+            raise ConfigError(f"d_model must be divisible by 4 (half of it is sin/cos features), got {self.d_model}")
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+        lo, hi = self.value_range
+        if not hi > lo:
+            raise ConfigError(f"value_range must be (low, high) with high > low, got {self.value_range}")
+        if self.bin_centers is not None:
+            rows = self.bin_centers
+            if not rows or any(len(r) != self.val_dim for r in rows):
+                raise ConfigError(
+                    f"bin_centers must be a [bins, val_dim={self.val_dim}] list; got rows of lengths "
+                    f"{sorted({len(r) for r in rows})}")
+        elif self.val_dim != 1 and self.num_bins > 1:
+            raise ConfigError(
+                f"uniform bins (num_bins={self.num_bins}) only fit val_dim 1; for val_dim {self.val_dim} "
+                "give bin_centers (e.g. a palette fitted with `python -m export.train --palette`) or num_bins 1")
+        elif self.num_bins < 1:
+            raise ConfigError(f"num_bins must be >= 1, got {self.num_bins}")
+
+    @property
+    def bins(self) -> int:
+        return len(self.bin_centers) if self.bin_centers is not None else self.num_bins
+
+
+@dataclass
+class TrainConfig:
+    data: str = "fashion-mnist"   # fashion-mnist | idx:DIR | folder:DIR | cifar10:DIR
+    data_dir: str = "/usr/share/datasets/fashion-mnist"
+    limit: int = 0                # use only the first N training images (0 = all)
+    val_images: int = 500         # held out from the end of the training split
+    batch_size: int = 16
+    min_samples: int = 4          # |S| is log-uniform in [min_samples, max_samples]
+    max_samples: int = 512
+    num_queries: int = 256
+    snap_fraction: float = 0.5    # share of positions put exactly on pixel centres
+    steps: int = 20000
+    lr: float = 5e-4
+    warmup: int = 500
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    seed: int = 0
+    log_every: int = 50
+    val_every: int = 1000
+    ckpt_every: int = 500
+    out: str = "runs/fashion-mnist"
+    threads: int = 0              # torch threads (0 = torch default)
+    max_minutes: float = 0.0      # stop (with a checkpoint) after this wall time; 0 = no limit
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Config":
+        known_m = {f.name for f in dataclasses.fields(ModelConfig)}
+        known_t = {f.name for f in dataclasses.fields(TrainConfig)}
+        m, t = d.get("model", {}), d.get("train", {})
+        bad = sorted(set(m) - known_m) + sorted(set(t) - known_t)
+        if bad:
+            raise ConfigError(f"unknown config keys: {bad}")
+        mc = ModelConfig(**m)
+        mc.value_range = tuple(mc.value_range)  # type: ignore[assignment]
+        return cls(model=mc, train=TrainConfig(**t))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Config":
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"config file {path} is not valid JSON: {e}") from None

@@ -1,0 +1,190 @@
+"""Training data: readers for standard image formats and the self-supervised (S, Q) sampler.
+
+Readers return float32 arrays [N, H, W, C] in [0, 1]. The sampler draws sample and query
+positions in [-1, 1]^2 (x = column, y = row, align_corners=False) and reads their values by
+bilinear interpolation, so the model sees a continuous signal, as in paper §4.1.
+"""
+from __future__ import annotations
+
+import gzip
+import math
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+FASHION_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+
+
+class DataError(ValueError):
+    """Data that is missing or not what its format promises."""
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (gzipped or not) as used by MNIST and Fashion-MNIST."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"IDX file not found: {path}")
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise DataError(f"{path} could not be read as {'gzip' if opener is gzip.open else 'IDX'}: {e}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError(f"{path} is not an unsigned-byte IDX file (expected magic 0x00 0x00 0x08 ndim)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path} is truncated: its header needs {header} bytes, the file has {len(raw)}")
+    shape = struct.unpack(">" + "I" * ndim, raw[4:header])
+    need = int(np.prod(shape))
+    if len(raw) - header != need:
+        raise DataError(f"{path} is truncated or padded: shape {shape} needs {need} data bytes, "
+                        f"found {len(raw) - header}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def load_idx_images(directory: str | Path, split: str = "train") -> np.ndarray:
+    """Fashion-MNIST / MNIST style folder -> [N, 28, 28, 1] float32 in [0, 1]."""
+    directory = Path(directory)
+    images, _ = FASHION_FILES[split]
+    candidates = [directory / images, directory / images[:-3]]
+    for c in candidates:
+        if c.is_file():
+            arr = read_idx(c)
+            if arr.ndim != 3:
+                raise DataError(f"{c} holds an array of shape {arr.shape}; expected [N, H, W] images")
+            return (arr.astype(np.float32) / 255.0)[..., None]
+    expected = ", ".join(str(c) for c in candidates)
+    hint = " (on Debian: apt-get install dataset-fashion-mnist)" if "fashion" in str(directory) else ""
+    raise DataError(f"no {split} images in {directory}: expected one of {expected}{hint}")
+
+
+def load_image_folder(directory: str | Path, channels: int = 3, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Every image in a folder -> [N, H, W, C]; RGBA is composited on white; sizes must agree unless size= is given."""
+    from PIL import Image
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DataError(f"image folder not found: {directory}")
+    files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {directory}")
+    out = []
+    for p in files:
+        try:
+            im = Image.open(p)
+            im.load()
+        except OSError as e:
+            raise DataError(f"{p} is not a readable image: {e}") from None
+        if im.mode in ("RGBA", "LA", "P"):
+            im = im.convert("RGBA")
+            bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+            im = Image.alpha_composite(bg, im)
+        im = im.convert("L" if channels == 1 else "RGB")
+        if size is not None:
+            im = im.resize((size[1], size[0]), Image.BILINEAR)
+        a = np.asarray(im, dtype=np.float32) / 255.0
+        out.append(a[..., None] if a.ndim == 2 else a)
+    shapes = {a.shape for a in out}
+    if len(shapes) > 1:
+        raise DataError(f"images in {directory} differ in size {sorted(shapes)}; pass a size to resize them")
+    return np.stack(out)
+
+
+def load_cifar10(directory: str | Path, split: str = "train") -> np.ndarray:
+    """CIFAR-10 python batches (data_batch_1..5 / test_batch) -> [N, 32, 32, 3]."""
+    directory = Path(directory)
+    names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+    missing = [n for n in names if not (directory / n).is_file()]
+    if missing:
+        raise DataError(f"CIFAR-10 folder {directory} lacks {missing}; expected the python-version batches")
+    out = []
+    for n in names:
+        try:
+            with open(directory / n, "rb") as f:
+                d = pickle.load(f, encoding="bytes")
+            out.append(np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        except (pickle.UnpicklingError, KeyError, EOFError, ValueError) as e:
+            raise DataError(f"{directory / n} is not a CIFAR-10 python batch: {e}") from None
+    return np.concatenate(out).transpose(0, 2, 3, 1).astype(np.float32) / 255.0
+
+
+def load_dataset(spec: str, data_dir: str, split: str = "train") -> np.ndarray:
+    """Dispatch on a data spec: fashion-mnist | idx:DIR | folder:DIR | cifar10:DIR."""
+    kind, _, where = spec.partition(":")
+    if kind in ("fashion-mnist", "idx"):
+        return load_idx_images(where or data_dir, split)
+    if kind == "folder":
+        return load_image_folder(where or data_dir)
+    if kind == "cifar10":
+        return load_cifar10(where or data_dir, split)
+    raise DataError(f"unknown data spec {spec!r}; expected fashion-mnist, idx:DIR, folder:DIR or cifar10:DIR")
+
+
+def pixel_centers(h: int, w: int) -> np.ndarray:
+    """[H*W, 2] positions (x, y) of the pixel centres of an H×W grid, row-major."""
+    ys, xs = np.meshgrid((np.arange(h) + 0.5) / h * 2 - 1, (np.arange(w) + 0.5) / w * 2 - 1, indexing="ij")
+    return np.stack([xs.ravel(), ys.ravel()], -1).astype(np.float32)
+
+
+def bilinear(images: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Values [N, P, C] of images [N, H, W, C] at positions [N, P, 2] (align_corners=False, border)."""
+    grid = positions.unsqueeze(1)  # [N, 1, P, 2]
+    out = F.grid_sample(images.permute(0, 3, 1, 2), grid, mode="bilinear", align_corners=False,
+                        padding_mode="border")
+    return out[:, :, 0, :].transpose(1, 2)
+
+
+def random_positions(n: int, p: int, h: int, w: int, snap_fraction: float, g: torch.Generator) -> torch.Tensor:
+    """[n, p, 2] positions: uniform in [-1, 1]^2, a share of them snapped to pixel centres."""
+    pos = torch.rand(n, p, 2, generator=g) * 2 - 1
+    if snap_fraction > 0:
+        size = torch.tensor([w, h], dtype=torch.float32)
+        snapped = (torch.floor((pos + 1) / 2 * size).clamp(max=size - 1) + 0.5) / size * 2 - 1
+        snap = torch.rand(n, p, 1, generator=g) < snap_fraction
+        pos = torch.where(snap, snapped, pos)
+    return pos
+
+
+def log_uniform_int(lo: int, hi: int, g: torch.Generator) -> int:
+    u = torch.rand((), generator=g).item()
+    return int(round(math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))))
+
+
+class SetSampler:
+    """Draws training batches (S positions, S values, S mask, Q positions, Q values) from images."""
+
+    def __init__(self, images: np.ndarray, min_samples: int, max_samples: int, num_queries: int,
+                 batch_size: int, snap_fraction: float = 0.5, seed: int = 0):
+        if images.ndim != 4:
+            raise DataError(f"images must be [N, H, W, C], got shape {images.shape}")
+        if not 1 <= min_samples <= max_samples:
+            raise DataError(f"need 1 <= min_samples <= max_samples, got {min_samples}, {max_samples}")
+        self.images = torch.from_numpy(np.ascontiguousarray(images))
+        self.kmin, self.kmax, self.nq, self.bs = min_samples, max_samples, num_queries, batch_size
+        self.snap = snap_fraction
+        self.g = torch.Generator().manual_seed(seed)
+
+    def batch(self, variable_sizes: bool = False):
+        """One batch; all sets share one |S| unless variable_sizes (then padded, with a mask)."""
+        n, h, w, _ = self.images.shape
+        idx = torch.randint(n, (self.bs,), generator=self.g)
+        imgs = self.images[idx]
+        k = log_uniform_int(self.kmin, self.kmax, self.g)
+        spos = random_positions(self.bs, k, h, w, self.snap, self.g)
+        qpos = random_positions(self.bs, self.nq, h, w, self.snap, self.g)
+        sval, qval = bilinear(imgs, spos), bilinear(imgs, qpos)
+        mask = torch.ones(self.bs, k, dtype=torch.bool)
+        if variable_sizes:
+            sizes = torch.randint(1, k + 1, (self.bs,), generator=self.g)
+            mask = torch.arange(k)[None, :] < sizes[:, None]
+        return spos, sval, mask, qpos, qval

@@ -1,0 +1,241 @@
+"""PixelTransformer in one readable file (Tulsiani & Gupta, ICML 2021, §4.1 and appendix).
+
+f_θ(x, {(x_k, v_k)}) -> a binned Gaussian mixture over the value at x:
+    q = softmax(logits), component b has mean c_b + μ_b and standard deviation σ_b.
+
+The network is split the way it is exported: an Encoder over the sample set (self-attention
+with a key padding mask) and a QueryDecoder whose queries cross-attend to the encoded samples
+but never to each other, so every query is independent given S.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import ModelConfig
+
+MASK_FILL = -3.0e4  # finite "minus infinity": keeps fp16 exports and fully masked rows free of NaN
+
+
+def bin_centers(cfg: ModelConfig) -> torch.Tensor:
+    """[bins, val_dim] centres c_b: uniform over value_range, or the configured palette."""
+    if cfg.bin_centers is not None:
+        return torch.tensor(cfg.bin_centers, dtype=torch.float32)
+    lo, hi = cfg.value_range
+    if cfg.num_bins == 1:
+        return torch.full((1, cfg.val_dim), (lo + hi) / 2)
+    return torch.linspace(lo, hi, cfg.num_bins).unsqueeze(1)
+
+
+def bin_width(cfg: ModelConfig) -> float:
+    """Typical spacing of the bins, the unit in which offsets are bounded."""
+    lo, hi = cfg.value_range
+    return (hi - lo) / max(cfg.bins - 1, 1)
+
+
+class FourierFeatures(nn.Module):
+    """Random Fourier position features [sin, cos](2π x B), B fixed ~ N(0, scale²) (Tancik et al.)."""
+
+    def __init__(self, pos_dim: int, num_features: int, scale: float, seed: int):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.register_buffer("B", torch.randn(pos_dim, num_features, generator=g) * scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        proj = 2 * math.pi * (x @ self.B)
+        return torch.cat([torch.sin(proj), torch.cos(proj)], dim=-1)
+
+
+class Attention(nn.Module):
+    """Multi-head attention with a key padding mask (True = a real sample)."""
+
+    def __init__(self, d: int, heads: int, dropout: float):
+        super().__init__()
+        self.h, self.dh = heads, d // heads
+        self.q = nn.Linear(d, d)
+        self.kv = nn.Linear(d, 2 * d)
+        self.proj = nn.Linear(d, d)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mem: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        b, lq, d = x.shape
+        lk = mem.shape[1]
+        q = self.q(x).view(b, lq, self.h, self.dh).transpose(1, 2)
+        k, v = self.kv(mem).view(b, lk, 2, self.h, self.dh).permute(2, 0, 3, 1, 4)
+        scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(self.dh))
+        scores = scores.masked_fill(~key_mask[:, None, None, :], MASK_FILL)
+        att = self.drop(torch.softmax(scores, dim=-1))
+        out = (att @ v).transpose(1, 2).reshape(b, lq, d)
+        return self.proj(out)
+
+
+class FeedForward(nn.Sequential):
+    def __init__(self, d: int, hidden: int, dropout: float):
+        super().__init__(nn.Linear(d, hidden), nn.GELU(), nn.Linear(hidden, d), nn.Dropout(dropout))
+
+
+class EncoderBlock(nn.Module):
+    """Pre-LN self-attention block over the sample set."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
+        self.att = Attention(cfg.d_model, cfg.n_heads, cfg.dropout)
+        self.ff = FeedForward(cfg.d_model, cfg.ffn, cfg.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.ln1(x)
+        x = x + self.att(h, h, mask)
+        return x + self.ff(self.ln2(x))
+
+
+class DecoderBlock(nn.Module):
+    """Pre-LN cross-attention block: queries read the samples, never each other."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
+        self.att = Attention(cfg.d_model, cfg.n_heads, cfg.dropout)
+        self.ff = FeedForward(cfg.d_model, cfg.ffn, cfg.dropout)
+
+    def forward(self, q: torch.Tensor, mem: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        q = q + self.att(self.ln1(q), mem, mask)
+        return q + self.ff(self.ln2(q))
+
+
+class Encoder(nn.Module):
+    """(positions [B,K,P], values [B,K,V], mask [B,K]) -> memory [B,K,D]."""
+
+    def __init__(self, cfg: ModelConfig, posenc: FourierFeatures):
+        super().__init__()
+        self.posenc = posenc
+        self.value_embed = nn.Linear(cfg.val_dim, cfg.d_model // 2)
+        self.blocks = nn.ModuleList(EncoderBlock(cfg) for _ in range(cfg.enc_layers))
+        self.ln = nn.LayerNorm(cfg.d_model)
+
+    def forward(self, positions: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([self.value_embed(values), self.posenc(positions)], dim=-1)
+        for blk in self.blocks:
+            x = blk(x, mask)
+        return self.ln(x)
+
+
+class QueryDecoder(nn.Module):
+    """(memory, mask, query positions [B,Q,P]) -> logits [B,Q,NB], offsets [B,Q,NB,V], log_sigma [B,Q,NB]."""
+
+    def __init__(self, cfg: ModelConfig, posenc: FourierFeatures):
+        super().__init__()
+        self.cfg = cfg
+        self.posenc = posenc
+        self.query_token = nn.Parameter(torch.zeros(cfg.d_model // 2))
+        self.blocks = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.dec_layers))
+        self.ln = nn.LayerNorm(cfg.d_model)
+        nb, v = cfg.bins, cfg.val_dim
+        self.head = nn.Linear(cfg.d_model, nb * (v + 2))
+        self.max_offset = cfg.max_offset_bins * bin_width(cfg)
+        lo, hi = cfg.value_range
+        self.sigma_min = cfg.sigma_min * (hi - lo)
+        self.sigma_max = hi - lo
+
+    def forward(self, memory: torch.Tensor, mask: torch.Tensor, query_positions: torch.Tensor):
+        b, nq, _ = query_positions.shape
+        pe = self.posenc(query_positions)
+        q = torch.cat([self.query_token.expand(b, nq, -1), pe], dim=-1)
+        for blk in self.blocks:
+            q = blk(q, memory, mask)
+        out = self.head(self.ln(q))
+        nb, v = self.cfg.bins, self.cfg.val_dim
+        logits = out[..., :nb]
+        offsets = self.max_offset * torch.tanh(out[..., nb:nb + nb * v]).reshape(b, nq, nb, v)
+        # σ in [sigma_min, sigma_max]: a floor keeps the density finite, a ceiling keeps it meaningful
+        sigma = self.sigma_min + (self.sigma_max - self.sigma_min) * torch.sigmoid(out[..., nb + nb * v:] - 3.0)
+        return logits, offsets, torch.log(sigma)
+
+
+class PixelTransformer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        posenc = FourierFeatures(cfg.pos_dim, cfg.d_model // 4, cfg.fourier_scale, cfg.fourier_seed)
+        self.encoder = Encoder(cfg, posenc)
+        self.decoder = QueryDecoder(cfg, posenc)
+        self.register_buffer("centers", bin_centers(cfg))
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.02)
+            nn.init.zeros_(m.bias)
+
+    def forward(self, sample_pos, sample_val, sample_mask, query_pos) -> "Mixture":
+        memory = self.encoder(sample_pos, sample_val, sample_mask)
+        return Mixture(*self.decoder(memory, sample_mask, query_pos), self.centers)
+
+
+class Mixture:
+    """The binned value law of the paper for a batch of queries (torch; numpy twin in pt_plugin)."""
+
+    def __init__(self, logits, offsets, log_sigma, centers):
+        self.logits, self.offsets, self.log_sigma, self.centers = logits, offsets, log_sigma, centers
+
+    @property
+    def component_means(self) -> torch.Tensor:  # [..., NB, V]
+        return self.centers + self.offsets
+
+    def mean(self) -> torch.Tensor:
+        """Eq. 2: Σ_b q_b (c_b + μ_b)."""
+        q = torch.softmax(self.logits, -1)
+        return (q.unsqueeze(-1) * self.component_means).sum(-2)
+
+    def log_prob(self, v: torch.Tensor) -> torch.Tensor:
+        """Natural-log mixture density of v [..., V], summed over val_dim."""
+        vd = v.shape[-1]
+        sigma = self.log_sigma.exp()
+        r2 = ((v.unsqueeze(-2) - self.component_means) ** 2).sum(-1)
+        comp = -0.5 * r2 / sigma**2 - vd * self.log_sigma - 0.5 * vd * math.log(2 * math.pi)
+        return torch.logsumexp(torch.log_softmax(self.logits, -1) + comp, -1)
+
+    def nearest_bin(self, v: torch.Tensor) -> torch.Tensor:
+        return torch.cdist(v.reshape(-1, v.shape[-1]), self.centers).argmin(-1).reshape(v.shape[:-1])
+
+    def loss(self, v: torch.Tensor, alpha: float) -> torch.Tensor:
+        """Appendix loss per query: −log q_b* + α·(V·log σ_b* + ‖v − c_b* − μ_b*‖² / (2σ_b*²)).
+
+        b* is the bin nearest to v. The ½ makes σ the maximum-likelihood standard deviation;
+        the formula as printed in the paper (no ½) would fit σ √2 too wide.
+        """
+        b = self.nearest_bin(v)
+        logq = torch.log_softmax(self.logits, -1).gather(-1, b.unsqueeze(-1)).squeeze(-1)
+        idx = b[..., None, None].expand(*b.shape, 1, v.shape[-1])
+        mu = self.component_means.gather(-2, idx).squeeze(-2)
+        ls = self.log_sigma.gather(-1, b.unsqueeze(-1)).squeeze(-1)
+        gauss = v.shape[-1] * ls + 0.5 * ((v - mu) ** 2).sum(-1) / torch.exp(2 * ls)
+        return -logq + alpha * gauss
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One draw per query: b ~ q, then c_b + μ_b + σ_b·ε (σ is a standard deviation)."""
+        q = torch.softmax(self.logits, -1)
+        flat = q.reshape(-1, q.shape[-1])
+        b = torch.multinomial(flat, 1, generator=generator).reshape(q.shape[:-1])
+        idx = b[..., None, None].expand(*b.shape, 1, self.offsets.shape[-1])
+        mu = self.component_means.gather(-2, idx).squeeze(-2)
+        sigma = self.log_sigma.exp().gather(-1, b.unsqueeze(-1))
+        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype)
+        return mu + sigma * eps
+
+    def discretized_log_prob(self, v: torch.Tensor, levels: int = 256, lo: float = 0.0, hi: float = 1.0):
+        """log P(v's level) for scalar values quantised to `levels` on [lo, hi]; edge levels take the tails."""
+        h = (hi - lo) / (levels - 1) / 2
+        sigma = self.log_sigma.exp()
+        m = self.component_means[..., 0]
+        vv = v[..., :1]
+        upper = torch.where(vv >= hi - h / 2, torch.full_like(vv, math.inf), vv + h)
+        lower = torch.where(vv <= lo + h / 2, torch.full_like(vv, -math.inf), vv - h)
+        cdf = lambda x: 0.5 * (1 + torch.erf((x - m) / (sigma * math.sqrt(2))))  # noqa: E731
+        mass = (cdf(upper) - cdf(lower)).clamp_min(1e-12)
+        return torch.logsumexp(torch.log_softmax(self.logits, -1) + mass.log(), -1)

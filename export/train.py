@@ -1,0 +1,187 @@
+"""Self-supervised training: `python -m export.train [--config CFG.json] [--key value ...]`.
+
+Every step draws, per image, a sample set S (|S| log-uniform) and queries Q at continuous
+positions, and minimises the appendix loss over Q. Prints progress lines, a validation NLL on
+held-out images, writes checkpoints (`last.pt` with optimiser state for --resume, `model.pt`
+weights only), runs on CUDA when present and on several devices under torchrun (DDP).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import Config, ConfigError, ModelConfig, TrainConfig
+from .data import DataError, SetSampler, load_dataset
+from .model import PixelTransformer
+
+
+def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
+    p = argparse.ArgumentParser(prog="python -m export.train", description=__doc__.splitlines()[0])
+    p.add_argument("--config", help="JSON file with {'model': {...}, 'train': {...}}")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--init", help="start from the weights of this checkpoint (fine-tuning)")
+    for dc, prefix in ((ModelConfig, "model"), (TrainConfig, "train")):
+        for f in dataclasses.fields(dc):
+            if f.name in ("bin_centers", "value_range"):
+                continue
+            typ = {int: int, float: float, str: str}.get(type(f.default), str)
+            p.add_argument(f"--{f.name.replace('_', '-')}", dest=f"{prefix}.{f.name}", type=typ, default=None)
+    args = p.parse_args(argv)
+    cfg = Config.load(args.config) if args.config else Config()
+    for key, val in vars(args).items():
+        if "." in key and val is not None:
+            section, name = key.split(".")
+            setattr(getattr(cfg, section), name, val)
+    cfg.model.validate()
+    return cfg, args
+
+
+def lr_at(step: int, tc: TrainConfig) -> float:
+    if step < tc.warmup:
+        return tc.lr * (step + 1) / tc.warmup
+    t = min(1.0, (step - tc.warmup) / max(1, tc.steps - tc.warmup))
+    return tc.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def validation_batches(images: np.ndarray, tc: TrainConfig, n_batches: int = 8):
+    """Fixed, seeded validation draws: the same sets every time, across the |S| range."""
+    sampler = SetSampler(images, tc.min_samples, tc.max_samples, tc.num_queries,
+                         min(32, len(images)), tc.snap_fraction, seed=12345)
+    return [sampler.batch() for _ in range(n_batches)]
+
+
+@torch.no_grad()
+def evaluate(model: PixelTransformer, batches, alpha: float, device) -> dict[str, float]:
+    model.eval()
+    loss = nll = 0.0
+    for spos, sval, mask, qpos, qval in batches:
+        spos, sval, mask, qpos, qval = (t.to(device) for t in (spos, sval, mask, qpos, qval))
+        mix = model(spos, sval, mask, qpos)
+        loss += mix.loss(qval, alpha).mean().item()
+        nll += -mix.log_prob(qval).mean().item()
+    model.train()
+    return {"val_loss": loss / len(batches), "val_nll": nll / len(batches)}
+
+
+def save(path: Path, obj: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)  # a crash mid-write never leaves a broken checkpoint
+
+
+def main(argv=None) -> int:
+    try:
+        cfg, args = parse_args(argv)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    tc = cfg.train
+    ddp = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
+    rank = 0
+    if ddp:
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        rank = torch.distributed.get_rank()
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    torch.manual_seed(tc.seed + rank)
+    log = (lambda *a: print(*a, flush=True)) if rank == 0 else (lambda *a: None)
+
+    try:
+        images = load_dataset(tc.data, tc.data_dir, "train")
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if tc.val_images >= len(images):
+        print(f"error: val_images={tc.val_images} leaves no training images (dataset has {len(images)})", file=sys.stderr)
+        return 2
+    val_imgs, train_imgs = images[-tc.val_images:], images[:-tc.val_images]
+    if tc.limit:
+        train_imgs = train_imgs[:tc.limit]
+    if cfg.model.val_dim != images.shape[-1]:
+        print(f"error: model val_dim={cfg.model.val_dim} but the images have {images.shape[-1]} channels", file=sys.stderr)
+        return 2
+
+    out = Path(tc.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = PixelTransformer(cfg.model).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    step, history = 0, []
+    if args.resume and (out / "last.pt").is_file():
+        ck = torch.load(out / "last.pt", map_location=device, weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        step, history = ck["step"], ck.get("history", [])
+        log(f"resumed from {out / 'last.pt'} at step {step}")
+    elif args.init:
+        model.load_state_dict(torch.load(args.init, map_location=device, weights_only=False)["model"])
+        log(f"initialised from {args.init}")
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    net = torch.nn.parallel.DistributedDataParallel(model) if ddp else model
+
+    sampler = SetSampler(train_imgs, tc.min_samples, tc.max_samples, tc.num_queries, tc.batch_size,
+                         tc.snap_fraction, seed=tc.seed * 1000 + rank + step)
+    val = validation_batches(val_imgs, tc)
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"training {n_params / 1e6:.2f}M parameters on {len(train_imgs)} images ({device}), "
+        f"steps {step}->{tc.steps}")
+
+    def checkpoint(metrics=None):
+        if rank:
+            return
+        state = {"config": cfg.to_dict(), "model": model.state_dict(), "step": step, "history": history}
+        save(out / "last.pt", {**state, "optimizer": opt.state_dict()})
+        save(out / "model.pt", {**state, "metrics": metrics or (history[-1] if history else {})})
+
+    t0, tlast, seen = time.time(), time.time(), 0
+    running = 0.0
+    while step < tc.steps:
+        for grp in opt.param_groups:
+            grp["lr"] = lr_at(step, tc)
+        spos, sval, mask, qpos, qval = (t.to(device) for t in sampler.batch())
+        mix = net(spos, sval, mask, qpos)
+        loss = mix.loss(qval, cfg.model.alpha).mean()
+        if not torch.isfinite(loss):
+            print(f"error: non-finite loss at step {step}; lower --lr", file=sys.stderr)
+            return 1
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        opt.step()
+        step += 1
+        seen += 1
+        running += loss.item()
+        if step % tc.log_every == 0:
+            now = time.time()
+            log(f"step {step} loss {running / tc.log_every:.4f} lr {lr_at(step, tc):.2e} "
+                f"{tc.log_every / (now - tlast):.2f} steps/s |S|={spos.shape[1]}")
+            running, tlast = 0.0, now
+        if step % tc.val_every == 0 or step == tc.steps:
+            m = evaluate(model, val, cfg.model.alpha, device)
+            m.update(step=step, minutes=round((time.time() - t0) / 60, 2))
+            history.append(m)
+            log(f"val step {step} loss {m['val_loss']:.4f} nll {m['val_nll']:.4f} nats/value")
+            checkpoint(m)
+        elif step % tc.ckpt_every == 0:
+            checkpoint()
+        if tc.max_minutes and time.time() - t0 > tc.max_minutes * 60:
+            log(f"stopping after {tc.max_minutes} minutes at step {step}")
+            break
+    checkpoint()
+    log(f"done: {step} steps, checkpoint {out / 'model.pt'}")
+    if ddp:
+        torch.distributed.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
