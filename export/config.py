@@ -74,6 +74,7 @@ class TrainConfig:
     max_samples: int = 512
     num_queries: int = 256
     snap_fraction: float = 0.5    # share of positions put exactly on pixel centres
+    max_set_tokens: int = 0       # cap on batch × |S| per step (0 = none): large sets get smaller batches
     steps: int = 20000
     lr: float = 5e-4
     warmup: int = 500

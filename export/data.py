@@ -164,7 +164,7 @@ class SetSampler:
     """Draws training batches (S positions, S values, S mask, Q positions, Q values) from images."""
 
     def __init__(self, images: np.ndarray, min_samples: int, max_samples: int, num_queries: int,
-                 batch_size: int, snap_fraction: float = 0.5, seed: int = 0):
+                 batch_size: int, snap_fraction: float = 0.5, seed: int = 0, max_set_tokens: int = 0):
         if images.ndim != 4:
             raise DataError(f"images must be [N, H, W, C], got shape {images.shape}")
         if not 1 <= min_samples <= max_samples:
@@ -172,19 +172,20 @@ class SetSampler:
         self.images = torch.from_numpy(np.ascontiguousarray(images))
         self.kmin, self.kmax, self.nq, self.bs = min_samples, max_samples, num_queries, batch_size
         self.snap = snap_fraction
+        self.max_tokens = max_set_tokens  # caps batch × |S| so large sets do not dominate the step time
         self.g = torch.Generator().manual_seed(seed)
 
     def batch(self, variable_sizes: bool = False):
         """One batch; all sets share one |S| unless variable_sizes (then padded, with a mask)."""
         n, h, w, _ = self.images.shape
-        idx = torch.randint(n, (self.bs,), generator=self.g)
-        imgs = self.images[idx]
         k = log_uniform_int(self.kmin, self.kmax, self.g)
-        spos = random_positions(self.bs, k, h, w, self.snap, self.g)
-        qpos = random_positions(self.bs, self.nq, h, w, self.snap, self.g)
+        bs = min(self.bs, max(1, self.max_tokens // k)) if self.max_tokens else self.bs
+        imgs = self.images[torch.randint(n, (bs,), generator=self.g)]
+        spos = random_positions(bs, k, h, w, self.snap, self.g)
+        qpos = random_positions(bs, self.nq, h, w, self.snap, self.g)
         sval, qval = bilinear(imgs, spos), bilinear(imgs, qpos)
-        mask = torch.ones(self.bs, k, dtype=torch.bool)
+        mask = torch.ones(bs, k, dtype=torch.bool)
         if variable_sizes:
-            sizes = torch.randint(1, k + 1, (self.bs,), generator=self.g)
+            sizes = torch.randint(1, k + 1, (bs,), generator=self.g)
             mask = torch.arange(k)[None, :] < sizes[:, None]
         return spos, sval, mask, qpos, qval

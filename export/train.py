@@ -45,10 +45,14 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     return cfg, args
 
 
-def lr_at(step: int, tc: TrainConfig) -> float:
+def lr_at(step: int, tc: TrainConfig, minutes: float = 0.0) -> float:
+    """Linear warmup, then cosine decay to 10% by the last step or by max_minutes, whichever comes first."""
     if step < tc.warmup:
         return tc.lr * (step + 1) / tc.warmup
-    t = min(1.0, (step - tc.warmup) / max(1, tc.steps - tc.warmup))
+    t = (step - tc.warmup) / max(1, tc.steps - tc.warmup)
+    if tc.max_minutes:
+        t = max(t, minutes / tc.max_minutes)
+    t = min(1.0, t)
     return tc.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
@@ -115,12 +119,13 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     model = PixelTransformer(cfg.model).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    step, history = 0, []
+    step, history, minutes_before = 0, [], 0.0
     if args.resume and (out / "last.pt").is_file():
         ck = torch.load(out / "last.pt", map_location=device, weights_only=False)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         step, history = ck["step"], ck.get("history", [])
+        minutes_before = ck.get("minutes", 0.0)
         log(f"resumed from {out / 'last.pt'} at step {step}")
     elif args.init:
         model.load_state_dict(torch.load(args.init, map_location=device, weights_only=False)["model"])
@@ -129,7 +134,7 @@ def main(argv=None) -> int:
     net = torch.nn.parallel.DistributedDataParallel(model) if ddp else model
 
     sampler = SetSampler(train_imgs, tc.min_samples, tc.max_samples, tc.num_queries, tc.batch_size,
-                         tc.snap_fraction, seed=tc.seed * 1000 + rank + step)
+                         tc.snap_fraction, seed=tc.seed * 1000 + rank + step, max_set_tokens=tc.max_set_tokens)
     val = validation_batches(val_imgs, tc)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"training {n_params / 1e6:.2f}M parameters on {len(train_imgs)} images ({device}), "
@@ -138,15 +143,20 @@ def main(argv=None) -> int:
     def checkpoint(metrics=None):
         if rank:
             return
-        state = {"config": cfg.to_dict(), "model": model.state_dict(), "step": step, "history": history}
+        state = {"config": cfg.to_dict(), "model": model.state_dict(), "step": step, "history": history,
+                 "minutes": elapsed()}
         save(out / "last.pt", {**state, "optimizer": opt.state_dict()})
         save(out / "model.pt", {**state, "metrics": metrics or (history[-1] if history else {})})
 
-    t0, tlast, seen = time.time(), time.time(), 0
-    running = 0.0
+    t0, tlast, running = time.time(), time.time(), 0.0
+
+    def elapsed() -> float:
+        """Training minutes so far, over resumes."""
+        return minutes_before + (time.time() - t0) / 60
+
     while step < tc.steps:
         for grp in opt.param_groups:
-            grp["lr"] = lr_at(step, tc)
+            grp["lr"] = lr_at(step, tc, elapsed())
         spos, sval, mask, qpos, qval = (t.to(device) for t in sampler.batch())
         mix = net(spos, sval, mask, qpos)
         loss = mix.loss(qval, cfg.model.alpha).mean()
@@ -158,22 +168,21 @@ def main(argv=None) -> int:
         torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
         opt.step()
         step += 1
-        seen += 1
         running += loss.item()
         if step % tc.log_every == 0:
             now = time.time()
-            log(f"step {step} loss {running / tc.log_every:.4f} lr {lr_at(step, tc):.2e} "
+            log(f"step {step} loss {running / tc.log_every:.4f} lr {lr_at(step, tc, elapsed()):.2e} "
                 f"{tc.log_every / (now - tlast):.2f} steps/s |S|={spos.shape[1]}")
             running, tlast = 0.0, now
         if step % tc.val_every == 0 or step == tc.steps:
             m = evaluate(model, val, cfg.model.alpha, device)
-            m.update(step=step, minutes=round((time.time() - t0) / 60, 2))
+            m.update(step=step, minutes=round(elapsed(), 2))
             history.append(m)
             log(f"val step {step} loss {m['val_loss']:.4f} nll {m['val_nll']:.4f} nats/value")
             checkpoint(m)
         elif step % tc.ckpt_every == 0:
             checkpoint()
-        if tc.max_minutes and time.time() - t0 > tc.max_minutes * 60:
+        if tc.max_minutes and elapsed() > tc.max_minutes:
             log(f"stopping after {tc.max_minutes} minutes at step {step}")
             break
     checkpoint()

@@ -1,0 +1,398 @@
+"""Evaluation on Fashion-MNIST test images: `python -m export.evaluate CHECKPOINT [--out DIR] ...`.
+
+Protocol (paper Fig. 6): for each |S| and each fixed, seeded test image, |S| pixel centres are
+observed (the same draws for every method) and the unobserved pixels are predicted by the
+model (decoding all pixel centres), the conditional Gaussian, linear and nearest fill.
+
+Metrics over the UNOBSERVED pixels of all images: NLL in bits/pixel of the 256-level value
+(model and conditional Gaussian only), MSE of the mean, PSNR = 10·log10(1 / MSE averaged over
+all images); SSIM (Gaussian window 7, σ 1.5, data range 1, valid region) of the full image
+with the observed pixels set to their known values, averaged over images.
+At |S| = H·W nothing is unobserved: that row scores every method's own prediction at all
+pixels (a reconstruction). The baselines then reproduce the input exactly (MSE 0, PSNR ∞,
+SSIM 1, no conditional-Gaussian NLL); the model's NLL/MSE measure how well it reproduces S.
+
+With --samples > 0, hybrid autoregressive samples are drawn for the first --sample-images
+images; reported: the per-pixel standard deviation across samples (ddof 1) and the samples'
+MSE, both over unobserved pixels. Writes metrics.json, metrics.md, metrics.png, samples.png.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .baselines import DEFAULT_RIDGE, ConditionalGaussian, linear_fill, nearest_fill
+from .config import Config
+from .data import DataError, load_idx_images, pixel_centers
+from .model import PixelTransformer
+
+DATA_DIR = "/usr/share/datasets/fashion-mnist"
+METHODS = {"model": "PixelTransformer", "cond_gauss": "Cond. Gaussian", "linear": "Linear", "nearest": "Nearest"}
+SSIM_WINDOW, SSIM_SIGMA = 7, 1.5
+UNOBSERVED_BG = np.array([0.30, 0.40, 0.65])  # Fig. 4 style: observed pixels on a blue background
+LN2 = math.log(2)
+
+
+# ---------------------------------------------------------------------------- data and model
+
+def load_model(path: str | Path) -> tuple[PixelTransformer, int]:
+    """PixelTransformer from an export.train checkpoint, in eval mode, and its training step."""
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = Config.from_dict(ck["config"])
+    if cfg.model.pos_dim != 2 or cfg.model.val_dim != 1:
+        raise ValueError(f"{path}: evaluation needs a grayscale image model (pos_dim 2, val_dim 1), "
+                         f"got pos_dim {cfg.model.pos_dim}, val_dim {cfg.model.val_dim}")
+    model = PixelTransformer(cfg.model)
+    model.load_state_dict(ck["model"])
+    return model.eval(), int(ck.get("step", 0))
+
+
+def test_images(data_dir: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """n seeded test images as [n, H*W] float32 values k/255, their test-split indices, H and W."""
+    imgs = load_idx_images(data_dir, "test")[..., 0]
+    if n > len(imgs):
+        raise ValueError(f"--images {n} exceeds the {len(imgs)} test images")
+    which = np.random.default_rng(seed).choice(len(imgs), n, replace=False)
+    _, h, w = imgs.shape
+    return imgs[which].reshape(n, h * w), which, h, w
+
+
+def observed_indices(n: int, d: int, size: int, seed: int) -> np.ndarray:
+    """[n, size] distinct observed pixel indices per image, a function of (seed, size) only."""
+    return np.random.default_rng([seed, size]).random((n, d)).argsort(1)[:, :size]
+
+
+def unobserved_mask(idx: np.ndarray, d: int) -> np.ndarray:
+    """[n, d] True where a pixel is not in S."""
+    mask = np.ones((len(idx), d), dtype=bool)
+    np.put_along_axis(mask, idx, False, 1)
+    return mask
+
+
+@torch.no_grad()
+def model_predict(model: PixelTransformer, images: np.ndarray, idx: np.ndarray, centers: torch.Tensor,
+                  batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Model mean and natural-log likelihood (256 levels) of the true value at every pixel, [n, D] each."""
+    means, logps = [], []
+    for i in range(0, len(images), batch_size):
+        img = torch.from_numpy(images[i:i + batch_size])
+        obs = torch.from_numpy(idx[i:i + batch_size])
+        b, d = img.shape
+        mix = model(centers[obs], img.gather(1, obs).unsqueeze(-1), torch.ones_like(obs, dtype=torch.bool),
+                    centers.expand(b, d, 2))
+        means.append(mix.mean()[..., 0].double().numpy())
+        logps.append(mix.discretized_log_prob(img.unsqueeze(-1), 256, 0.0, 1.0).double().numpy())
+    return np.concatenate(means), np.concatenate(logps)
+
+
+@torch.no_grad()
+def ar_sample(model: PixelTransformer, images: np.ndarray, idx: np.ndarray, centers: torch.Tensor,
+              n_samples: int, frac: float, gen: torch.Generator) -> np.ndarray:
+    """[n, n_samples, D] hybrid autoregressive samples: the unobserved pixels in a random order, in
+    steps of max(1, ceil(frac·|current set|)) pixels, each step conditioned on S plus all drawn so far."""
+    img = torch.from_numpy(images).double().repeat_interleave(n_samples, 0)
+    obs = torch.from_numpy(idx).repeat_interleave(n_samples, 0)
+    b, d = img.shape
+    k = obs.shape[1]
+    score = torch.rand(b, d, generator=gen).scatter_(1, obs, math.inf)
+    order = score.argsort(1)[:, :d - k]                  # unobserved pixels, random order per sample
+    pos, val = centers[obs], img.gather(1, obs).float().unsqueeze(-1)
+    out, t = img.clone(), 0
+    while t < d - k:
+        step = min(d - k - t, max(1, math.ceil((k + t) * frac)))
+        q = order[:, t:t + step]
+        mix = model(pos, val, torch.ones(pos.shape[:2], dtype=torch.bool), centers[q])
+        v = mix.sample(gen).clamp(0.0, 1.0)
+        out.scatter_(1, q, v[..., 0].double())
+        pos, val, t = torch.cat([pos, centers[q]], 1), torch.cat([val, v], 1), t + step
+    return out.view(-1, n_samples, d).numpy()
+
+
+# ------------------------------------------------------------------------------------- metrics
+
+def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> torch.Tensor:
+    """[1, 1, size, size] normalised Gaussian window."""
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-x ** 2 / (2 * sigma ** 2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :])[None, None]
+
+
+def ssim(x: np.ndarray, y: np.ndarray, h: int, w: int, data_range: float = 1.0) -> np.ndarray:
+    """Per-image SSIM (Wang et al. 2004) of [n, H*W] images: Gaussian window, mean over the valid region."""
+    a = torch.as_tensor(x, dtype=torch.float64).reshape(-1, 1, h, w)
+    b = torch.as_tensor(y, dtype=torch.float64).reshape(-1, 1, h, w)
+    win = gaussian_window()
+    mu_a, mu_b = F.conv2d(a, win), F.conv2d(b, win)
+    var_a = F.conv2d(a * a, win) - mu_a ** 2
+    var_b = F.conv2d(b * b, win) - mu_b ** 2
+    cov = F.conv2d(a * b, win) - mu_a * mu_b
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    return s.mean((1, 2, 3)).numpy()
+
+
+def psnr(mse: float) -> float:
+    """10·log10(1 / MSE) for values in [0, 1]; ∞ for an exact prediction."""
+    return 10 * math.log10(1 / mse) if mse > 0 else math.inf
+
+
+def score(pred: np.ndarray, logp: np.ndarray | None, images: np.ndarray, idx: np.ndarray,
+          h: int, w: int) -> dict[str, float | None]:
+    """NLL (bits/px), MSE, PSNR over unobserved pixels and SSIM of the image with S pasted in.
+
+    With no unobserved pixel (S = every pixel) the prediction is scored as is, on all pixels.
+    """
+    target = unobserved_mask(idx, h * w)
+    full = not target.any()
+    if full:
+        target = np.ones_like(target)
+    else:
+        pred = pred.copy()
+        np.put_along_axis(pred, idx, np.take_along_axis(images, idx, 1), 1)
+    err = ((pred - images) ** 2)[target].mean()
+    nll = None if logp is None else float(-logp[target].mean() / LN2)
+    return {"nll_bits": nll, "mse": float(err), "psnr": psnr(err), "ssim": float(ssim(pred, images, h, w).mean())}
+
+
+def fill(fn: Callable, images: np.ndarray, idx: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Apply a per-image baseline fill (nearest_fill or linear_fill) to every image, [n, D]."""
+    return np.stack([fn(img[o], o, h, w) for img, o in zip(images, idx)])
+
+
+def sample_stats(samples: np.ndarray, images: np.ndarray, idx: np.ndarray) -> dict[str, float]:
+    """Per-pixel std across samples (ddof 1) and the samples' MSE, over unobserved pixels."""
+    target = unobserved_mask(idx, images.shape[1])
+    std = samples.std(1, ddof=1) if samples.shape[1] > 1 else np.zeros_like(images, dtype=np.float64)
+    mse = ((samples - images[:, None]) ** 2).mean(1)
+    return {"std": float(std[target].mean()), "mse": float(mse[target].mean()), "images": len(images),
+            "samples": samples.shape[1]}
+
+
+# ------------------------------------------------------------------------------------ reports
+
+def fmt(v: float | None, digits: int) -> str:
+    """A table cell: '—' for no value, '∞' for an infinite one."""
+    if v is None:
+        return "—"
+    if math.isinf(v):
+        return "∞"
+    return f"{v:.{digits}f}"
+
+
+def markdown(res: dict) -> str:
+    """Markdown tables of the results: one row per |S|."""
+    st = res["settings"]
+    lines = [f"# PixelTransformer evaluation (step {st['step']})", "",
+             f"{st['images']} Fashion-MNIST test images (seed {st['seed']}); metrics over unobserved pixels; "
+             f"NLL in bits/pixel (256 levels); PSNR from the MSE over all images; SSIM window "
+             f"{SSIM_WINDOW}, σ {SSIM_SIGMA}, observed pixels pasted; conditional-Gaussian ridge {st['ridge']:g}.", ""]
+    head = ["|S|"]
+    for name in METHODS.values():
+        head += [f"{name} NLL", f"{name} MSE", f"{name} PSNR", f"{name} SSIM"]
+    head += ["MSE model/CG", "NLL model−CG"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
+    for size, r in res["sizes"].items():
+        row = [size]
+        for m in METHODS:
+            row += [fmt(r[m]["nll_bits"], 3), fmt(r[m]["mse"], 5), fmt(r[m]["psnr"], 2), fmt(r[m]["ssim"], 4)]
+        row += [fmt(r["model_vs_gauss"]["mse_ratio"], 3), fmt(r["model_vs_gauss"]["nll_diff_bits"], 3)]
+        lines.append("| " + " | ".join(row) + " |")
+    if any("samples" in r for r in res["sizes"].values()):
+        lines += ["", f"Samples ({st['samples']} per image, first {st['sample_images']} images, "
+                  f"hybrid autoregressive, ar_frac {st['ar_frac']}):", "",
+                  "| |S| | per-pixel std | sample MSE | mean MSE (same images) |", "|---:|---:|---:|---:|"]
+        for size, r in res["sizes"].items():
+            if "samples" in r:
+                s = r["samples"]
+                lines.append(f"| {size} | {s['std']:.4f} | {s['mse']:.5f} | {s['mean_mse']:.5f} |")
+    lines += ["", f"Row |S| = {st['pixels']} (everything observed): every method scored on all pixels without "
+              "pasting; the baselines reproduce the input exactly, the model's numbers are a reconstruction."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_metrics(res: dict, path: Path) -> None:
+    """NLL, MSE, PSNR and SSIM against |S| (log x), one line per method (paper Fig. 6)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = [int(s) for s in res["sizes"]]
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
+    for ax, (key, label) in zip(axes, [("nll_bits", "NLL (bits/pixel)"), ("mse", "MSE"),
+                                       ("psnr", "PSNR (dB)"), ("ssim", "SSIM")]):
+        for m, name in METHODS.items():
+            pts = [(s, r[m][key]) for s, r in zip(sizes, res["sizes"].values())
+                   if r[m][key] is not None and math.isfinite(r[m][key]) and not (key == "mse" and r[m][key] <= 0)]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=name)
+        ax.set_xscale("log")
+        if key == "mse":
+            ax.set_yscale("log")
+        ax.set_xlabel("|S| observed pixels")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.suptitle(f"Fashion-MNIST test, {res['settings']['images']} images, step {res['settings']['step']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def observed_picture(image: np.ndarray, idx: np.ndarray, h: int, w: int) -> np.ndarray:
+    """[H, W, 3] picture of S: observed pixels in gray levels on a blue background."""
+    rgb = np.tile(UNOBSERVED_BG, (h * w, 1))
+    rgb[idx] = image[idx, None]
+    return rgb.reshape(h, w, 3)
+
+
+def plot_samples(panels: list[dict], h: int, w: int, n_samples: int, path: Path) -> None:
+    """Rows of ground truth | S | mean | samples, nearest-neighbour enlarged (paper Fig. 4 style)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = 3 + n_samples
+    fig, axes = plt.subplots(len(panels), cols, figsize=(1.3 * cols, 1.3 * len(panels)), squeeze=False)
+    titles = ["ground truth", "observed S", "mean"] + [f"sample {j + 1}" for j in range(n_samples)]
+    for r, p in enumerate(panels):
+        pics = [p["truth"], observed_picture(p["truth"], p["idx"], h, w), p["mean"]] + list(p["samples"])
+        for c, ax in enumerate(axes[r]):
+            pic = pics[c]
+            ax.imshow(pic if pic.ndim == 3 else pic.reshape(h, w), cmap="gray", vmin=0, vmax=1,
+                      interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(titles[c], fontsize=8)
+        axes[r][0].set_ylabel(f"|S|={p['size']}", fontsize=8)
+    fig.tight_layout(pad=0.3)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def finite_or_none(obj):
+    """JSON-safe copy: infinities and NaNs become null."""
+    if isinstance(obj, dict):
+        return {k: finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [finite_or_none(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+# ----------------------------------------------------------------------------------- protocol
+
+def evaluate(checkpoint_path: str | Path, out: str | Path = "runs/eval", images: int = 256,
+             sizes: tuple[int, ...] = (4, 16, 64, 256, 784), seed: int = 0, samples: int = 3,
+             sample_images: int = 16, ar_frac: float = 0.05, data_dir: str = DATA_DIR, batch_size: int = 32,
+             ridge: float = DEFAULT_RIDGE, gauss_train: int = 0, fig_images: int = 4, threads: int = 2,
+             log: Callable[[str], None] = print) -> dict:
+    """Run the protocol of the module docstring, write the reports into `out`, return the results."""
+    if threads:
+        torch.set_num_threads(threads)
+    model, step = load_model(checkpoint_path)
+    imgs, which, h, w = test_images(data_dir, images, seed)
+    d = h * w
+    bad = [s for s in sizes if not 1 <= s <= d]
+    if bad:
+        raise ValueError(f"sizes {bad} outside 1..{d}")
+    centers = torch.from_numpy(pixel_centers(h, w))
+    t0 = time.time()
+    train = load_idx_images(data_dir, "train")[..., 0].reshape(-1, d)
+    gauss = ConditionalGaussian(ridge).fit(train[:gauss_train] if gauss_train else train)
+    log(f"conditional Gaussian fitted on {gauss_train or len(train)} training images ({time.time() - t0:.1f}s)")
+    del train
+
+    n_sub = min(sample_images, images) if samples > 0 else 0
+    gen = torch.Generator().manual_seed(seed)
+    results, panels = {}, []
+    fig_sizes = [s for s in (16, 64, 256) if s in sizes and s < d] or [s for s in sizes if s < d][:3]
+    for size in sizes:
+        t0 = time.time()
+        idx = observed_indices(images, d, size, seed)
+        obs_vals = np.take_along_axis(imgs, idx, 1)
+        mean, logp = model_predict(model, imgs, idx, centers, batch_size)
+        g_mean, g_var = gauss.predict(idx, obs_vals)
+        g_logp = gauss.log_prob(idx, obs_vals, imgs).numpy() if size < d else None
+        r = {"model": score(mean, logp, imgs, idx, h, w),
+             "cond_gauss": score(g_mean.numpy(), g_logp, imgs, idx, h, w),
+             "linear": score(fill(linear_fill, imgs, idx, h, w), None, imgs, idx, h, w),
+             "nearest": score(fill(nearest_fill, imgs, idx, h, w), None, imgs, idx, h, w)}
+        m, g = r["model"], r["cond_gauss"]
+        r["model_vs_gauss"] = {
+            "mse_ratio": m["mse"] / g["mse"] if g["mse"] > 0 else None,
+            "nll_diff_bits": m["nll_bits"] - g["nll_bits"] if g["nll_bits"] is not None else None}
+        msg = f"|S|={size}: model/CG/linear/nearest MSE " + " ".join(f"{r[k]['mse']:.4f}" for k in METHODS)
+        if n_sub and size < d:
+            smp = ar_sample(model, imgs[:n_sub], idx[:n_sub], centers, samples, ar_frac, gen)
+            sub_mask = unobserved_mask(idx[:n_sub], d)
+            r["samples"] = {**sample_stats(smp, imgs[:n_sub], idx[:n_sub]),
+                            "mean_mse": float(((mean[:n_sub] - imgs[:n_sub]) ** 2)[sub_mask].mean())}
+            msg += f"; samples std {r['samples']['std']:.4f}"
+        if size in fig_sizes:
+            pasted = mean.copy()
+            np.put_along_axis(pasted, idx, obs_vals, 1)
+            for i in range(min(fig_images, images)):
+                panels.append({"image": i, "size": size, "truth": imgs[i], "idx": idx[i], "mean": pasted[i],
+                               "samples": smp[i] if n_sub and i < n_sub else []})
+        results[str(size)] = r
+        log(f"{msg} ({time.time() - t0:.1f}s)")
+
+    res = {"settings": {"checkpoint": str(checkpoint_path), "step": step, "images": images, "seed": seed,
+                        "sizes": list(sizes), "pixels": d, "samples": samples, "sample_images": n_sub,
+                        "ar_frac": ar_frac, "ridge": ridge, "gauss_train": gauss_train or 60000,
+                        "ssim": {"window": SSIM_WINDOW, "sigma": SSIM_SIGMA, "data_range": 1.0},
+                        "psnr": "10*log10(1/MSE), MSE averaged over all images' unobserved pixels",
+                        "test_indices": which.tolist()},
+           "sizes": results}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(finite_or_none(res), indent=1, ensure_ascii=False))
+    (out / "metrics.md").write_text(markdown(res))
+    plot_metrics(res, out / "metrics.png")
+    if panels:
+        panels.sort(key=lambda p: (p["image"], p["size"]))  # by image, then by |S|
+        plot_samples(panels, h, w, samples if n_sub else 0, out / "samples.png")
+    return res
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m export.evaluate", description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint")
+    p.add_argument("--out", default="runs/eval")
+    p.add_argument("--images", type=int, default=256, help="number of seeded test images")
+    p.add_argument("--sizes", default="4,16,64,256,784", help="comma-separated |S| values")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--samples", type=int, default=3, help="samples per image (0 = no sampling)")
+    p.add_argument("--sample-images", type=int, default=16, help="sample only the first N images")
+    p.add_argument("--ar-frac", type=float, default=0.05, help="pixels per autoregressive step / set size")
+    p.add_argument("--data-dir", default=DATA_DIR)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--ridge", type=float, default=DEFAULT_RIDGE, help="conditional-Gaussian covariance ridge")
+    p.add_argument("--gauss-train", type=int, default=0, help="fit the Gaussian on the first N train images (0 = all)")
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args(argv)
+    try:
+        sizes = tuple(int(s) for s in a.sizes.split(",") if s.strip())
+        res = evaluate(a.checkpoint, a.out, a.images, sizes, a.seed, a.samples, a.sample_images, a.ar_frac,
+                       a.data_dir, a.batch_size, a.ridge, a.gauss_train, threads=a.threads)
+    except (DataError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(markdown(res), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Image helpers: pixel-centre positions, observing pixels, the pictures of paper Figs. 4-5, PNG I/O.
+
+Convention: pixel (row i, col j) of an H×W image sits at x = (j + 0.5)/W·2 − 1,
+y = (i + 0.5)/H·2 − 1, in the column order (x, y).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+OBSERVED_BACKGROUND = (0.25, 0.35, 0.6)  # unobserved pixels in the picture of S (paper Fig. 4, row 2)
+
+
+def grid_positions(h: int, w: int) -> np.ndarray:
+    """[H*W, 2] float32 positions of the pixel centres, row-major."""
+    ys, xs = np.meshgrid((np.arange(h) + 0.5) / h * 2 - 1, (np.arange(w) + 0.5) / w * 2 - 1, indexing="ij")
+    return np.stack([xs.ravel(), ys.ravel()], -1).astype(np.float32)
+
+
+def _as_image(image) -> np.ndarray:
+    img = np.asarray(image, dtype=np.float32)
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.ndim != 3:
+        raise InputError(f"image must be [H, W] or [H, W, C], got shape {img.shape}")
+    return img
+
+
+def observe_random(image, k: int, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(positions [k, 2], values [k, C]) of k distinct random pixels of an image [H, W(, C)]."""
+    img = _as_image(image)
+    h, w, c = img.shape
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= h * w:
+        raise InputError(f"cannot observe {k} pixels of a {h}x{w} image: choose between 1 and {h * w}")
+    idx = np.sort(np.random.default_rng(seed).choice(h * w, size=int(k), replace=False))
+    return grid_positions(h, w)[idx], img.reshape(-1, c)[idx]
+
+
+def observe_mask(image, mask) -> tuple[np.ndarray, np.ndarray]:
+    """(positions, values) of the pixels where mask is True (or > 0.5 for a grayscale mask)."""
+    img = _as_image(image)
+    m = np.asarray(mask)
+    if m.ndim == 3:
+        m = m.mean(-1)
+    if m.shape != img.shape[:2]:
+        raise InputError(f"mask of shape {m.shape} does not fit the image of shape {img.shape[:2]}")
+    on = (m > 0.5).ravel()
+    if not on.any():
+        raise InputError("the mask selects no pixel; white (True) pixels mark the observed ones")
+    h, w, c = img.shape
+    return grid_positions(h, w)[on], img.reshape(-1, c)[on]
+
+
+def compose(image_a, image_b, mask) -> np.ndarray:
+    """One image from two (paper Fig. 5): pixels of a where mask is True, of b elsewhere."""
+    a, b = _as_image(image_a), _as_image(image_b)
+    if a.shape != b.shape:
+        raise InputError(f"images differ in shape: {a.shape} and {b.shape}")
+    m = np.asarray(mask, bool)
+    if m.shape != a.shape[:2]:
+        raise InputError(f"mask of shape {m.shape} does not fit images of shape {a.shape[:2]}")
+    return np.where(m[..., None], a, b)
+
+
+def _pixel_indices(positions: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    col = np.clip(np.floor((positions[:, 0] + 1) / 2 * w), 0, w - 1).astype(int)
+    row = np.clip(np.floor((positions[:, 1] + 1) / 2 * h), 0, h - 1).astype(int)
+    return row, col
+
+
+def samples_picture(positions, values, shape: tuple[int, int], fill: str = "background") -> np.ndarray:
+    """The picture of S as an RGB image [H, W, 3]: observed pixels in their values.
+
+    fill="background" paints unobserved pixels a flat blue (paper Fig. 4, row 2);
+    fill="nearest" gives every pixel the value of its nearest sample (nearest-neighbour fill).
+    """
+    h, w = shape
+    pos, val = np.asarray(positions, np.float32), np.asarray(values, np.float32)
+    if val.ndim == 1:
+        val = val[:, None]
+    rgb = np.repeat(val, 3, 1) if val.shape[1] == 1 else val[:, :3]
+    if fill == "nearest":
+        grid = grid_positions(h, w)
+        d = ((grid[:, None, :] - pos[None, :, :]) ** 2).sum(-1)
+        return rgb[d.argmin(1)].reshape(h, w, 3)
+    out = np.empty((h, w, 3), np.float32)
+    out[:] = OBSERVED_BACKGROUND
+    row, col = _pixel_indices(pos, h, w)
+    out[row, col] = rgb
+    return out
+
+
+def to_rgb(image) -> np.ndarray:
+    img = _as_image(image)
+    return np.repeat(img, 3, -1) if img.shape[-1] == 1 else img[..., :3]
+
+
+def figure_grid(rows: list[list[np.ndarray]], scale: int = 4, gap: int = 2) -> np.ndarray:
+    """Tile rows of images [H, W(, C)] into one uint8 RGB picture, enlarged `scale` times (nearest)."""
+    tiles = [[np.kron(to_rgb(im), np.ones((scale, scale, 1))) for im in row] for row in rows]
+    th, tw = tiles[0][0].shape[:2]
+    ncols = max(len(r) for r in tiles)
+    out = np.ones((len(tiles) * (th + gap) + gap, ncols * (tw + gap) + gap, 3), np.float32)
+    for i, row in enumerate(tiles):
+        for j, t in enumerate(row):
+            y, x = gap + i * (th + gap), gap + j * (tw + gap)
+            out[y:y + th, x:x + tw] = t
+    return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def read_image(path: str | Path, channels: int) -> np.ndarray:
+    """An image file as float32 [H, W, channels] in [0, 1]; transparency is composited on white."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"image not found: {path}")
+    try:
+        im = Image.open(path)
+        im.load()
+    except (UnidentifiedImageError, OSError) as e:
+        raise InputError(f"{path} is not a readable image ({e})") from None
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA")
+        bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(bg, im)
+    arr = np.asarray(im.convert("L" if channels == 1 else "RGB"), np.float32) / 255.0
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+def write_png(path: str | Path, image) -> Path:
+    """Write a float [H, W(, C)] image in [0, 1] or a uint8 array as PNG; parent folders are created."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        arr = (np.clip(arr, 0, 1) * 255 + 0.5).astype(np.uint8)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    Image.fromarray(arr).save(path, format="PNG")
+    return path

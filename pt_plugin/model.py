@@ -1,0 +1,229 @@
+"""Model: the two ONNX graphs behind one numpy API (encode once, query many times).
+
+The encoder turns a sample set S into a memory; the decoder answers any number of query
+positions against it, in chunks so memory stays bounded. Sessions are made once and reused;
+onnxruntime's run() is thread-safe, so a Model can serve several threads.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from . import inputs
+from .distribution import Distribution
+from .errors import InputError, ModelNotFoundError
+from .sessions import make_session
+from .weights import DEFAULT_MODEL, locate
+
+DEFAULT_CHUNK = 4096  # queries per decoder call per set
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a loaded model is: its signal, bins, value range and where it runs."""
+    name: str
+    version: str
+    pos_dim: int
+    val_dim: int
+    grid: tuple[int, ...] | None
+    bins: int
+    value_range: tuple[float, float]
+    providers: tuple[str, ...]
+    path: str
+    metadata: dict
+
+
+@dataclass
+class Context:
+    """An encoded batch of sample sets: memory [B, K, D] and mask [B, K] (True = real sample)."""
+    memory: np.ndarray
+    mask: np.ndarray
+
+    @property
+    def batch(self) -> int:
+        return self.memory.shape[0]
+
+
+class Model:
+    """A PixelTransformer export: distribution queries, mean signals and hybrid autoregressive sampling."""
+
+    def __init__(self, path: Path, device: str = "auto", providers: Sequence | None = None,
+                 threads: int | None = None):
+        self.path = Path(path)
+        try:
+            self.meta = json.loads((self.path / "model.json").read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ModelNotFoundError(f"{self.path / 'model.json'} could not be read: {e}") from None
+        self.encoder = make_session(self.path / "encoder.onnx", device, providers, threads)
+        self.decoder = make_session(self.path / "decoder.onnx", device, providers, threads)
+        m = self.meta
+        self.pos_dim, self.val_dim = int(m["pos_dim"]), int(m["val_dim"])
+        self.value_range = (float(m["value_range"][0]), float(m["value_range"][1]))
+        self.centers = np.asarray(m["bin_centers"], np.float64)
+        self.grid = tuple(m["grid"]) if m.get("grid") else None
+
+    @property
+    def info(self) -> ModelInfo:
+        m = self.meta
+        return ModelInfo(m["name"], m["version"], self.pos_dim, self.val_dim, self.grid, int(m["bins"]),
+                         self.value_range, tuple(self.encoder.get_providers()), str(self.path), m)
+
+    def __repr__(self) -> str:
+        i = self.info
+        return (f"Model({i.name!r} v{i.version}, pos_dim={i.pos_dim}, val_dim={i.val_dim}, grid={i.grid}, "
+                f"bins={i.bins}, providers={list(i.providers)})")
+
+    # -- sample sets -------------------------------------------------------------------------
+    def check_set(self, positions, values) -> tuple[np.ndarray, np.ndarray]:
+        """Validated float32 copies of one sample set (see pt_plugin.inputs for the rules)."""
+        return inputs.sample_set(positions, values, self.pos_dim, self.val_dim, self.value_range)
+
+    def encode(self, positions, values) -> Context:
+        """Encode one sample set S (positions [K, pos_dim], values [K, val_dim]) for repeated queries."""
+        p, v = self.check_set(positions, values)
+        return self._encode(p[None], v[None], np.ones((1, len(p)), bool))
+
+    def encode_batch(self, sets: Sequence[tuple]) -> Context:
+        """Encode several sets of different sizes at once (padded, with a mask)."""
+        if len(sets) == 0:
+            raise InputError("encode_batch needs at least one (positions, values) set")
+        checked = [self.check_set(p, v) for p, v in sets]
+        k = max(len(p) for p, _ in checked)
+        b = len(checked)
+        pos = np.zeros((b, k, self.pos_dim), np.float32)
+        val = np.full((b, k, self.val_dim), self.value_range[0], np.float32)
+        mask = np.zeros((b, k), bool)
+        for i, (p, v) in enumerate(checked):
+            pos[i, :len(p)], val[i, :len(v)], mask[i, :len(p)] = p, v, True
+        return self._encode(pos, val, mask)
+
+    def _encode(self, pos: np.ndarray, val: np.ndarray, mask: np.ndarray) -> Context:
+        (memory,) = self.encoder.run(None, {"sample_positions": pos, "sample_values": val, "sample_mask": mask})
+        return Context(memory, mask)
+
+    def _context(self, context) -> Context:
+        if isinstance(context, Context):
+            return context
+        if isinstance(context, tuple) and len(context) == 2:
+            return self.encode(*context)
+        raise InputError("context must be a Context from encode()/encode_batch() or a (positions, values) tuple")
+
+    # -- queries -----------------------------------------------------------------------------
+    def _decode(self, ctx: Context, qpos: np.ndarray, chunk: int):
+        """Raw decoder outputs for qpos [B, Q, pos_dim], Q split into chunks."""
+        outs = [[], [], []]
+        for s in range(0, qpos.shape[1], chunk):
+            res = self.decoder.run(None, {"memory": ctx.memory, "sample_mask": ctx.mask,
+                                          "query_positions": np.ascontiguousarray(qpos[:, s:s + chunk])})
+            for acc, r in zip(outs, res):
+                acc.append(r)
+        return [np.concatenate(o, axis=1) for o in outs]
+
+    def _query_positions(self, ctx: Context, query_positions) -> tuple[np.ndarray, bool]:
+        """[B, Q, pos_dim] positions and whether the caller gave one shared [Q, pos_dim] set."""
+        arr = np.asarray(query_positions) if not isinstance(query_positions, np.ndarray) else query_positions
+        batched = arr.ndim == 3
+        q = inputs.positions(arr, self.pos_dim, "query positions", batched=batched)
+        if batched and q.shape[0] != ctx.batch:
+            raise InputError(f"query positions hold {q.shape[0]} sets but the context has {ctx.batch}")
+        if q.shape[-2] == 0:
+            raise InputError("no query positions given; expected at least one")
+        return (q if batched else np.broadcast_to(q, (ctx.batch,) + q.shape)), batched
+
+    def query(self, context, query_positions, chunk: int = DEFAULT_CHUNK) -> Distribution:
+        """p(v | S) at query positions [Q, pos_dim] (or [B, Q, pos_dim] for a batched context).
+
+        context: a Context or a (positions, values) tuple. Returns a Distribution of shape [Q]
+        for one set with shared queries, else [B, Q].
+        """
+        ctx = self._context(context)
+        q, batched = self._query_positions(ctx, query_positions)
+        logits, offsets, log_sigma = self._decode(ctx, q, inputs.positive_int(chunk, "chunk"))
+        dist = Distribution(logits, offsets, log_sigma, self.centers)
+        return dist[0] if ctx.batch == 1 and not batched else dist
+
+    def mean(self, context, query_positions, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
+        """Mean value at each query position (paper Eq. 4), [Q, val_dim] or [B, Q, val_dim]."""
+        return self.query(context, query_positions, chunk).mean().astype(np.float32)
+
+    # -- sampling ----------------------------------------------------------------------------
+    def sample(self, positions, values, query_positions, num_samples: int = 1, seed: int | None = None,
+               autoregressive: int = 2048, step_fraction: float = 0.0, temperature: float = 1.0,
+               progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Whole signals at query_positions drawn from p(signal | S), [num_samples, Q, val_dim].
+
+        Hybrid autoregressive sampling (paper §4.3): a new random order per sample; the first
+        `autoregressive` positions are drawn in turn, each added to S; the rest take the mean given
+        the grown set. step_fraction 0 is the paper's exact algorithm (one position per encoder
+        pass); > 0 draws ceil(step_fraction·|set|) positions per pass, independently given the
+        current set (an approximation; see pt_plugin.sampling). All samples run in one batch.
+        """
+        from .sampling import hybrid_sample
+
+        p, v = self.check_set(positions, values)
+        q = inputs.positions(query_positions, self.pos_dim, "query positions")
+        return hybrid_sample(self, p, v, q, inputs.positive_int(num_samples, "num_samples"), seed,
+                             inputs.positive_int(autoregressive, "autoregressive", 0), step_fraction,
+                             temperature, progress)
+
+    # -- images ------------------------------------------------------------------------------
+    def _image_shape(self, shape) -> tuple[int, int]:
+        if self.pos_dim != 2:
+            raise InputError(f"image helpers need a 2-D model; this one has pos_dim {self.pos_dim}")
+        shape = tuple(int(s) for s in (shape or self.grid or ()))
+        if len(shape) != 2:
+            raise InputError(f"shape must be (height, width), got {shape}")
+        if self.grid and shape != tuple(self.grid):
+            raise InputError(f"shape {shape} is not this model's grid {tuple(self.grid)}; the model was trained on "
+                             f"{self.grid[0]}x{self.grid[1]} signals (resize the image to fit)")
+        return shape
+
+    def mean_image(self, positions, values, shape=None, return_std: bool = False):
+        """Mean image [H, W, val_dim] given S; with return_std also the per-pixel standard deviation."""
+        from .images import grid_positions
+
+        h, w = self._image_shape(shape)
+        dist = self.query((positions, values), grid_positions(h, w))
+        mean = dist.mean().reshape(h, w, self.val_dim).astype(np.float32)
+        if not return_std:
+            return mean
+        return mean, np.sqrt(dist.variance()).reshape(h, w, self.val_dim).astype(np.float32)
+
+    def sample_images(self, positions, values, shape=None, num_samples: int = 1, seed: int | None = None,
+                      **kwargs) -> np.ndarray:
+        """num_samples images [N, H, W, val_dim] from p(image | S); observed pixels keep their values.
+
+        Pixels whose centre holds a sample of S are not drawn again; kwargs go to sample().
+        """
+        from .images import grid_positions
+
+        h, w = self._image_shape(shape)
+        p, v = self.check_set(positions, values)
+        grid = grid_positions(h, w)
+        observed = _pixels_at(p, h, w)
+        out = np.empty((num_samples, h * w, self.val_dim), np.float32)
+        free = np.setdiff1d(np.arange(h * w), observed[:, 0])
+        out[:, observed[:, 0]] = v[observed[:, 1]]
+        if len(free):
+            out[:, free] = self.sample(p, v, grid[free], num_samples, seed, **kwargs)
+        return np.clip(out, *self.value_range).reshape(num_samples, h, w, self.val_dim)
+
+
+def _pixels_at(p: np.ndarray, h: int, w: int) -> np.ndarray:
+    """[M, 2] (pixel index, sample index) for samples that sit on a pixel centre."""
+    col = (p[:, 0] + 1) / 2 * w - 0.5
+    row = (p[:, 1] + 1) / 2 * h - 0.5
+    on = (np.abs(col - np.round(col)) < 1e-3) & (np.abs(row - np.round(row)) < 1e-3)
+    idx = (np.round(row) * w + np.round(col)).astype(np.int64)
+    return np.stack([idx[on], np.nonzero(on)[0]], 1)
+
+
+def load(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str = "auto",
+         providers: Sequence | None = None, threads: int | None = None, model_path=None) -> Model:
+    """Load a model by name (bundled, cached or downloaded) or from a folder (model_path=)."""
+    return Model(locate(model_path if model_path is not None else name_or_path), device, providers, threads)

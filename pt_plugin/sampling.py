@@ -1,0 +1,73 @@
+"""Hybrid autoregressive sampling (paper §4.3, Eq. 5-6), all samples of a call in one batch.
+
+Exact mode (step_fraction=0, the paper's algorithm): every sample gets its own random order of
+the query positions; the first N' are drawn one per encoder pass, each appended to its set;
+the remaining N - N' positions take the mean given the grown set (Eq. 4).
+
+Scheduled mode (step_fraction=f > 0): each pass draws m = ceil(f·|current set|) positions at
+once — few while the set is small, more as it grows. The m positions are drawn independently
+given the current set, so dependencies among the values drawn in the same pass are ignored;
+with m = 1 it is the exact algorithm. benchmarks/sampling.py measures what this costs.
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from .distribution import Distribution
+from .errors import InputError
+
+if TYPE_CHECKING:
+    from .model import Model
+
+
+def step_sizes(start: int, total: int, step_fraction: float) -> list[int]:
+    """How many positions each encoder pass draws, from a set of `start` samples, `total` in all."""
+    if not 0 <= step_fraction < 1:
+        raise InputError(f"step_fraction must be in [0, 1), got {step_fraction}; 0 is the exact one-at-a-time path")
+    sizes, done = [], 0
+    while done < total:
+        m = 1 if step_fraction == 0 else max(1, math.ceil(step_fraction * (start + done)))
+        m = min(m, total - done)
+        sizes.append(m)
+        done += m
+    return sizes
+
+
+def hybrid_sample(model: "Model", pos: np.ndarray, val: np.ndarray, queries: np.ndarray, num_samples: int,
+                  seed: int | None, autoregressive: int, step_fraction: float, temperature: float,
+                  progress: Callable[[int, int], None] | None) -> np.ndarray:
+    """[num_samples, Q, val_dim] draws; see the module docstring for the algorithm."""
+    rng = np.random.default_rng(seed)
+    n, k = len(queries), len(pos)
+    n_ar = min(autoregressive, n)
+    lo, hi = model.value_range
+    orders = np.stack([rng.permutation(n) for _ in range(num_samples)])  # a new random order per sample
+    set_pos = np.empty((num_samples, k + n_ar, model.pos_dim), np.float32)
+    set_val = np.empty((num_samples, k + n_ar, model.val_dim), np.float32)
+    set_pos[:, :k], set_val[:, :k] = pos, val
+    out = np.empty((num_samples, n, model.val_dim), np.float32)
+    rows = np.arange(num_samples)[:, None]
+    done = 0
+    for m in step_sizes(k, n_ar, step_fraction):
+        size = k + done
+        ctx = model._encode(np.ascontiguousarray(set_pos[:, :size]), np.ascontiguousarray(set_val[:, :size]),
+                            np.ones((num_samples, size), bool))
+        idx = orders[:, done:done + m]
+        qpos = queries[idx]
+        dist = Distribution(*model._decode(ctx, qpos, chunk=max(m, 1)), model.centers)
+        # draws are clipped to the value range the model was trained on before joining the set
+        draws = np.clip(dist.sample(rng, temperature), lo, hi).astype(np.float32)
+        out[rows, idx] = draws
+        set_pos[:, size:size + m], set_val[:, size:size + m] = qpos, draws
+        done += m
+        if progress is not None:
+            progress(done, n_ar)
+    if n_ar < n:
+        ctx = model._encode(set_pos, set_val, np.ones((num_samples, k + n_ar), bool))
+        rest = orders[:, n_ar:]
+        dist = Distribution(*model._decode(ctx, queries[rest], chunk=4096), model.centers)
+        out[rows, rest] = dist.mean()
+    return out

@@ -1,0 +1,141 @@
+"""onnxruntime sessions: provider choice with honest fallback, thread settings, one place.
+
+device "auto" uses CUDA only where it really works and otherwise says once why it runs on the
+CPU; "cuda" raises DeviceError naming what is missing; "cpu" never touches CUDA.
+"""
+from __future__ import annotations
+
+import ctypes
+import importlib.metadata as md
+import os
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import onnxruntime as ort
+
+from .errors import DeviceError, InputError
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def installed_onnxruntime_packages() -> list[str]:
+    """Distributions that provide the `onnxruntime` module (more than one overwrite each other)."""
+    found = []
+    for dist in ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino"):
+        try:
+            found.append(f"{dist} {md.version(dist)}")
+        except md.PackageNotFoundError:
+            pass
+    return found
+
+
+def cuda_driver_problem() -> str | None:
+    """Why CUDA cannot be used here, or None when it looks usable."""
+    if CUDA not in ort.get_available_providers():
+        return (f"the installed onnxruntime ({', '.join(installed_onnxruntime_packages()) or ort.__version__}) "
+                "has no CUDA provider; install onnxruntime-gpu instead of onnxruntime")
+    try:
+        ctypes.CDLL("libcuda.so.1" if os.name != "nt" else "nvcuda.dll")
+    except OSError:
+        return "no NVIDIA driver found (libcuda could not be loaded): this machine has no usable GPU"
+    return None
+
+
+def thread_count(threads: int | None) -> int:
+    """threads argument, else PT_PLUGIN_THREADS, else OMP_NUM_THREADS, else 0 (onnxruntime's default)."""
+    if threads is not None:
+        return int(threads)
+    for var in ("PT_PLUGIN_THREADS", "OMP_NUM_THREADS"):
+        val = os.environ.get(var)
+        if val:
+            try:
+                return int(val)
+            except ValueError:
+                raise InputError(f"{var}={val!r} is not an integer number of threads") from None
+    return 0
+
+
+def resolve_providers(device: str, providers: Sequence | None) -> list:
+    """The provider list to ask for, given device= or explicit providers=."""
+    if providers is not None:
+        return list(providers)
+    if device not in DEVICES:
+        raise InputError(f"device must be one of {DEVICES}, got {device!r}")
+    if device == "cpu":
+        return [CPU]
+    problem = cuda_driver_problem()
+    if problem is None:
+        return [CUDA, CPU]
+    if device == "cuda":
+        raise DeviceError(f"device='cuda' asked for, but {problem}")
+    if CUDA in ort.get_available_providers():  # a GPU build without a GPU: say once why the CPU is used
+        _note_cpu_fallback(problem)
+    return [CPU]
+
+
+_noted_fallback = False
+
+
+def _note_cpu_fallback(reason: str) -> None:
+    global _noted_fallback
+    if not _noted_fallback:
+        _noted_fallback = True
+        warnings.warn(f"pt-plugin runs on the CPU: {reason}", RuntimeWarning, stacklevel=4)
+
+
+_preloaded = False
+_warned_dual = False
+
+
+def _preload_dlls() -> None:
+    """Let onnxruntime find CUDA/cuDNN from pip packages (onnxruntime >= 1.21), once."""
+    global _preloaded
+    if not _preloaded and hasattr(ort, "preload_dlls"):
+        _preloaded = True
+        try:
+            ort.preload_dlls()
+        except Exception:  # noqa: BLE001 - a failed preload only means CUDA will be refused below
+            pass
+
+
+def _warn_dual_install() -> None:
+    global _warned_dual
+    pkgs = installed_onnxruntime_packages()
+    if len(pkgs) > 1 and not _warned_dual:
+        _warned_dual = True
+        warnings.warn(f"several onnxruntime packages are installed ({', '.join(pkgs)}); they overwrite each "
+                      "other's files. Keep one: pip uninstall the others and reinstall the one you want.",
+                      RuntimeWarning, stacklevel=3)
+
+
+def make_session(path: Path, device: str = "auto", providers: Sequence | None = None,
+                 threads: int | None = None) -> ort.InferenceSession:
+    """One InferenceSession with the asked providers, checked against those actually in use."""
+    _warn_dual_install()
+    wanted = resolve_providers(device, providers)
+    names = [p[0] if isinstance(p, tuple) else p for p in wanted]
+    if CUDA in names:
+        _preload_dlls()
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.inter_op_num_threads = 1
+    so.intra_op_num_threads = thread_count(threads)
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    previous = 2
+    ort.set_default_logger_severity(4 if CUDA in names else previous)  # our own line replaces ORT's log spam
+    try:
+        sess = ort.InferenceSession(str(path), so, providers=wanted)
+    finally:
+        ort.set_default_logger_severity(previous)
+    used = sess.get_providers()
+    missing = [n for n in names if n not in used]
+    if missing:
+        msg = (f"{', '.join(missing)} could not be initialised for {path.name} (CUDA and cuDNN libraries "
+               "matching onnxruntime-gpu are needed; `pt-plugin info` shows what is found)")
+        if device == "cuda" and providers is None:
+            raise DeviceError(msg)
+        warnings.warn(f"{msg}; running on {', '.join(used)}", RuntimeWarning, stacklevel=3)
+    return sess

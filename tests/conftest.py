@@ -1,0 +1,65 @@
+"""Shared fixtures: a tiny PixelTransformer trained for real on a slice of Fashion-MNIST, and its export."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+TINY_MODEL = {"d_model": 32, "n_heads": 2, "enc_layers": 1, "dec_layers": 1, "ffn": 64, "num_bins": 16}
+TINY_TRAIN = {"limit": 2000, "val_images": 200, "batch_size": 8, "min_samples": 4, "max_samples": 128,
+              "num_queries": 64, "steps": 300, "lr": 2e-3, "warmup": 20, "log_every": 100, "val_every": 100,
+              "ckpt_every": 100, "threads": 2}
+
+
+def pytest_collection_modifyitems(config, items):
+    if not (FASHION / "train-images-idx3-ubyte.gz").is_file():
+        skip = pytest.mark.skip(reason=f"Fashion-MNIST not in {FASHION} (apt-get install dataset-fashion-mnist)")
+        for item in items:
+            if "tiny_run" in getattr(item, "fixturenames", ()) or "tiny_export" in getattr(item, "fixturenames", ()):
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """Train the tiny model (a few hundred steps, ~20 s) and return its run folder."""
+    from export.train import main
+
+    out = tmp_path_factory.mktemp("tiny_run")
+    cfg = {"model": TINY_MODEL, "train": {**TINY_TRAIN, "data_dir": str(FASHION), "out": str(out)}}
+    (out / "cfg.json").write_text(json.dumps(cfg))
+    assert main(["--config", str(out / "cfg.json")]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_run, tmp_path_factory) -> Path:
+    """The tiny model exported to ONNX (encoder.onnx, decoder.onnx, model.json)."""
+    from export.onnx import main
+
+    out = tmp_path_factory.mktemp("tiny_export") / "tiny"
+    assert main([str(tiny_run / "model.pt"), "--out", str(out), "--grid", "28,28", "--sizes", "1,7,64"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def torch_model(tiny_run):
+    from export.onnx import load_checkpoint
+
+    return load_checkpoint(tiny_run / "model.pt")[0]
+
+
+@pytest.fixture(scope="session")
+def runtime_model(tiny_export):
+    import pt_plugin
+
+    return pt_plugin.load(model_path=tiny_export, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def test_image() -> np.ndarray:
+    from export.data import load_idx_images
+
+    return load_idx_images(FASHION, "test")[0]

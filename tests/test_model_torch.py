@@ -1,0 +1,58 @@
+"""Properties of the torch network: set semantics of the encoder and query independence."""
+import torch
+
+from export.config import ModelConfig
+from export.model import PixelTransformer
+
+
+def small_model(pos_dim=2, val_dim=1):
+    torch.manual_seed(0)
+    return PixelTransformer(ModelConfig(pos_dim=pos_dim, val_dim=val_dim, d_model=32, n_heads=2, enc_layers=2,
+                                        dec_layers=2, ffn=64, num_bins=8 if val_dim == 1 else 1)).eval()
+
+
+@torch.no_grad()
+def test_sample_order_does_not_matter():
+    m = small_model()
+    pos, val, q = torch.rand(1, 20, 2) * 2 - 1, torch.rand(1, 20, 1), torch.rand(1, 7, 2) * 2 - 1
+    mask = torch.ones(1, 20, dtype=torch.bool)
+    perm = torch.randperm(20)
+    a = m(pos, val, mask, q)
+    b = m(pos[:, perm], val[:, perm], mask, q)
+    torch.testing.assert_close(a.logits, b.logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(a.mean(), b.mean(), atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_padding_changes_nothing():
+    m = small_model()
+    pos, val, q = torch.rand(1, 10, 2) * 2 - 1, torch.rand(1, 10, 1), torch.rand(1, 5, 2) * 2 - 1
+    ref = m(pos, val, torch.ones(1, 10, dtype=torch.bool), q)
+    ppos = torch.cat([pos, torch.rand(1, 6, 2)], 1)
+    pval = torch.cat([val, torch.rand(1, 6, 1) * 100], 1)  # garbage in the padding
+    mask = torch.arange(16)[None] < 10
+    out = m(ppos, pval, mask, q)
+    torch.testing.assert_close(out.logits, ref.logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.offsets, ref.offsets, atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_queries_are_independent_of_each_other():
+    m = small_model()
+    pos, val = torch.rand(1, 10, 2) * 2 - 1, torch.rand(1, 10, 1)
+    mask = torch.ones(1, 10, dtype=torch.bool)
+    q = torch.rand(1, 6, 2) * 2 - 1
+    full = m(pos, val, mask, q).mean()
+    single = m(pos, val, mask, q[:, 2:3]).mean()
+    torch.testing.assert_close(full[:, 2:3], single, atol=1e-6, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_bounded_sigma_and_offsets():
+    m = small_model()
+    for p in m.parameters():
+        p.add_(torch.randn_like(p) * 5)  # extreme weights
+    out = m(torch.rand(1, 4, 2), torch.rand(1, 4, 1), torch.ones(1, 4, dtype=torch.bool), torch.rand(1, 3, 2))
+    sigma = out.log_sigma.exp()
+    assert torch.isfinite(out.logits).all() and sigma.min() >= 1e-3 - 1e-7 and sigma.max() <= 1.0 + 1e-6
+    assert out.offsets.abs().max() <= 2 * (1 / 7) + 1e-6
