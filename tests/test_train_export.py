@@ -1,0 +1,61 @@
+"""A tiny real training run lowers its validation loss; its ONNX export matches torch."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from export.onnx import ExportError, export, load_checkpoint, validate
+
+
+def test_training_lowers_validation_loss(tiny_run):
+    ck = torch.load(tiny_run / "model.pt", weights_only=False)
+    hist = ck["history"]
+    assert ck["step"] == 300 and len(hist) == 3
+    assert hist[-1]["val_loss"] < hist[0]["val_loss"] - 0.05, hist
+
+
+def test_resume_continues_from_last_checkpoint(tiny_run, tmp_path):
+    from export.train import main
+
+    cfg = json.loads((tiny_run / "config.json").read_text())
+    cfg["train"].update(out=str(tmp_path), steps=20, val_every=10, ckpt_every=10, log_every=10, limit=200)
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    assert main(["--config", str(tmp_path / "cfg.json"), "--steps", "10"]) == 0
+    assert main(["--config", str(tmp_path / "cfg.json"), "--resume"]) == 0
+    ck = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert ck["step"] == 20 and [h["step"] for h in ck["history"]] == [10, 20]
+
+
+def test_export_files_and_metadata(tiny_export):
+    import onnx
+
+    meta = json.loads((tiny_export / "model.json").read_text())
+    assert meta["pos_dim"] == 2 and meta["val_dim"] == 1 and meta["grid"] == [28, 28] and meta["bins"] == 16
+    assert np.asarray(meta["bin_centers"]).shape == (16, 1)
+    for name in ("encoder.onnx", "decoder.onnx"):
+        m = onnx.load(str(tiny_export / name))
+        assert m.opset_import[0].version >= 18
+        props = {p.key: p.value for p in m.metadata_props}
+        assert json.loads(props["pt_plugin"])["name"] == meta["name"]
+        assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in m.graph.initializer)
+
+
+def test_parity_with_padding_and_large_sets(tiny_run, tiny_export):
+    model, _ = load_checkpoint(tiny_run / "model.pt")
+    worst = validate(model, tiny_export, sizes=(1, 7, 64, 2048), batches=(1, 3), num_queries=20)
+    assert worst < 1e-4
+
+
+def test_export_refuses_to_overwrite(tiny_run, tiny_export):
+    model, ck = load_checkpoint(tiny_run / "model.pt")
+    with pytest.raises(ExportError, match="--force"):
+        export(model, ck, tiny_export, "tiny")
+
+
+def test_bad_checkpoint_is_reported(tmp_path):
+    (tmp_path / "x.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ExportError):
+        load_checkpoint(tmp_path / "x.pt")
+    with pytest.raises(ExportError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")

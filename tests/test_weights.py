@@ -1,0 +1,82 @@
+"""Weights through pooch: a real download from a local HTTP server, hash checks, offline mode."""
+import functools
+import http.server
+import shutil
+import threading
+
+import pytest
+
+import pt_plugin
+from pt_plugin import weights
+from pt_plugin.errors import WeightsError
+
+
+@pytest.fixture()
+def served(tiny_export, tmp_path, monkeypatch):
+    """A weights/ tree (registry + one model) served on 127.0.0.1, with the runtime pointed at it."""
+    root = tmp_path / "server"
+    shutil.copytree(tiny_export, root / "tiny")
+    lines = [f"tiny/{f} sha256:{weights.sha256(root / 'tiny' / f)}" for f in weights.MODEL_FILES]
+    (root / "registry.txt").write_text("\n".join(lines) + "\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    http.server.SimpleHTTPRequestHandler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    bundled = _local_registry(root, tmp_path)
+    monkeypatch.setattr(weights, "bundled_root", lambda: bundled)
+    monkeypatch.setenv("PT_PLUGIN_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("PT_PLUGIN_WEIGHTS_URL", f"http://127.0.0.1:{server.server_port}/")
+    monkeypatch.delenv("PT_PLUGIN_OFFLINE", raising=False)
+    yield root
+    server.shutdown()
+
+
+def _local_registry(root, tmp_path):
+    """A bundled root that has the registry but not the model files, so they must be downloaded."""
+    reg = tmp_path / "bundled"
+    reg.mkdir(exist_ok=True)
+    shutil.copy(root / "registry.txt", reg / "registry.txt")
+    return reg
+
+
+def test_download_verifies_and_loads(served, tmp_path):
+    folder = weights.fetch("tiny")
+    assert folder == tmp_path / "cache" / "tiny"
+    for f in weights.MODEL_FILES:
+        assert weights.sha256(folder / f) == weights.sha256(served / "tiny" / f)
+    model = pt_plugin.load("tiny", device="cpu")
+    assert model.info.name == "tiny"
+    assert weights.describe_models()[0]["where"] == "cached"
+
+
+def test_corrupted_download_is_detected_and_not_kept(served, tmp_path):
+    (served / "tiny" / "decoder.onnx").write_bytes(b"corrupted")
+    with pytest.raises(WeightsError, match="sha256"):
+        weights.fetch("tiny")
+    assert not (tmp_path / "cache" / "tiny" / "decoder.onnx").exists()
+    assert weights.cached_path("tiny") is None
+
+
+def test_corrupted_cache_is_fetched_again(served, tmp_path):
+    weights.fetch("tiny")
+    (tmp_path / "cache" / "tiny" / "encoder.onnx").write_bytes(b"bit rot")
+    folder = weights.locate("tiny")
+    assert weights.sha256(folder / "encoder.onnx") == weights.sha256(served / "tiny" / "encoder.onnx")
+
+
+def test_offline_without_cache_says_what_to_do(served, monkeypatch):
+    monkeypatch.setenv("PT_PLUGIN_OFFLINE", "1")
+    with pytest.raises(WeightsError, match="PT_PLUGIN_OFFLINE=1 forbids"):
+        pt_plugin.load("tiny")
+
+
+def test_offline_with_cache_works(served, monkeypatch):
+    weights.fetch("tiny")
+    monkeypatch.setenv("PT_PLUGIN_OFFLINE", "1")
+    assert pt_plugin.load("tiny", device="cpu").info.name == "tiny"
+
+
+def test_unreachable_server_is_reported(served, monkeypatch):
+    monkeypatch.setenv("PT_PLUGIN_WEIGHTS_URL", "http://127.0.0.1:9/")
+    with pytest.raises(WeightsError, match="could not download"):
+        weights.fetch("tiny")
