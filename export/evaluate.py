@@ -61,7 +61,7 @@ def test_images(data_dir: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarra
     imgs = load_idx_images(data_dir, "test")[..., 0]
     if n > len(imgs):
         raise ValueError(f"--images {n} exceeds the {len(imgs)} test images")
-    which = np.random.default_rng(seed).choice(len(imgs), n, replace=False)
+    which = np.random.default_rng(seed).permutation(len(imgs))[:n]  # nested: more images keep the first ones
     _, h, w = imgs.shape
     return imgs[which].reshape(n, h * w), which, h, w
 
@@ -166,15 +166,17 @@ def score(pred: np.ndarray, logp: np.ndarray | None, images: np.ndarray, idx: np
 
 def fill(fn: Callable, images: np.ndarray, idx: np.ndarray, h: int, w: int) -> np.ndarray:
     """Apply a per-image baseline fill (nearest_fill or linear_fill) to every image, [n, D]."""
+    if idx.shape[1] == h * w:
+        return images.astype(np.float64)  # everything observed: both fills return the input
     return np.stack([fn(img[o], o, h, w) for img, o in zip(images, idx)])
 
 
-def sample_stats(samples: np.ndarray, images: np.ndarray, idx: np.ndarray) -> dict[str, float]:
-    """Per-pixel std across samples (ddof 1) and the samples' MSE, over unobserved pixels."""
+def sample_stats(samples: np.ndarray, images: np.ndarray, idx: np.ndarray) -> dict[str, float | None]:
+    """Per-pixel std across samples (ddof 1; None for a single sample) and the samples' MSE, over unobserved pixels."""
     target = unobserved_mask(idx, images.shape[1])
-    std = samples.std(1, ddof=1) if samples.shape[1] > 1 else np.zeros_like(images, dtype=np.float64)
+    std = float(samples.std(1, ddof=1)[target].mean()) if samples.shape[1] > 1 else None
     mse = ((samples - images[:, None]) ** 2).mean(1)
-    return {"std": float(std[target].mean()), "mse": float(mse[target].mean()), "images": len(images),
+    return {"std": std, "mse": float(mse[target].mean()), "images": len(images),
             "samples": samples.shape[1]}
 
 
@@ -196,7 +198,7 @@ def markdown(res: dict) -> str:
              f"{st['images']} Fashion-MNIST test images (seed {st['seed']}); metrics over unobserved pixels; "
              f"NLL in bits/pixel (256 levels); PSNR from the MSE over all images; SSIM window "
              f"{SSIM_WINDOW}, σ {SSIM_SIGMA}, observed pixels pasted; conditional-Gaussian ridge {st['ridge']:g}.", ""]
-    head = ["|S|"]
+    head = [r"\|S\|"]
     for name in METHODS.values():
         head += [f"{name} NLL", f"{name} MSE", f"{name} PSNR", f"{name} SSIM"]
     head += ["MSE model/CG", "NLL model−CG"]
@@ -210,13 +212,14 @@ def markdown(res: dict) -> str:
     if any("samples" in r for r in res["sizes"].values()):
         lines += ["", f"Samples ({st['samples']} per image, first {st['sample_images']} images, "
                   f"hybrid autoregressive, ar_frac {st['ar_frac']}):", "",
-                  "| |S| | per-pixel std | sample MSE | mean MSE (same images) |", "|---:|---:|---:|---:|"]
+                  r"| \|S\| | per-pixel std | sample MSE | mean MSE (same images) |", "|---:|---:|---:|---:|"]
         for size, r in res["sizes"].items():
             if "samples" in r:
                 s = r["samples"]
-                lines.append(f"| {size} | {s['std']:.4f} | {s['mse']:.5f} | {s['mean_mse']:.5f} |")
-    lines += ["", f"Row |S| = {st['pixels']} (everything observed): every method scored on all pixels without "
-              "pasting; the baselines reproduce the input exactly, the model's numbers are a reconstruction."]
+                lines.append(f"| {size} | {fmt(s['std'], 4)} | {s['mse']:.5f} | {s['mean_mse']:.5f} |")
+    if st["pixels"] in st["sizes"]:
+        lines += ["", f"Row |S| = {st['pixels']} (everything observed): every method scored on all pixels without "
+                  "pasting; the baselines reproduce the input exactly, the model's numbers are a reconstruction."]
     return "\n".join(lines) + "\n"
 
 
@@ -241,9 +244,10 @@ def plot_metrics(res: dict, path: Path) -> None:
         ax.set_xlabel("|S| observed pixels")
         ax.set_title(label)
         ax.grid(alpha=0.3)
-    axes[0].legend()
-    fig.suptitle(f"Fashion-MNIST test, {res['settings']['images']} images, step {res['settings']['step']}")
-    fig.tight_layout()
+    fig.legend(*axes[1].get_legend_handles_labels(), loc="upper right", ncol=len(METHODS), fontsize=9)
+    fig.suptitle(f"Fashion-MNIST test, {res['settings']['images']} images, step {res['settings']['step']}",
+                 x=0.02, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
@@ -310,8 +314,9 @@ def evaluate(checkpoint_path: str | Path, out: str | Path = "runs/eval", images:
     centers = torch.from_numpy(pixel_centers(h, w))
     t0 = time.time()
     train = load_idx_images(data_dir, "train")[..., 0].reshape(-1, d)
-    gauss = ConditionalGaussian(ridge).fit(train[:gauss_train] if gauss_train else train)
-    log(f"conditional Gaussian fitted on {gauss_train or len(train)} training images ({time.time() - t0:.1f}s)")
+    train = train[:gauss_train] if gauss_train else train
+    gauss, n_train = ConditionalGaussian(ridge).fit(train), len(train)
+    log(f"conditional Gaussian fitted on {n_train} training images ({time.time() - t0:.1f}s)")
     del train
 
     n_sub = min(sample_images, images) if samples > 0 else 0
@@ -323,7 +328,7 @@ def evaluate(checkpoint_path: str | Path, out: str | Path = "runs/eval", images:
         idx = observed_indices(images, d, size, seed)
         obs_vals = np.take_along_axis(imgs, idx, 1)
         mean, logp = model_predict(model, imgs, idx, centers, batch_size)
-        g_mean, g_var = gauss.predict(idx, obs_vals)
+        g_mean, _ = gauss.predict(idx, obs_vals)
         g_logp = gauss.log_prob(idx, obs_vals, imgs).numpy() if size < d else None
         r = {"model": score(mean, logp, imgs, idx, h, w),
              "cond_gauss": score(g_mean.numpy(), g_logp, imgs, idx, h, w),
@@ -339,19 +344,19 @@ def evaluate(checkpoint_path: str | Path, out: str | Path = "runs/eval", images:
             sub_mask = unobserved_mask(idx[:n_sub], d)
             r["samples"] = {**sample_stats(smp, imgs[:n_sub], idx[:n_sub]),
                             "mean_mse": float(((mean[:n_sub] - imgs[:n_sub]) ** 2)[sub_mask].mean())}
-            msg += f"; samples std {r['samples']['std']:.4f}"
+            msg += f"; samples std {fmt(r['samples']['std'], 4)}"
         if size in fig_sizes:
             pasted = mean.copy()
             np.put_along_axis(pasted, idx, obs_vals, 1)
-            for i in range(min(fig_images, images)):
+            for i in range(min(fig_images, n_sub or images)):  # sampled images only, when sampling
                 panels.append({"image": i, "size": size, "truth": imgs[i], "idx": idx[i], "mean": pasted[i],
-                               "samples": smp[i] if n_sub and i < n_sub else []})
+                               "samples": smp[i] if n_sub else []})
         results[str(size)] = r
         log(f"{msg} ({time.time() - t0:.1f}s)")
 
     res = {"settings": {"checkpoint": str(checkpoint_path), "step": step, "images": images, "seed": seed,
                         "sizes": list(sizes), "pixels": d, "samples": samples, "sample_images": n_sub,
-                        "ar_frac": ar_frac, "ridge": ridge, "gauss_train": gauss_train or 60000,
+                        "ar_frac": ar_frac, "ridge": ridge, "gauss_train": n_train,
                         "ssim": {"window": SSIM_WINDOW, "sigma": SSIM_SIGMA, "data_range": 1.0},
                         "psnr": "10*log10(1/MSE), MSE averaged over all images' unobserved pixels",
                         "test_indices": which.tolist()},

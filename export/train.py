@@ -148,6 +148,9 @@ def main(argv=None) -> int:
         save(out / "last.pt", {**state, "optimizer": opt.state_dict()})
         save(out / "model.pt", {**state, "metrics": metrics or (history[-1] if history else {})})
 
+    if step == 0 and rank == 0:  # the untrained model's figure, so every curve shows where it started
+        history.append({**evaluate(model, val, cfg.model.alpha, device), "step": 0, "minutes": 0.0})
+        log(f"val step 0 loss {history[0]['val_loss']:.4f} nll {history[0]['val_nll']:.4f} nats/value")
     t0, tlast, running = time.time(), time.time(), 0.0
 
     def elapsed() -> float:

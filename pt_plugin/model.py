@@ -114,15 +114,16 @@ class Model:
         raise InputError("context must be a Context from encode()/encode_batch() or a (positions, values) tuple")
 
     # -- queries -----------------------------------------------------------------------------
-    def _decode(self, ctx: Context, qpos: np.ndarray, chunk: int):
-        """Raw decoder outputs for qpos [B, Q, pos_dim], Q split into chunks."""
-        outs = [[], [], []]
+    def _decode(self, ctx: Context, qpos: np.ndarray, chunk: int = DEFAULT_CHUNK) -> list[np.ndarray]:
+        """Raw decoder outputs for qpos [B, Q, pos_dim], Q split into chunks and joined again."""
+        parts = list(self._decode_chunks(ctx, qpos, chunk))
+        return [np.concatenate([p[i] for p in parts], axis=1) for i in range(3)]
+
+    def _decode_chunks(self, ctx: Context, qpos: np.ndarray, chunk: int):
+        """Decoder outputs chunk by chunk, so reductions (mean, std) need memory for one chunk only."""
         for s in range(0, qpos.shape[1], chunk):
-            res = self.decoder.run(None, {"memory": ctx.memory, "sample_mask": ctx.mask,
+            yield self.decoder.run(None, {"memory": ctx.memory, "sample_mask": ctx.mask,
                                           "query_positions": np.ascontiguousarray(qpos[:, s:s + chunk])})
-            for acc, r in zip(outs, res):
-                acc.append(r)
-        return [np.concatenate(o, axis=1) for o in outs]
 
     def _query_positions(self, ctx: Context, query_positions) -> tuple[np.ndarray, bool]:
         """[B, Q, pos_dim] positions and whether the caller gave one shared [Q, pos_dim] set."""
@@ -147,9 +148,25 @@ class Model:
         dist = Distribution(logits, offsets, log_sigma, self.centers)
         return dist[0] if ctx.batch == 1 and not batched else dist
 
-    def mean(self, context, query_positions, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
-        """Mean value at each query position (paper Eq. 4), [Q, val_dim] or [B, Q, val_dim]."""
-        return self.query(context, query_positions, chunk).mean().astype(np.float32)
+    def mean(self, context, query_positions, chunk: int = DEFAULT_CHUNK, return_std: bool = False):
+        """Mean value at each query position (paper Eq. 4), [Q, val_dim] or [B, Q, val_dim].
+
+        Reduced chunk by chunk: memory stays bounded for any number of queries. With return_std,
+        also the standard deviation of the value law at each position.
+        """
+        ctx = self._context(context)
+        q, batched = self._query_positions(ctx, query_positions)
+        means, stds = [], []
+        for out in self._decode_chunks(ctx, q, inputs.positive_int(chunk, "chunk")):
+            dist = Distribution(*out, self.centers)
+            means.append(dist.mean().astype(np.float32))
+            if return_std:
+                stds.append(np.sqrt(dist.variance()).astype(np.float32))
+        squeeze = ctx.batch == 1 and not batched
+        mean = np.concatenate(means, 1)[0 if squeeze else slice(None)]
+        if not return_std:
+            return mean
+        return mean, np.concatenate(stds, 1)[0 if squeeze else slice(None)]
 
     # -- sampling ----------------------------------------------------------------------------
     def sample(self, positions, values, query_positions, num_samples: int = 1, seed: int | None = None,
@@ -188,11 +205,10 @@ class Model:
         from .images import grid_positions
 
         h, w = self._image_shape(shape)
-        dist = self.query((positions, values), grid_positions(h, w))
-        mean = dist.mean().reshape(h, w, self.val_dim).astype(np.float32)
+        out = self.mean((positions, values), grid_positions(h, w), return_std=return_std)
         if not return_std:
-            return mean
-        return mean, np.sqrt(dist.variance()).reshape(h, w, self.val_dim).astype(np.float32)
+            return out.reshape(h, w, self.val_dim)
+        return out[0].reshape(h, w, self.val_dim), out[1].reshape(h, w, self.val_dim)
 
     def sample_images(self, positions, values, shape=None, num_samples: int = 1, seed: int | None = None,
                       **kwargs) -> np.ndarray:

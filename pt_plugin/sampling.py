@@ -68,6 +68,5 @@ def hybrid_sample(model: "Model", pos: np.ndarray, val: np.ndarray, queries: np.
     if n_ar < n:
         ctx = model._encode(set_pos, set_val, np.ones((num_samples, k + n_ar), bool))
         rest = orders[:, n_ar:]
-        dist = Distribution(*model._decode(ctx, queries[rest], chunk=4096), model.centers)
-        out[rows, rest] = dist.mean()
+        out[rows, rest] = model.mean(ctx, queries[rest])
     return out

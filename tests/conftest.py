@@ -10,7 +10,7 @@ import pytest
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 TINY_MODEL = {"d_model": 32, "n_heads": 2, "enc_layers": 1, "dec_layers": 1, "ffn": 64, "num_bins": 16}
 TINY_TRAIN = {"limit": 2000, "val_images": 200, "batch_size": 8, "min_samples": 4, "max_samples": 128,
-              "num_queries": 64, "steps": 300, "lr": 2e-3, "warmup": 20, "log_every": 100, "val_every": 100,
+              "num_queries": 64, "steps": 200, "lr": 2e-3, "warmup": 20, "log_every": 100, "val_every": 100,
               "ckpt_every": 100, "threads": 2}
 
 
