@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 
 from .baselines import DEFAULT_RIDGE, ConditionalGaussian, linear_fill, nearest_fill
-from .config import Config
 from .data import DataError, load_idx_images, pixel_centers
 from .model import PixelTransformer
+from .onnx import ExportError, load_checkpoint
 
 DATA_DIR = "/usr/share/datasets/fashion-mnist"
 METHODS = {"model": "PixelTransformer", "cond_gauss": "Cond. Gaussian", "linear": "Linear", "nearest": "Nearest"}
@@ -46,14 +46,11 @@ LN2 = math.log(2)
 
 def load_model(path: str | Path) -> tuple[PixelTransformer, int]:
     """PixelTransformer from an export.train checkpoint, in eval mode, and its training step."""
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    cfg = Config.from_dict(ck["config"])
-    if cfg.model.pos_dim != 2 or cfg.model.val_dim != 1:
+    model, ck = load_checkpoint(path)
+    if model.cfg.pos_dim != 2 or model.cfg.val_dim != 1:
         raise ValueError(f"{path}: evaluation needs a grayscale image model (pos_dim 2, val_dim 1), "
-                         f"got pos_dim {cfg.model.pos_dim}, val_dim {cfg.model.val_dim}")
-    model = PixelTransformer(cfg.model)
-    model.load_state_dict(ck["model"])
-    return model.eval(), int(ck.get("step", 0))
+                         f"got pos_dim {model.cfg.pos_dim}, val_dim {model.cfg.val_dim}")
+    return model, int(ck.get("step", 0))
 
 
 def test_images(data_dir: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, int, int]:
@@ -392,7 +389,7 @@ def main(argv=None) -> int:
         sizes = tuple(int(s) for s in a.sizes.split(",") if s.strip())
         res = evaluate(a.checkpoint, a.out, a.images, sizes, a.seed, a.samples, a.sample_images, a.ar_frac,
                        a.data_dir, a.batch_size, a.ridge, a.gauss_train, threads=a.threads)
-    except (DataError, ValueError, FileNotFoundError) as e:
+    except (DataError, ExportError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(markdown(res), end="")
