@@ -151,7 +151,10 @@ class QueryDecoder(nn.Module):
         logits = out[..., :nb]
         offsets = self.max_offset * torch.tanh(out[..., nb:nb + nb * v]).reshape(b, nq, nb, v)
         # σ in [sigma_min, sigma_max]: a floor keeps the density finite, a ceiling keeps it meaningful
-        sigma = self.sigma_min + (self.sigma_max - self.sigma_min) * torch.sigmoid(out[..., nb + nb * v:] - 3.0)
+        # (1 + e^-z)^-1 rather than sigmoid: onnxruntime's fast Sigmoid has ~1e-7 absolute error, which
+        # log() turns into 1e-4 near sigma_min; exp keeps the relative error small (export parity)
+        gate = torch.reciprocal(1.0 + torch.exp(3.0 - out[..., nb + nb * v:]))
+        sigma = self.sigma_min + (self.sigma_max - self.sigma_min) * gate
         return logits, offsets, torch.log(sigma)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import pickle
 import sys
 import warnings
 from pathlib import Path
@@ -42,7 +43,7 @@ def load_checkpoint(path: str | Path) -> tuple[PixelTransformer, dict[str, Any]]
         cfg = Config.from_dict(ck["config"])
         model = PixelTransformer(cfg.model)
         model.load_state_dict(ck["model"])
-    except (KeyError, RuntimeError, ValueError, EOFError) as e:
+    except (KeyError, TypeError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as e:
         raise ExportError(f"{path} is not a pt-plugin checkpoint (written by export.train): {e}") from None
     return model.eval(), ck
 

@@ -1,0 +1,38 @@
+"""Write weights/registry.txt: `python -m export.registry [WEIGHTS_DIR]`.
+
+One line per model file, `MODEL/FILE sha256:HEX`, the format pooch reads; the runtime checks
+every bundled, cached or downloaded file against it.
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+MODEL_FILES = ("encoder.onnx", "decoder.onnx", "model.json")
+
+
+def write_registry(root: Path) -> list[str]:
+    lines = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        if all((folder / f).is_file() for f in MODEL_FILES):
+            for f in MODEL_FILES:
+                digest = hashlib.sha256((folder / f).read_bytes()).hexdigest()
+                lines.append(f"{folder.name}/{f} sha256:{digest}")
+    (root / "registry.txt").write_text("\n".join(lines) + "\n")
+    return lines
+
+
+def main(argv=None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    root = Path(args[0] if args else "weights")
+    if not root.is_dir():
+        print(f"error: {root} is not a folder", file=sys.stderr)
+        return 2
+    for line in write_registry(root):
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
