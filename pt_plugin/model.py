@@ -127,9 +127,8 @@ class Model:
 
     def _query_positions(self, ctx: Context, query_positions) -> tuple[np.ndarray, bool]:
         """[B, Q, pos_dim] positions and whether the caller gave one shared [Q, pos_dim] set."""
-        arr = np.asarray(query_positions) if not isinstance(query_positions, np.ndarray) else query_positions
-        batched = arr.ndim == 3
-        q = inputs.positions(arr, self.pos_dim, "query positions", batched=batched)
+        batched = np.ndim(query_positions) == 3
+        q = inputs.positions(query_positions, self.pos_dim, "query positions", batched=batched)
         if batched and q.shape[0] != ctx.batch:
             raise InputError(f"query positions hold {q.shape[0]} sets but the context has {ctx.batch}")
         if q.shape[-2] == 0:
