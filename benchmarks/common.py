@@ -65,11 +65,11 @@ def float_list(text: str) -> list[float]:
     return [float(x) for x in text.split(",") if x.strip()]
 
 
-def load_model(model_path: Path, threads: int):
-    """The pt-plugin model on the CPU with `threads` intra-op threads."""
+def load_model(model_path: Path, threads: int, precision: str = "fp32"):
+    """The pt-plugin model on the CPU with `threads` intra-op threads (graphs of `precision`)."""
     import pt_plugin
 
-    return pt_plugin.load(model_path=str(model_path), device="cpu", threads=threads)
+    return pt_plugin.load(model_path=str(model_path), device="cpu", threads=threads, precision=precision)
 
 
 # -- timing ------------------------------------------------------------------------------------

@@ -24,6 +24,11 @@ random query positions with the default chunk, next to the same queries answered
 (Model.mean on DEFAULT_CHUNK-query slices, means concatenated). If Model.mean keeps memory
 bounded, its column stays flat as the queries grow; "result MiB" is the size of the returned
 means, the least any implementation must hold. 1e6 queries may need several GiB.
+
+Precisions (third table, with --precisions fp32,int8[,fp16]): the same ort mean computation with the
+graphs of each precision (`python -m export.quantize MODEL_PATH` makes them), interleaved like the
+first table, medians in ms; "time / fp32" < 1 means faster than fp32; "max abs diff" is the largest
+|mean - fp32 mean| over the 784 pixels of all sets. fp16 is for GPUs: on the CPU provider it is slow.
 """
 from __future__ import annotations
 
@@ -51,6 +56,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="query counts for the bounded-memory check ('' skips it)")
     p.add_argument("--bounded-set", type=int, default=64, help="|S| for the bounded-memory check")
     p.add_argument("--no-memory", action="store_true", help="skip all peak-memory measurements")
+    p.add_argument("--precisions", type=lambda t: [x.strip() for x in t.split(",") if x.strip()], default=[],
+                   help="also time the ort path per precision, e.g. fp32,int8 (needs export.quantize's graphs)")
     return p.parse_args(argv)
 
 
@@ -181,6 +188,32 @@ def bounded_table(rows: list[dict]) -> str:
     return common.table(headers, body)
 
 
+def precision_rows(args: argparse.Namespace, images: np.ndarray, grid: np.ndarray) -> list[dict]:
+    names = list(dict.fromkeys(["fp32", *args.precisions]))
+    models = {p: common.load_model(args.model_path, args.threads, p) for p in names}
+    rows = []
+    for k in args.sizes:
+        for b in args.batches:
+            sets = make_sets(images, k, b, args.seed)
+            runners = {p: ort_runner(m, sets, grid) for p, m in models.items()}
+            ref = runners["fp32"]().reshape(-1)
+            diffs = {p: float(np.abs(r().reshape(-1) - ref).max()) for p, r in runners.items()}
+            common.log(f"|S|={k} batch={b}: timing {', '.join(names)}")
+            times = common.interleave({p: common.timer(r) for p, r in runners.items()}, args.repeats, args.warmup,
+                                      pause=PAUSE)
+            base = common.median(times["fp32"])
+            rows += [{"set_size": k, "batch": b, "precision": p, "ort_s": times[p],
+                      "ort_ms": 1e3 * common.median(times[p]), "ratio_to_fp32": common.median(times[p]) / base,
+                      "max_abs_diff_vs_fp32": diffs[p]} for p in names]
+    return rows
+
+
+def precision_table(rows: list[dict]) -> str:
+    headers = ["set size", "batch", "precision", "ort ms", "time / fp32", "max abs diff vs fp32"]
+    return common.table(headers, [[r["set_size"], r["batch"], r["precision"], fmt(r["ort_ms"]), fmt(r["ratio_to_fp32"]),
+                                   fmt(r["max_abs_diff_vs_fp32"], 2)] for r in rows])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import pt_plugin
@@ -192,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     grid = pt_plugin.grid_positions(h, w)
     images = common.test_images(max(args.batches), args.data_dir)
     rows = speed_rows(args, model, net, images, grid)
+    precisions = precision_rows(args, images, grid) if args.precisions else []
     bounded = [] if args.no_memory else bounded_rows(args, common.observed_sets(images[:1], args.bounded_set,
                                                                                 args.seed)[0])
     print(f"# Mean-image inference, {h}x{w} queries: onnxruntime (pt-plugin) vs torch eager\n")
@@ -201,8 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     if bounded:
         print(f"\nBounded memory: Model.mean, |S|={args.bounded_set}, random query positions, default chunk\n")
         print(bounded_table(bounded))
+    if precisions:
+        print(f"\nPrecisions: ort Model.mean per graph precision (CPU), median of {args.repeats} interleaved calls\n")
+        print(precision_table(precisions))
     common.save_json(args.json, {"benchmark": "mean_inference", "machine": machine, "args": vars(args),
-                                 "rows": rows, "bounded": bounded})
+                                 "rows": rows, "bounded": bounded, "precisions": precisions})
     return 0
 
 

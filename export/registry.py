@@ -1,11 +1,13 @@
 """Write weights/registry.txt: `python -m export.registry [WEIGHTS_DIR]`.
 
 One line per model file, `MODEL/FILE sha256:HEX`, the format pooch reads; the runtime checks
-every bundled, cached or downloaded file against it.
+every bundled, cached or downloaded file against it. Reduced-precision graphs (export.quantize) are
+listed when model.json records them under "variants", i.e. when they passed their parity check.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 from pathlib import Path
 
@@ -16,7 +18,9 @@ def write_registry(root: Path) -> list[str]:
     lines = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         if all((folder / f).is_file() for f in MODEL_FILES):
-            for f in MODEL_FILES:
+            variants = json.loads((folder / "model.json").read_text()).get("variants", {})
+            extra = [f for v in variants.values() for f in v.get("files", []) if (folder / f).is_file()]
+            for f in (*MODEL_FILES, *extra):
                 digest = hashlib.sha256((folder / f).read_bytes()).hexdigest()
                 lines.append(f"{folder.name}/{f} sha256:{digest}")
     (root / "registry.txt").write_text("\n".join(lines) + "\n")

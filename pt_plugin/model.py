@@ -18,7 +18,7 @@ from . import inputs
 from .distribution import Distribution
 from .errors import InputError, ModelNotFoundError
 from .sessions import make_session
-from .weights import DEFAULT_MODEL, locate
+from .weights import DEFAULT_MODEL, graph_files, locate
 
 DEFAULT_CHUNK = 4096  # queries per decoder call per set
 
@@ -36,6 +36,7 @@ class ModelInfo:
     providers: tuple[str, ...]
     path: str
     metadata: dict
+    precision: str = "fp32"
 
 
 @dataclass
@@ -50,17 +51,34 @@ class Context:
 
 
 class Model:
-    """A PixelTransformer export: distribution queries, mean signals and hybrid autoregressive sampling."""
+    """A PixelTransformer export: distribution queries, mean signals and hybrid autoregressive sampling.
+
+    precision: "fp32" (encoder.onnx, decoder.onnx), "int8" (CPU) or "fp16" (GPU): the graphs
+    encoder.<precision>.onnx / decoder.<precision>.onnx that `python -m export.quantize` writes and
+    checks against fp32 (its figures are in model.json "variants"). Inputs and outputs stay float32.
+    """
 
     def __init__(self, path: Path, device: str = "auto", providers: Sequence | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, precision: str = "fp32"):
         self.path = Path(path)
+        files = graph_files(precision)
         try:
             self.meta = json.loads((self.path / "model.json").read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise ModelNotFoundError(f"{self.path / 'model.json'} could not be read: {e}") from None
-        self.encoder = make_session(self.path / "encoder.onnx", device, providers, threads)
-        self.decoder = make_session(self.path / "decoder.onnx", device, providers, threads)
+        if precision != "fp32":
+            missing = [f for f in files if not (self.path / f).is_file()]
+            if missing:
+                raise InputError(f"{self.path} has no {precision} graphs ({', '.join(missing)} missing); make them "
+                                 f"with `python -m export.quantize {self.path} --{precision}`, or use precision="
+                                 f"'fp32'")
+            if precision not in self.meta.get("variants", {}):
+                raise InputError(f"{self.path}/model.json records no checked {precision} variant, so "
+                                 f"{' and '.join(files)} may be left from an earlier export; remake them with "
+                                 f"`python -m export.quantize {self.path} --{precision} --force`")
+        self.precision = precision
+        self.encoder = make_session(self.path / files[0], device, providers, threads)
+        self.decoder = make_session(self.path / files[1], device, providers, threads)
         m = self.meta
         self.pos_dim, self.val_dim = int(m["pos_dim"]), int(m["val_dim"])
         self.value_range = (float(m["value_range"][0]), float(m["value_range"][1]))
@@ -71,12 +89,12 @@ class Model:
     def info(self) -> ModelInfo:
         m = self.meta
         return ModelInfo(m["name"], m["version"], self.pos_dim, self.val_dim, self.grid, int(m["bins"]),
-                         self.value_range, tuple(self.encoder.get_providers()), str(self.path), m)
+                         self.value_range, tuple(self.encoder.get_providers()), str(self.path), m, self.precision)
 
     def __repr__(self) -> str:
         i = self.info
         return (f"Model({i.name!r} v{i.version}, pos_dim={i.pos_dim}, val_dim={i.val_dim}, grid={i.grid}, "
-                f"bins={i.bins}, providers={list(i.providers)})")
+                f"bins={i.bins}, precision={i.precision!r}, providers={list(i.providers)})")
 
     # -- sample sets -------------------------------------------------------------------------
     def check_set(self, positions, values) -> tuple[np.ndarray, np.ndarray]:
@@ -239,6 +257,12 @@ def _pixels_at(p: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def load(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str = "auto",
-         providers: Sequence | None = None, threads: int | None = None, model_path=None) -> Model:
-    """Load a model by name (bundled, cached or downloaded) or from a folder (model_path=)."""
-    return Model(locate(model_path if model_path is not None else name_or_path), device, providers, threads)
+         providers: Sequence | None = None, threads: int | None = None, model_path=None,
+         precision: str = "fp32") -> Model:
+    """Load a model by name (bundled, cached or downloaded) or from a folder (model_path=).
+
+    precision: "fp32" (default), "int8" (CPU) or "fp16" (CUDA); see Model.
+    """
+    graph_files(precision)  # an unknown precision is an InputError before anything is looked up
+    return Model(locate(model_path if model_path is not None else name_or_path, precision), device, providers,
+                 threads, precision)

@@ -1,0 +1,143 @@
+"""Reduced-precision graphs (export.quantize): parity with fp32, loading by precision, registry checks."""
+import functools
+import http.server
+import importlib.util
+import json
+import shutil
+import threading
+
+import numpy as np
+import pytest
+
+import pt_plugin
+from export import quantize
+from export.registry import write_registry
+from pt_plugin import InputError, WeightsError, grid_positions, observe_random
+from pt_plugin import weights
+
+HAS_FP16 = importlib.util.find_spec("onnxconverter_common") is not None
+needs_fp16 = pytest.mark.skipif(not HAS_FP16, reason="fp16 needs onnxconverter-common")
+
+
+def copy_export(src, dst):
+    dst.mkdir(parents=True)
+    for f in weights.MODEL_FILES:
+        shutil.copy(src / f, dst / f)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def variants(tiny_export, tmp_path_factory):
+    """A copy of the tiny export with its int8 (and fp16) graphs; tiny_export itself stays untouched."""
+    folder = copy_export(tiny_export, tmp_path_factory.mktemp("variants") / "tiny")
+    assert quantize.main([str(folder), "--int8"] + (["--fp16"] if HAS_FP16 else [])) == 0
+    return folder
+
+
+@pytest.mark.parametrize("precision", ["int8", pytest.param("fp16", marks=needs_fp16)])
+def test_variant_parity_is_recorded_and_within_tolerance(variants, precision):
+    entry = json.loads((variants / "model.json").read_text())["variants"][precision]
+    assert entry["files"] == [f"encoder.{precision}.onnx", f"decoder.{precision}.onnx"]
+    assert all((variants / f).is_file() for f in entry["files"])
+    figures = entry["parity"]
+    assert figures["tolerance"] == quantize.TOLERANCES[precision]
+    assert quantize.within(figures, quantize.TOLERANCES[precision])
+    assert figures["set_sizes"] == [1, 64, 784]
+
+
+@pytest.mark.parametrize("precision", ["int8", pytest.param("fp16", marks=needs_fp16)])
+def test_load_variant_mean_image_close_to_fp32(variants, runtime_model, test_image, precision):
+    model = pt_plugin.load(model_path=variants, device="cpu", precision=precision)
+    assert model.info.precision == precision and runtime_model.info.precision == "fp32"
+    assert precision in repr(model)
+    pos, val = observe_random(test_image, 40, seed=0)
+    diff = np.abs(model.mean_image(pos, val) - runtime_model.mean_image(pos, val))
+    tol = quantize.TOLERANCES[precision]
+    assert diff.max() <= tol["mean_value_max_abs_diff"]
+    assert diff.mean() <= tol["mean_value_mean_abs_diff"]
+    batch = model.encode_batch([observe_random(test_image, k, seed=1) for k in (3, 20)])
+    assert model.mean(batch, grid_positions(28, 28)).shape == (2, 784, 1)
+
+
+def test_missing_variant_says_which_command_makes_it(tiny_export, tmp_path):
+    folder = copy_export(tiny_export, tmp_path / "tiny")
+    with pytest.raises(InputError, match=r"no int8 graphs.*python -m export.quantize .* --int8"):
+        pt_plugin.load(model_path=folder, device="cpu", precision="int8")
+
+
+def test_variant_not_recorded_in_model_json_is_refused(variants, tiny_export, tmp_path):
+    """Variant files left from an earlier export (re-export rewrote model.json) are not used."""
+    folder = copy_export(tiny_export, tmp_path / "tiny")
+    for f in quantize.variant_files("int8"):
+        shutil.copy(variants / f, folder / f)
+    with pytest.raises(InputError, match="records no checked int8 variant"):
+        pt_plugin.load(model_path=folder, device="cpu", precision="int8")
+
+
+def test_unknown_precision_lists_the_valid_ones(tiny_export):
+    with pytest.raises(InputError, match="fp32, int8, fp16.*'int4'"):
+        pt_plugin.load(model_path=tiny_export, device="cpu", precision="int4")
+
+
+def test_over_tolerance_is_not_kept(tiny_export, tmp_path, monkeypatch):
+    folder = copy_export(tiny_export, tmp_path / "tiny")
+    monkeypatch.setitem(quantize.TOLERANCES, "int8", {"mean_value_max_abs_diff": 0.0,
+                                                      "mean_value_mean_abs_diff": 0.0})
+    assert quantize.main([str(folder), "--int8"]) == 1
+    assert sorted(p.name for p in folder.iterdir()) == sorted(weights.MODEL_FILES)
+    assert "variants" not in json.loads((folder / "model.json").read_text())
+
+
+def test_existing_variant_needs_force(variants, capsys):
+    assert quantize.main([str(variants), "--int8"]) == 2
+    assert "--force" in capsys.readouterr().err
+
+
+@pytest.fixture()
+def registered(variants, tmp_path, monkeypatch):
+    """A bundled weights/ root with the tiny model, its int8 graphs and a registry listing them."""
+    root = tmp_path / "bundled"
+    shutil.copytree(variants, root / "tiny")
+    for f in quantize.variant_files("fp16"):
+        (root / "tiny" / f).unlink(missing_ok=True)
+    meta = json.loads((root / "tiny" / "model.json").read_text())
+    meta["variants"].pop("fp16", None)
+    (root / "tiny" / "model.json").write_text(json.dumps(meta))
+    lines = write_registry(root)
+    assert any(line.startswith("tiny/encoder.int8.onnx ") for line in lines)
+    monkeypatch.setattr(weights, "bundled_root", lambda: root)
+    monkeypatch.setenv("PT_PLUGIN_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("PT_PLUGIN_OFFLINE", "1")
+    return root
+
+
+def test_registered_variant_is_verified(registered):
+    assert pt_plugin.load("tiny", device="cpu", precision="int8").info.precision == "int8"
+    with pytest.raises(InputError, match="no registered fp16 graphs"):
+        pt_plugin.load("tiny", device="cpu", precision="fp16")
+    (registered / "tiny" / "decoder.int8.onnx").write_bytes(b"tampered")
+    with pytest.raises(WeightsError, match="sha256"):
+        pt_plugin.load("tiny", device="cpu")  # a damaged listed file fails even when fp32 is asked for
+
+
+def test_registered_variant_is_fetched_on_demand(registered, tmp_path, monkeypatch):
+    """The bundled copy lacks the int8 graphs: they are downloaded with the model into the cache."""
+    server_root = tmp_path / "server"
+    shutil.copytree(registered, server_root)
+    for f in quantize.variant_files("int8"):
+        (registered / "tiny" / f).unlink()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(server_root))
+    http.server.SimpleHTTPRequestHandler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert pt_plugin.load("tiny", device="cpu").path == registered / "tiny"  # fp32: bundled, nothing fetched
+        assert not (tmp_path / "cache").exists()
+        monkeypatch.setenv("PT_PLUGIN_WEIGHTS_URL", f"http://127.0.0.1:{server.server_port}/")
+        monkeypatch.delenv("PT_PLUGIN_OFFLINE")
+        model = pt_plugin.load("tiny", device="cpu", precision="int8")
+        assert model.path == tmp_path / "cache" / "tiny" and model.info.precision == "int8"
+        assert weights.sha256(model.path / "encoder.int8.onnx") == weights.sha256(
+            server_root / "tiny" / "encoder.int8.onnx")
+    finally:
+        server.shutdown()
