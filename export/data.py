@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pt_plugin.images import grid_positions as pixel_centers  # noqa: F401 - one definition of the pixel grid
+
 FASHION_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
@@ -128,12 +130,6 @@ def load_dataset(spec: str, data_dir: str, split: str = "train") -> np.ndarray:
     if kind == "cifar10":
         return load_cifar10(where or data_dir, split)
     raise DataError(f"unknown data spec {spec!r}; expected fashion-mnist, idx:DIR, folder:DIR or cifar10:DIR")
-
-
-def pixel_centers(h: int, w: int) -> np.ndarray:
-    """[H*W, 2] positions (x, y) of the pixel centres of an H×W grid, row-major."""
-    ys, xs = np.meshgrid((np.arange(h) + 0.5) / h * 2 - 1, (np.arange(w) + 0.5) / w * 2 - 1, indexing="ij")
-    return np.stack([xs.ravel(), ys.ravel()], -1).astype(np.float32)
 
 
 def bilinear(images: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

@@ -6,12 +6,11 @@ listed when model.json records them under "variants", i.e. when they passed thei
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
 
-MODEL_FILES = ("encoder.onnx", "decoder.onnx", "model.json")
+from pt_plugin.weights import MODEL_FILES, sha256
 
 
 def write_registry(root: Path) -> list[str]:
@@ -21,8 +20,7 @@ def write_registry(root: Path) -> list[str]:
             variants = json.loads((folder / "model.json").read_text()).get("variants", {})
             extra = [f for v in variants.values() for f in v.get("files", []) if (folder / f).is_file()]
             for f in (*MODEL_FILES, *extra):
-                digest = hashlib.sha256((folder / f).read_bytes()).hexdigest()
-                lines.append(f"{folder.name}/{f} sha256:{digest}")
+                lines.append(f"{folder.name}/{f} sha256:{sha256(folder / f)}")
     (root / "registry.txt").write_text("\n".join(lines) + "\n")
     return lines
 
