@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib.metadata as md
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -83,7 +84,8 @@ def _note_cpu_fallback(reason: str) -> None:
     global _noted_fallback
     if not _noted_fallback:
         _noted_fallback = True
-        warnings.warn(f"pt-plugin runs on the CPU: {reason}", RuntimeWarning, stacklevel=4)
+        # one line on stderr (logging's last-resort handler); silence with logging.getLogger("pt_plugin")
+        logging.getLogger("pt_plugin").warning(f"pt-plugin runs on the CPU: {reason}")
 
 
 _preloaded = False
