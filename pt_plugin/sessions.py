@@ -124,6 +124,8 @@ def make_session(path: Path, device: str = "auto", providers: Sequence | None = 
     so = ort.SessionOptions()
     so.log_severity_level = 3
     so.inter_op_num_threads = 1
+    # encoder and decoder each own a thread pool; spinning pools would steal the cores from each other
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.intra_op_num_threads = thread_count(threads)
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     previous = 2
