@@ -128,12 +128,14 @@ def make_session(path: Path, device: str = "auto", providers: Sequence | None = 
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.intra_op_num_threads = thread_count(threads)
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    previous = 2
-    ort.set_default_logger_severity(4 if CUDA in names else previous)  # our own line replaces ORT's log spam
+    quiet = CUDA in names  # a failing CUDA provider logs pages of errors; our own check below says it in one line
+    if quiet:
+        ort.set_default_logger_severity(4)
     try:
         sess = ort.InferenceSession(str(path), so, providers=wanted)
     finally:
-        ort.set_default_logger_severity(previous)
+        if quiet:
+            ort.set_default_logger_severity(2)  # onnxruntime's default (warnings)
     used = sess.get_providers()
     missing = [n for n in names if n not in used]
     if missing:
