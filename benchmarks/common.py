@@ -193,11 +193,12 @@ def observed_sets(images: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarra
 
 def free_pixels(positions: np.ndarray, h: int, w: int) -> np.ndarray:
     """Bool [H*W]: pixels whose centre holds no observed sample (those sample_images draws)."""
-    import pt_plugin
+    from pt_plugin.images import pixel_index
 
-    grid = pt_plugin.grid_positions(h, w)
-    d = np.abs(grid[:, None, :] - np.asarray(positions, np.float32)[None, :, :]).max(-1)
-    return ~(d < 1e-4).any(1)
+    pixel, on_centre = pixel_index(positions, h, w)
+    free = np.ones(h * w, bool)
+    free[pixel[on_centre]] = False
+    return free
 
 
 # -- output ------------------------------------------------------------------------------------

@@ -16,7 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pt_plugin.errors import InputError
 from pt_plugin.images import grid_positions as pixel_centers  # noqa: F401 - one definition of the pixel grid
+from pt_plugin.images import read_image, resize_image
 
 FASHION_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -72,8 +74,6 @@ def load_idx_images(directory: str | Path, split: str = "train") -> np.ndarray:
 
 def load_image_folder(directory: str | Path, channels: int = 3, size: tuple[int, int] | None = None) -> np.ndarray:
     """Every image in a folder -> [N, H, W, C]; RGBA is composited on white; sizes must agree unless size= is given."""
-    from PIL import Image
-
     directory = Path(directory)
     if not directory.is_dir():
         raise DataError(f"image folder not found: {directory}")
@@ -83,19 +83,12 @@ def load_image_folder(directory: str | Path, channels: int = 3, size: tuple[int,
     out = []
     for p in files:
         try:
-            im = Image.open(p)
-            im.load()
-        except OSError as e:
-            raise DataError(f"{p} is not a readable image: {e}") from None
-        if im.mode in ("RGBA", "LA", "P"):
-            im = im.convert("RGBA")
-            bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
-            im = Image.alpha_composite(bg, im)
-        im = im.convert("L" if channels == 1 else "RGB")
+            a = read_image(p, channels)  # the runtime's reader: RGBA composited on white
+        except InputError as e:
+            raise DataError(str(e)) from None
         if size is not None:
-            im = im.resize((size[1], size[0]), Image.BILINEAR)
-        a = np.asarray(im, dtype=np.float32) / 255.0
-        out.append(a[..., None] if a.ndim == 2 else a)
+            a = resize_image(a, *size)
+        out.append(a)
     shapes = {a.shape for a in out}
     if len(shapes) > 1:
         raise DataError(f"images in {directory} differ in size {sorted(shapes)}; pass a size to resize them")

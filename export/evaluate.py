@@ -29,6 +29,8 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pt_plugin.images import samples_picture
+from pt_plugin.sampling import step_sizes
 
 from .baselines import DEFAULT_RIDGE, ConditionalGaussian, linear_fill, nearest_fill
 from .data import DataError, load_idx_images, pixel_centers
@@ -38,7 +40,6 @@ from .onnx import ExportError, load_checkpoint
 DATA_DIR = "/usr/share/datasets/fashion-mnist"
 METHODS = {"model": "PixelTransformer", "cond_gauss": "Cond. Gaussian", "linear": "Linear", "nearest": "Nearest"}
 SSIM_WINDOW, SSIM_SIGMA = 7, 1.5
-UNOBSERVED_BG = np.array([0.30, 0.40, 0.65])  # Fig. 4 style: observed pixels on a blue background
 LN2 = math.log(2)
 
 
@@ -104,8 +105,7 @@ def ar_sample(model: PixelTransformer, images: np.ndarray, idx: np.ndarray, cent
     order = score.argsort(1)[:, :d - k]                  # unobserved pixels, random order per sample
     pos, val = centers[obs], img.gather(1, obs).float().unsqueeze(-1)
     out, t = img.clone(), 0
-    while t < d - k:
-        step = min(d - k - t, max(1, math.ceil((k + t) * frac)))
+    for step in step_sizes(k, d - k, frac):  # the runtime's schedule (pt_plugin.sampling)
         q = order[:, t:t + step]
         mix = model(pos, val, torch.ones(pos.shape[:2], dtype=torch.bool), centers[q])
         v = mix.sample(gen).clamp(0.0, 1.0)
@@ -249,13 +249,6 @@ def plot_metrics(res: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def observed_picture(image: np.ndarray, idx: np.ndarray, h: int, w: int) -> np.ndarray:
-    """[H, W, 3] picture of S: observed pixels in gray levels on a blue background."""
-    rgb = np.tile(UNOBSERVED_BG, (h * w, 1))
-    rgb[idx] = image[idx, None]
-    return rgb.reshape(h, w, 3)
-
-
 def plot_samples(panels: list[dict], h: int, w: int, n_samples: int, path: Path) -> None:
     """Rows of ground truth | S | mean | samples, nearest-neighbour enlarged (paper Fig. 4 style)."""
     import matplotlib
@@ -266,7 +259,7 @@ def plot_samples(panels: list[dict], h: int, w: int, n_samples: int, path: Path)
     fig, axes = plt.subplots(len(panels), cols, figsize=(1.3 * cols, 1.3 * len(panels)), squeeze=False)
     titles = ["ground truth", "observed S", "mean"] + [f"sample {j + 1}" for j in range(n_samples)]
     for r, p in enumerate(panels):
-        pics = [p["truth"], observed_picture(p["truth"], p["idx"], h, w), p["mean"]] + list(p["samples"])
+        pics = [p["truth"], samples_picture(pixel_centers(h, w)[p["idx"]], p["truth"][p["idx"]], (h, w)), p["mean"]] + list(p["samples"])
         for c, ax in enumerate(axes[r]):
             pic = pics[c]
             ax.imshow(pic if pic.ndim == 3 else pic.reshape(h, w), cmap="gray", vmin=0, vmax=1,

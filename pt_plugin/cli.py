@@ -62,9 +62,7 @@ def _load_model(model_name, device, threads, precision="fp32"):
 
 def _observe(model, image, demo, mask_path, observed, seed, resize):
     """(ground truth [H, W, C], positions, values) from the command-line arguments."""
-    from PIL import Image
-
-    from .images import observe_mask, observe_random, read_image
+    from .images import observe_mask, observe_random, read_image, resize_image
 
     if demo == bool(image):
         raise click.UsageError("give an IMAGE or --demo (one of them)")
@@ -75,9 +73,7 @@ def _observe(model, image, demo, mask_path, observed, seed, resize):
         if not resize:
             raise click.ClickException(f"{path} is {img.shape[1]}x{img.shape[0]} pixels but model "
                                        f"{model.meta['name']} works on {grid[1]}x{grid[0]}; pass --resize to resize it")
-        arr8 = (img * 255 + 0.5).astype(np.uint8)
-        im = Image.fromarray(arr8[..., 0] if arr8.shape[-1] == 1 else arr8).resize((grid[1], grid[0]), Image.BILINEAR)
-        img = np.asarray(im, np.float32).reshape(grid[0], grid[1], -1) / 255
+        img = resize_image(img, grid[0], grid[1])
     if mask_path:
         mask = read_image(mask_path, 1)[..., 0]
         if mask.shape != img.shape[:2]:

@@ -65,10 +65,14 @@ def compose(image_a, image_b, mask) -> np.ndarray:
     return np.where(m[..., None], a, b)
 
 
-def _pixel_indices(positions: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    col = np.clip(np.floor((positions[:, 0] + 1) / 2 * w), 0, w - 1).astype(int)
-    row = np.clip(np.floor((positions[:, 1] + 1) / 2 * h), 0, h - 1).astype(int)
-    return row, col
+def pixel_index(positions, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flat row-major index of the pixel holding each position [K, 2], and whether it sits on that pixel's centre."""
+    pos = np.asarray(positions, np.float32)
+    col, row = (pos[:, 0] + 1) / 2 * w, (pos[:, 1] + 1) / 2 * h
+    c = np.clip(np.floor(col), 0, w - 1).astype(np.int64)
+    r = np.clip(np.floor(row), 0, h - 1).astype(np.int64)
+    on_centre = (np.abs(col - c - 0.5) < 1e-3) & (np.abs(row - r - 0.5) < 1e-3)
+    return r * w + c, on_centre
 
 
 def samples_picture(positions, values, shape: tuple[int, int], fill: str = "background") -> np.ndarray:
@@ -86,11 +90,10 @@ def samples_picture(positions, values, shape: tuple[int, int], fill: str = "back
         grid = grid_positions(h, w)
         d = ((grid[:, None, :] - pos[None, :, :]) ** 2).sum(-1)
         return rgb[d.argmin(1)].reshape(h, w, 3)
-    out = np.empty((h, w, 3), np.float32)
+    out = np.empty((h * w, 3), np.float32)
     out[:] = OBSERVED_BACKGROUND
-    row, col = _pixel_indices(pos, h, w)
-    out[row, col] = rgb
-    return out
+    out[pixel_index(pos, h, w)[0]] = rgb
+    return out.reshape(h, w, 3)
 
 
 def to_rgb(image) -> np.ndarray:
@@ -129,6 +132,16 @@ def read_image(path: str | Path, channels: int) -> np.ndarray:
         im = Image.alpha_composite(bg, im)
     arr = np.asarray(im.convert("L" if channels == 1 else "RGB"), np.float32) / 255.0
     return arr[..., None] if arr.ndim == 2 else arr
+
+
+def resize_image(image, h: int, w: int) -> np.ndarray:
+    """A [H, W, C] image in [0, 1] resized to h×w (bilinear, through 8 bits), float32 [h, w, C]."""
+    from PIL import Image
+
+    img = _as_image(image)
+    arr8 = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+    im = Image.fromarray(arr8[..., 0] if arr8.shape[-1] == 1 else arr8).resize((w, h), Image.BILINEAR)
+    return np.asarray(im, np.float32).reshape(h, w, -1) / 255
 
 
 def write_png(path: str | Path, image) -> Path:

@@ -233,27 +233,18 @@ class Model:
 
         Pixels whose centre holds a sample of S are not drawn again; kwargs go to sample().
         """
-        from .images import grid_positions
+        from .images import grid_positions, pixel_index
 
         h, w = self._image_shape(shape)
         p, v = self.check_set(positions, values)
         grid = grid_positions(h, w)
-        observed = _pixels_at(p, h, w)
+        pixel, on_centre = pixel_index(p, h, w)
         out = np.empty((num_samples, h * w, self.val_dim), np.float32)
-        free = np.setdiff1d(np.arange(h * w), observed[:, 0])
-        out[:, observed[:, 0]] = v[observed[:, 1]]
+        free = np.setdiff1d(np.arange(h * w), pixel[on_centre])
+        out[:, pixel[on_centre]] = v[on_centre]
         if len(free):
             out[:, free] = self.sample(p, v, grid[free], num_samples, seed, **kwargs)
         return np.clip(out, *self.value_range).reshape(num_samples, h, w, self.val_dim)
-
-
-def _pixels_at(p: np.ndarray, h: int, w: int) -> np.ndarray:
-    """[M, 2] (pixel index, sample index) for samples that sit on a pixel centre."""
-    col = (p[:, 0] + 1) / 2 * w - 0.5
-    row = (p[:, 1] + 1) / 2 * h - 0.5
-    on = (np.abs(col - np.round(col)) < 1e-3) & (np.abs(row - np.round(row)) < 1e-3)
-    idx = (np.round(row) * w + np.round(col)).astype(np.int64)
-    return np.stack([idx[on], np.nonzero(on)[0]], 1)
 
 
 def load(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str = "auto",
