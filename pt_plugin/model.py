@@ -10,17 +10,22 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from . import inputs
 from .distribution import Distribution
 from .errors import InputError, ModelNotFoundError
+from .graphs import Graph, to_numpy
 from .sessions import make_session
 from .weights import DEFAULT_MODEL, graph_files, locate
 
 DEFAULT_CHUNK = 4096  # queries per decoder call per set
+# attention-score elements one onnxruntime call may hold per layer (2**26 floats = 256 MiB): larger
+# batches are encoded in groups of sets and decoded in smaller query chunks, so peak memory stays
+# bounded for any batch and query count (one set's encoder still needs heads·K² of them)
+ATTENTION_BUDGET = 1 << 26
 
 
 @dataclass(frozen=True)
@@ -37,17 +42,30 @@ class ModelInfo:
     path: str
     metadata: dict
     precision: str = "fp32"
+    io_binding: bool = False
 
 
 @dataclass
 class Context:
-    """An encoded batch of sample sets: memory [B, K, D] and mask [B, K] (True = real sample)."""
-    memory: np.ndarray
-    mask: np.ndarray
+    """An encoded batch of sample sets, held as consecutive batch groups (see Model.attention_budget).
+
+    Each group is (rows, memory, mask): memory [b, K, D] as a numpy array, or an onnxruntime
+    OrtValue left on the device with IOBinding; mask [b, K] (True = real sample).
+    """
+    groups: list[tuple[slice, Any, np.ndarray]]
 
     @property
     def batch(self) -> int:
-        return self.memory.shape[0]
+        return self.groups[-1][0].stop
+
+    @property
+    def memory(self) -> np.ndarray:
+        """The whole memory [B, K, D] on the host (copied from the device where it lives there)."""
+        return np.concatenate([to_numpy(m) for _, m, _ in self.groups])
+
+    @property
+    def mask(self) -> np.ndarray:
+        return np.concatenate([m for _, _, m in self.groups])
 
 
 class Model:
@@ -56,10 +74,12 @@ class Model:
     precision: "fp32" (encoder.onnx, decoder.onnx), "int8" (CPU) or "fp16" (GPU): the graphs
     encoder.<precision>.onnx / decoder.<precision>.onnx that `python -m export.quantize` writes and
     checks against fp32 (its figures are in model.json "variants"). Inputs and outputs stay float32.
+    io_binding: None (default) uses onnxruntime IOBinding where the session runs on CUDA, so the
+    encoder's memory stays on the GPU between the encoder and decoder calls; True/False force it.
     """
 
     def __init__(self, path: Path, device: str = "auto", providers: Sequence | None = None,
-                 threads: int | None = None, precision: str = "fp32"):
+                 threads: int | None = None, precision: str = "fp32", io_binding: bool | None = None):
         self.path = Path(path)
         files = graph_files(precision)
         try:
@@ -77,9 +97,14 @@ class Model:
                                  f"{' and '.join(files)} may be left from an earlier export; remake them with "
                                  f"`python -m export.quantize {self.path} --{precision} --force`")
         self.precision = precision
-        self.encoder = make_session(self.path / files[0], device, providers, threads)
-        self.decoder = make_session(self.path / files[1], device, providers, threads)
+        encoder = make_session(self.path / files[0], device, providers, threads)
+        decoder = make_session(self.path / files[1], device, providers, threads)
+        if io_binding is None:
+            io_binding = Graph(encoder, False).device == "cuda"
+        self.encoder, self.decoder = Graph(encoder, bool(io_binding)), Graph(decoder, bool(io_binding))
+        self.attention_budget = ATTENTION_BUDGET
         m = self.meta
+        self.heads = int(m.get("architecture", {}).get("n_heads", 1))
         self.pos_dim, self.val_dim = int(m["pos_dim"]), int(m["val_dim"])
         self.value_range = (float(m["value_range"][0]), float(m["value_range"][1]))
         self.centers = np.asarray(m["bin_centers"], np.float64)
@@ -89,12 +114,13 @@ class Model:
     def info(self) -> ModelInfo:
         m = self.meta
         return ModelInfo(m["name"], m["version"], self.pos_dim, self.val_dim, self.grid, int(m["bins"]),
-                         self.value_range, tuple(self.encoder.get_providers()), str(self.path), m, self.precision)
+                         self.value_range, tuple(self.encoder.get_providers()), str(self.path), m, self.precision,
+                         self.encoder.io_binding)
 
     def __repr__(self) -> str:
         i = self.info
         return (f"Model({i.name!r} v{i.version}, pos_dim={i.pos_dim}, val_dim={i.val_dim}, grid={i.grid}, "
-                f"bins={i.bins}, precision={i.precision!r}, providers={list(i.providers)})")
+                f"bins={i.bins}, precision={i.precision!r}, providers={list(i.providers)}, io_binding={i.io_binding})")
 
     # -- sample sets -------------------------------------------------------------------------
     def check_set(self, positions, values) -> tuple[np.ndarray, np.ndarray]:
@@ -121,8 +147,16 @@ class Model:
         return self._encode(pos, val, mask)
 
     def _encode(self, pos: np.ndarray, val: np.ndarray, mask: np.ndarray) -> Context:
-        (memory,) = self.encoder.run(None, {"sample_positions": pos, "sample_values": val, "sample_mask": mask})
-        return Context(memory, mask)
+        """Encoder over [B, K, ...] inputs, in groups of sets whose attention fits the budget."""
+        b, k = mask.shape
+        per_call = max(1, self.attention_budget // (self.heads * k * k))
+        groups = []
+        for s in range(0, b, per_call):
+            rows = slice(s, min(b, s + per_call))
+            (memory,) = self.encoder.run({"sample_positions": pos[rows], "sample_values": val[rows],
+                                          "sample_mask": mask[rows]}, keep=("memory",))
+            groups.append((rows, memory, mask[rows]))
+        return Context(groups)
 
     def _context(self, context) -> Context:
         if isinstance(context, Context):
@@ -133,15 +167,24 @@ class Model:
 
     # -- queries -----------------------------------------------------------------------------
     def _decode(self, ctx: Context, qpos: np.ndarray, chunk: int = DEFAULT_CHUNK) -> list[np.ndarray]:
-        """Raw decoder outputs for qpos [B, Q, pos_dim], Q split into chunks and joined again."""
-        parts = list(self._decode_chunks(ctx, qpos, chunk))
-        return [np.concatenate([p[i] for p in parts], axis=1) for i in range(3)]
+        """Raw decoder outputs (logits, offsets, log_sigma) for qpos [B, Q, pos_dim], put together again."""
+        outs: list[np.ndarray] = []
+        for rows, cols, part in self._decode_chunks(ctx, qpos, chunk):
+            if not outs:
+                outs = [np.empty(qpos.shape[:2] + p.shape[2:], p.dtype) for p in part]
+            for out, p in zip(outs, part):
+                out[rows, cols] = p
+        return outs
 
-    def _decode_chunks(self, ctx: Context, qpos: np.ndarray, chunk: int):
-        """Decoder outputs chunk by chunk, so reductions (mean, std) need memory for one chunk only."""
-        for s in range(0, qpos.shape[1], chunk):
-            yield self.decoder.run(None, {"memory": ctx.memory, "sample_mask": ctx.mask,
-                                          "query_positions": np.ascontiguousarray(qpos[:, s:s + chunk])})
+    def _decode_chunks(self, ctx: Context, qpos: np.ndarray, chunk: int) -> Iterator[tuple[slice, slice, list]]:
+        """(rows, query columns, decoder outputs) piece by piece, so reductions need memory for one piece."""
+        for rows, memory, mask in ctx.groups:
+            b, k = mask.shape
+            step = max(1, min(chunk, self.attention_budget // (self.heads * b * k)))
+            for s in range(0, qpos.shape[1], step):
+                cols = slice(s, s + step)
+                yield rows, cols, self.decoder.run({"memory": memory, "sample_mask": mask,
+                                                    "query_positions": np.ascontiguousarray(qpos[rows, cols])})
 
     def _query_positions(self, ctx: Context, query_positions) -> tuple[np.ndarray, bool]:
         """[B, Q, pos_dim] positions and whether the caller gave one shared [Q, pos_dim] set."""
@@ -173,17 +216,16 @@ class Model:
         """
         ctx = self._context(context)
         q, batched = self._query_positions(ctx, query_positions)
-        means, stds = [], []
-        for out in self._decode_chunks(ctx, q, inputs.positive_int(chunk, "chunk")):
+        mean = np.empty(q.shape[:2] + (self.val_dim,), np.float32)
+        std = np.empty_like(mean) if return_std else None
+        for rows, cols, out in self._decode_chunks(ctx, q, inputs.positive_int(chunk, "chunk")):
             dist = Distribution(*out, self.centers)
-            means.append(dist.mean().astype(np.float32))
-            if return_std:
-                stds.append(np.sqrt(dist.variance()).astype(np.float32))
-        squeeze = ctx.batch == 1 and not batched
-        mean = np.concatenate(means, 1)[0 if squeeze else slice(None)]
-        if not return_std:
-            return mean
-        return mean, np.concatenate(stds, 1)[0 if squeeze else slice(None)]
+            mean[rows, cols] = dist.mean()
+            if std is not None:
+                std[rows, cols] = np.sqrt(dist.variance())
+        if ctx.batch == 1 and not batched:
+            mean, std = mean[0], (None if std is None else std[0])
+        return (mean, std) if return_std else mean
 
     # -- sampling ----------------------------------------------------------------------------
     def sample(self, positions, values, query_positions, num_samples: int = 1, seed: int | None = None,
@@ -249,11 +291,11 @@ class Model:
 
 def load(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str = "auto",
          providers: Sequence | None = None, threads: int | None = None, model_path=None,
-         precision: str = "fp32") -> Model:
+         precision: str = "fp32", io_binding: bool | None = None) -> Model:
     """Load a model by name (bundled, cached or downloaded) or from a folder (model_path=).
 
-    precision: "fp32" (default), "int8" (CPU) or "fp16" (CUDA); see Model.
+    precision: "fp32" (default), "int8" (CPU) or "fp16" (CUDA); io_binding: see Model.
     """
     graph_files(precision)  # an unknown precision is an InputError before anything is looked up
     return Model(locate(model_path if model_path is not None else name_or_path, precision), device, providers,
-                 threads, precision)
+                 threads, precision, io_binding)

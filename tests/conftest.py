@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +23,19 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
+# set PT_PLUGIN_TEST_CACHE=/some/dir to keep the tiny model between runs while working on the tests
+CACHE = os.environ.get("PT_PLUGIN_TEST_CACHE")
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """Train the tiny model (a few hundred steps, ~20 s) and return its run folder."""
     from export.train import main
 
-    out = tmp_path_factory.mktemp("tiny_run")
+    out = Path(CACHE) / "tiny_run" if CACHE else tmp_path_factory.mktemp("tiny_run")
+    if CACHE and (out / "model.pt").is_file():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
     cfg = {"model": TINY_MODEL, "train": {**TINY_TRAIN, "data_dir": str(FASHION), "out": str(out)}}
     (out / "cfg.json").write_text(json.dumps(cfg))
     assert main(["--config", str(out / "cfg.json")]) == 0
@@ -39,7 +47,9 @@ def tiny_export(tiny_run, tmp_path_factory) -> Path:
     """The tiny model exported to ONNX (encoder.onnx, decoder.onnx, model.json)."""
     from export.onnx import main
 
-    out = tmp_path_factory.mktemp("tiny_export") / "tiny"
+    out = (Path(CACHE) if CACHE else tmp_path_factory.mktemp("tiny_export")) / "tiny"
+    if CACHE and (out / "model.json").is_file():
+        return out
     assert main([str(tiny_run / "model.pt"), "--out", str(out), "--grid", "28,28", "--sizes", "1,7,64"]) == 0
     return out
 
