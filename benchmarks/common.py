@@ -34,7 +34,7 @@ if str(ROOT) not in sys.path:  # `python benchmarks/X.py` puts benchmarks/, not 
     sys.path.insert(0, str(ROOT))
 
 DEFAULT_MODEL_PATH = ROOT / "weights" / "fashion-mnist"
-DEFAULT_CHECKPOINT = ROOT / "runs" / "fashion-mnist" / "model.pt"
+DEFAULT_CHECKPOINT = ROOT / "weights" / "checkpoints" / "fashion-mnist.pt"
 DEFAULT_DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 T = TypeVar("T")
@@ -51,6 +51,7 @@ def parser(doc: str, checkpoint: bool = False) -> argparse.ArgumentParser:
                        help="torch checkpoint of the same weights")
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="Fashion-MNIST folder")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads (onnxruntime and torch alike)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where pt-plugin's sessions run")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, metavar="OUT", help="also save the numbers as JSON")
     return p
@@ -65,11 +66,13 @@ def float_list(text: str) -> list[float]:
     return [float(x) for x in text.split(",") if x.strip()]
 
 
-def load_model(model_path: Path, threads: int, precision: str = "fp32"):
-    """The pt-plugin model on the CPU with `threads` intra-op threads (graphs of `precision`)."""
+def load_model(model_path: Path, threads: int, precision: str = "fp32", device: str = "cpu",
+               io_binding: bool | None = None):
+    """The pt-plugin model on `device` with `threads` intra-op threads (graphs of `precision`)."""
     import pt_plugin
 
-    return pt_plugin.load(model_path=str(model_path), device="cpu", threads=threads, precision=precision)
+    return pt_plugin.load(model_path=str(model_path), device=device, threads=threads, precision=precision,
+                          io_binding=io_binding)
 
 
 # -- timing ------------------------------------------------------------------------------------

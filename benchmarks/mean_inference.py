@@ -109,8 +109,8 @@ def torch_runner(net, sets: list[Set], grid: np.ndarray) -> Callable[[], np.ndar
 
 
 # -- measurements in fresh processes (module level, for spawn) ---------------------------------
-def ort_peak(model_path: Path, threads: int, sets: list[Set], grid: np.ndarray) -> float:
-    model = common.load_model(model_path, threads)
+def ort_peak(model_path: Path, threads: int, sets: list[Set], grid: np.ndarray, device: str = "cpu") -> float:
+    model = common.load_model(model_path, threads, device=device)
     return common.peak_growth(ort_runner(model, sets, grid)).peak_mib
 
 
@@ -119,11 +119,12 @@ def torch_peak(checkpoint: Path, threads: int, sets: list[Set], grid: np.ndarray
     return common.peak_growth(torch_runner(net, sets, grid)).peak_mib
 
 
-def bounded_peak(model_path: Path, threads: int, s: Set, n_queries: int, per_chunk: bool, seed: int) -> Measured:
+def bounded_peak(model_path: Path, threads: int, s: Set, n_queries: int, per_chunk: bool, seed: int,
+                 device: str = "cpu") -> Measured:
     """One Model.mean over n_queries random positions, whole or chunk by chunk."""
     from pt_plugin.model import DEFAULT_CHUNK
 
-    model = common.load_model(model_path, threads)
+    model = common.load_model(model_path, threads, device=device)
     q = np.random.default_rng(seed).uniform(-1, 1, (n_queries, 2)).astype(np.float32)
 
     def whole() -> np.ndarray:
@@ -150,7 +151,7 @@ def speed_rows(args: argparse.Namespace, model, net, images: np.ndarray, grid: n
                    "ort_ms": 1e3 * common.median(times["ort"]), "torch_ms": 1e3 * common.median(times["torch"])}
             if not args.no_memory:
                 common.log(f"|S|={k} batch={b}: peak memory")
-                row["ort_peak_mib"] = common.isolated(ort_peak, args.model_path, args.threads, sets, grid)
+                row["ort_peak_mib"] = common.isolated(ort_peak, args.model_path, args.threads, sets, grid, args.device)
                 row["torch_peak_mib"] = common.isolated(torch_peak, args.checkpoint, args.threads, sets, grid)
             rows.append(row)
     return rows
@@ -171,8 +172,8 @@ def bounded_rows(args: argparse.Namespace, s: Set) -> list[dict]:
     rows = []
     for n in args.bounded_queries:
         common.log(f"bounded memory: {n} queries")
-        whole = common.isolated(bounded_peak, args.model_path, args.threads, s, n, False, args.seed)
-        chunked = common.isolated(bounded_peak, args.model_path, args.threads, s, n, True, args.seed)
+        whole = common.isolated(bounded_peak, args.model_path, args.threads, s, n, False, args.seed, args.device)
+        chunked = common.isolated(bounded_peak, args.model_path, args.threads, s, n, True, args.seed, args.device)
         rows.append({"queries": n, "mean_peak_mib": whole.peak_mib, "mean_s": whole.seconds,
                      "per_chunk_peak_mib": chunked.peak_mib, "per_chunk_s": chunked.seconds,
                      "result_mib": n * 4 / 2**20})
@@ -190,7 +191,7 @@ def bounded_table(rows: list[dict]) -> str:
 
 def precision_rows(args: argparse.Namespace, images: np.ndarray, grid: np.ndarray) -> list[dict]:
     names = list(dict.fromkeys(["fp32", *args.precisions]))
-    models = {p: common.load_model(args.model_path, args.threads, p) for p in names}
+    models = {p: common.load_model(args.model_path, args.threads, p, args.device) for p in names}
     rows = []
     for k in args.sizes:
         for b in args.batches:
@@ -219,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     import pt_plugin
 
     machine = common.machine_line(args.threads)
-    model = common.load_model(args.model_path, args.threads)
+    model = common.load_model(args.model_path, args.threads, device=args.device)
     net = load_torch(args.checkpoint, args.threads)
     h, w = model.grid
     grid = pt_plugin.grid_positions(h, w)

@@ -57,9 +57,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def sample_task(model_path: Path, threads: int, s: Set, num_samples: int, seed: int, autoregressive: int,
-                step_fraction: float) -> Measured:
+                step_fraction: float, device: str = "cpu") -> Measured:
     """One sample_images call in this (fresh) process: seconds and peak RSS growth."""
-    model = common.load_model(model_path, threads)
+    model = common.load_model(model_path, threads, device=device)
     model.mean_image(*s)  # first-run initialisation of both sessions stays out of the measurement
     return common.peak_growth(lambda: model.sample_images(*s, num_samples=num_samples, seed=seed,
                                                           autoregressive=autoregressive, step_fraction=step_fraction))
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace, s: Set) -> dict[tuple[float, int], list[Measur
     batches = [1] + ([args.batch] if args.batch > 1 else [])
     keys = [(f, b) for f in modes for b in batches if f != 0 or b == 1 or args.exact_batch]
     variants = {k: (lambda k=k: common.isolated(sample_task, args.model_path, args.threads, s, k[1], args.seed,
-                                                args.autoregressive, k[0])) for k in keys}
+                                                args.autoregressive, k[0], args.device)) for k in keys}
     repeats = {k: args.exact_repeats if k[0] == 0 else args.repeats for k in keys}
     named = common.interleave({f"{mode_name(f)} batch={b}": v for (f, b), v in variants.items()},
                               {f"{mode_name(f)} batch={b}": n for (f, b), n in repeats.items()}, progress=True)

@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     import pt_plugin
 
     machine = common.machine_line(args.threads)
-    model = common.load_model(args.model_path, args.threads)
+    model = common.load_model(args.model_path, args.threads, device=args.device)
     images = common.test_images(args.images, args.data_dir)
     n_img, h, w, c = images.shape
     sets = common.observed_sets(images, args.observed, args.seed)
