@@ -22,10 +22,12 @@ from .sessions import make_session
 from .weights import DEFAULT_MODEL, graph_files, locate
 
 DEFAULT_CHUNK = 4096  # queries per decoder call per set
-# attention-score elements one onnxruntime call may hold per layer (2**26 floats = 256 MiB): larger
-# batches are encoded in groups of sets and decoded in smaller query chunks, so peak memory stays
-# bounded for any batch and query count (one set's encoder still needs heads·K² of them)
-ATTENTION_BUDGET = 1 << 26
+# attention-score elements one onnxruntime call may hold per layer: larger batches are encoded in
+# groups of sets and decoded in smaller query chunks, so peak memory stays bounded for any batch and
+# query count (one set's encoder still needs heads·K² of them). 2**24 floats = 64 MiB: on the CPU
+# it cut the peak of a 16 x 2048-sample mean from 4.9 GiB to 0.5 GiB, and ran faster
+# (docs/benchmarks/mean_inference.md); GPUs get 4x more so their batches stay wide.
+ATTENTION_BUDGET = {"cpu": 1 << 24, "cuda": 1 << 26}
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,8 @@ class Model:
     checks against fp32 (its figures are in model.json "variants"). Inputs and outputs stay float32.
     io_binding: None (default) uses onnxruntime IOBinding where the session runs on CUDA, so the
     encoder's memory stays on the GPU between the encoder and decoder calls; True/False force it.
+    attention_budget (attribute): attention-score elements one graph call may hold per layer; see
+    ATTENTION_BUDGET. Lower it to use less memory, raise it for wider batches on a big GPU.
     """
 
     def __init__(self, path: Path, device: str = "auto", providers: Sequence | None = None,
@@ -102,7 +106,7 @@ class Model:
         if io_binding is None:
             io_binding = Graph(encoder, False).device == "cuda"
         self.encoder, self.decoder = Graph(encoder, bool(io_binding)), Graph(decoder, bool(io_binding))
-        self.attention_budget = ATTENTION_BUDGET
+        self.attention_budget = ATTENTION_BUDGET[self.encoder.device]
         m = self.meta
         self.heads = int(m.get("architecture", {}).get("n_heads", 1))
         self.pos_dim, self.val_dim = int(m["pos_dim"]), int(m["val_dim"])
