@@ -107,6 +107,8 @@ def model_metadata(model: PixelTransformer, ck: dict[str, Any], name: str, versi
                                                       "fourier_scale")},
         "parameters": sum(p.numel() for p in model.parameters()),
         "training": {"data": train.get("data"), "steps": ck.get("step"),
+                     "earlier_runs": ck.get("lineage", []),
+                     "total_steps": (ck.get("step") or 0) + sum(r.get("steps") or 0 for r in ck.get("lineage", [])),
                      "samples_range": [train.get("min_samples"), train.get("max_samples")],
                      "num_queries": train.get("num_queries"), "batch_size": train.get("batch_size")},
         "metrics": metrics or {},

@@ -119,16 +119,20 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     model = PixelTransformer(cfg.model).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    step, history, minutes_before = 0, [], 0.0
+    step, history, minutes_before, lineage = 0, [], 0.0, []
     if args.resume and (out / "last.pt").is_file():
         ck = torch.load(out / "last.pt", map_location=device, weights_only=False)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         step, history = ck["step"], ck.get("history", [])
-        minutes_before = ck.get("minutes", 0.0)
+        minutes_before, lineage = ck.get("minutes", 0.0), ck.get("lineage", [])
         log(f"resumed from {out / 'last.pt'} at step {step}")
     elif args.init:
-        model.load_state_dict(torch.load(args.init, map_location=device, weights_only=False)["model"])
+        init = torch.load(args.init, map_location=device, weights_only=False)
+        model.load_state_dict(init["model"])
+        # the runs these weights went through before, oldest first, so exports can report all the training
+        lineage = init.get("lineage", []) + [{"init": str(args.init), "steps": init.get("step"),
+                                              "minutes": init.get("minutes")}]
         log(f"initialised from {args.init}")
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     net = torch.nn.parallel.DistributedDataParallel(model) if ddp else model
@@ -144,7 +148,7 @@ def main(argv=None) -> int:
         if rank:
             return
         state = {"config": cfg.to_dict(), "model": model.state_dict(), "step": step, "history": history,
-                 "minutes": elapsed()}
+                 "minutes": elapsed(), "lineage": lineage}
         save(out / "last.pt", {**state, "optimizer": opt.state_dict()})
         save(out / "model.pt", {**state, "metrics": metrics or (history[-1] if history else {})})
 

@@ -28,6 +28,21 @@ def test_resume_continues_from_last_checkpoint(tiny_run, tmp_path):
     assert ck["step"] == 20 and [h["step"] for h in ck["history"]] == [0, 10, 20]
 
 
+def test_fine_tuning_records_the_earlier_training(tiny_run, tmp_path):
+    """--init keeps the lineage, so an export reports every step the weights have seen."""
+    from export.onnx import model_metadata
+    from export.train import main
+
+    cfg = json.loads((tiny_run / "config.json").read_text())
+    cfg["train"].update(out=str(tmp_path), steps=5, val_every=5, ckpt_every=5, log_every=5, limit=200)
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    assert main(["--config", str(tmp_path / "cfg.json"), "--init", str(tiny_run / "model.pt")]) == 0
+    model, ck = load_checkpoint(tmp_path / "model.pt")
+    assert ck["step"] == 5 and [r["steps"] for r in ck["lineage"]] == [200]
+    training = model_metadata(model, ck, "tiny", "0", [28, 28], None)["training"]
+    assert training["steps"] == 5 and training["total_steps"] == 205
+
+
 def test_export_files_and_metadata(tiny_export):
     import onnx
 
