@@ -362,6 +362,18 @@ def evaluate(checkpoint_path: str | Path, out: str | Path = "runs/eval", images:
     return res
 
 
+def summary(report: dict) -> dict:
+    """The part of an evaluate report that model.json carries: per |S|, the model's figures and the CG's."""
+    sizes = {}
+    for size, r in report["sizes"].items():
+        m, g = r["model"], r["cond_gauss"]
+        sizes[size] = {"nll_bits": m["nll_bits"], "mse": m["mse"], "psnr": m["psnr"], "ssim": m["ssim"],
+                       "cond_gauss_nll_bits": g["nll_bits"], "cond_gauss_mse": g["mse"]}
+    st = report["settings"]
+    return {"protocol": f"python -m export.evaluate ({st['images']} seeded test images, unobserved pixels)",
+            "sizes": sizes}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m export.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("checkpoint")

@@ -213,7 +213,8 @@ def main(argv=None) -> int:
     p.add_argument("--name", help="model name (default: the folder name)")
     p.add_argument("--version", default="0.1.0")
     p.add_argument("--grid", help="grid shape of the signal, e.g. 28,28 (images: H,W)")
-    p.add_argument("--metrics", help="JSON file of measured metrics to record in model.json")
+    p.add_argument("--metrics", help="metrics to record in model.json: the metrics.json of export.evaluate "
+                                     "(summarised) or any JSON object")
     p.add_argument("--force", action="store_true", help="replace an existing export")
     p.add_argument("--tolerance", type=float, default=1e-4)
     p.add_argument("--sizes", default="1,7,64,2048")
@@ -223,6 +224,9 @@ def main(argv=None) -> int:
         model, ck = load_checkpoint(a.checkpoint)
         grid = [int(x) for x in a.grid.split(",")] if a.grid else None
         metrics = json.loads(Path(a.metrics).read_text()) if a.metrics else None
+        if metrics and "settings" in metrics and "sizes" in metrics:  # a report of export.evaluate
+            from .evaluate import summary
+            metrics = summary(metrics)
         meta = export(model, ck, out, a.name or out.name, a.version, grid, metrics, a.force)
         print(f"wrote {out}/encoder.onnx, decoder.onnx, model.json ({meta['parameters']} parameters)")
         worst = validate(model, out, sizes=[int(s) for s in a.sizes.split(",")])

@@ -49,3 +49,18 @@ def test_evaluate_writes_reports(tiny_run, tmp_path):
     assert saved["sizes"]["784"]["linear"]["mse"] == 0
     assert res["sizes"]["16"]["samples"]["std"] >= 0
     assert "| 16 |" in (tmp_path / "metrics.md").read_text()
+
+
+def test_export_records_the_evaluation_summary(tiny_run, tmp_path):
+    """`export.onnx --metrics metrics.json` puts the per-|S| figures of the report into model.json."""
+    from export.evaluate import evaluate
+    from export.onnx import main
+
+    evaluate(tiny_run / "model.pt", out=tmp_path / "eval", images=2, sizes=(16,), samples=0, gauss_train=500,
+             log=lambda *_: None)
+    assert main([str(tiny_run / "model.pt"), "--out", str(tmp_path / "tiny"), "--grid", "28,28", "--sizes", "1",
+                 "--metrics", str(tmp_path / "eval" / "metrics.json")]) == 0
+    metrics = json.loads((tmp_path / "tiny" / "model.json").read_text())["metrics"]
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())["sizes"]["16"]
+    assert metrics["sizes"]["16"]["nll_bits"] == report["model"]["nll_bits"]
+    assert metrics["sizes"]["16"]["cond_gauss_mse"] == report["cond_gauss"]["mse"]
