@@ -205,7 +205,8 @@ def info():
     click.echo(f"CUDA: {'usable' if problem is None else 'not used: ' + problem}")
     try:
         model = _load_model(DEFAULT_MODEL, "auto", None)
-        click.echo(f"default model {model.meta['name']}: providers in use {', '.join(model.encoder.get_providers())}")
+        click.echo(f"default model {model.meta['name']}: providers in use {', '.join(model.info.providers)}, "
+                   f"io_binding {model.info.io_binding}, attention budget {model.attention_budget}")
     except PtPluginError as e:
         click.echo(f"default model: not loadable ({e})")
     click.echo(f"cache: {cache_dir()}  offline: {offline()}")
