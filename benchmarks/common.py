@@ -238,6 +238,15 @@ def machine_line(threads: int) -> str:
             f"{threads} threads, Python {platform.python_version()}")
 
 
+def matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
+    """Best GFLOP/s of a float32 n x n numpy matrix product here: a yardstick for how busy a run keeps the cores."""
+    rng = np.random.default_rng(0)
+    a, b = rng.random((n, n), np.float32), rng.random((n, n), np.float32)
+    a @ b
+    best = min(timer(lambda: a @ b)() for _ in range(repeats))
+    return 2 * n ** 3 / best / 1e9
+
+
 def save_json(path: Path | None, payload: dict) -> None:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

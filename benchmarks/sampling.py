@@ -19,11 +19,16 @@ N' < 720 leaves pixels to the mean pass); s/image = seconds per call / images pe
 exact s/image / this mode's s/image at the same batch, or against exact at batch 1 when the
 exact batch is not timed (without --exact-batch); samples/s =
 images per second; batch gain = samples/s at this batch / samples/s of the same mode with
-num_samples=1; peak MiB = growth of the peak RSS during the call (common.peak_growth).
+num_samples=1; peak MiB = growth of the peak RSS during the call (common.peak_growth);
+GFLOP/s = the multiply-adds of the call's matrix products (counted from model.json's architecture
+and the set size of every pass, x2; layer norms, softmax and the numpy side left out) / its
+seconds: how hard the call keeps the cores busy, so whether a batch can still gain anything. The
+header gives, as a yardstick, the GFLOP/s of a plain float32 1024 x 1024 numpy matrix product.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -72,6 +77,28 @@ def encoder_passes(k: int, n_free: int, autoregressive: int, f: float) -> int:
     return len(step_sizes(k, n_ar, f)) + (1 if n_ar < n_free else 0)
 
 
+def pass_flops(arch: dict, k: int, m: int) -> float:
+    """Approximate FLOPs of one encoder pass over k samples and one decoder call for m queries (batch 1)."""
+    d, f = arch["d_model"], arch["ffn"]
+    encoder = arch["enc_layers"] * (2 * k * (4 * d * d + 2 * d * f) + 4 * k * k * d)
+    decoder = arch["dec_layers"] * (2 * m * (2 * d * d + 2 * d * f) + 2 * k * 2 * d * d + 4 * m * k * d)
+    return float(encoder + decoder)
+
+
+def call_flops(arch: dict, k: int, n_free: int, autoregressive: int, f: float, batch: int) -> float:
+    """FLOPs of one sample_images call: every scheduled pass (and the mean pass), times the batch."""
+    from pt_plugin.sampling import step_sizes
+
+    n_ar = min(autoregressive, n_free)
+    total, size = 0.0, k
+    for m in step_sizes(k, n_ar, f):
+        total += pass_flops(arch, size, m)
+        size += m
+    if n_ar < n_free:
+        total += pass_flops(arch, size, n_free - n_ar)
+    return batch * total
+
+
 def mode_name(f: float) -> str:
     return "exact" if f == 0 else f"f={f:g}"
 
@@ -89,11 +116,14 @@ def run(args: argparse.Namespace, s: Set) -> dict[tuple[float, int], list[Measur
     return dict(zip(keys, named.values()))
 
 
-def rows_of(results: dict[tuple[float, int], list[Measured]], k: int, n_free: int, autoregressive: int) -> list[dict]:
+def rows_of(results: dict[tuple[float, int], list[Measured]], k: int, n_free: int, autoregressive: int,
+            arch: dict) -> list[dict]:
     rows = []
     for (f, b), ms in results.items():
         sec = common.median([m.seconds for m in ms])
-        rows.append({"mode": mode_name(f), "step_fraction": f, "batch": b,
+        flops = call_flops(arch, k, n_free, autoregressive, f, b)
+        rows.append({"mode": mode_name(f), "step_fraction": f, "batch": b, "gflop": flops / 1e9,
+                     "gflop_per_s": flops / 1e9 / sec,
                      "passes": encoder_passes(k, n_free, autoregressive, f), "seconds": [m.seconds for m in ms],
                      "peak_mib": [m.peak_mib for m in ms], "s_per_image": sec / b, "samples_per_s": b / sec,
                      "median_peak_mib": common.median([m.peak_mib for m in ms])})
@@ -106,9 +136,10 @@ def rows_of(results: dict[tuple[float, int], list[Measured]], k: int, n_free: in
 
 
 def render(rows: list[dict]) -> str:
-    headers = ["mode", "batch", "passes", "s/image", "speed-up vs exact", "samples/s", "batch gain", "peak MiB"]
+    headers = ["mode", "batch", "passes", "s/image", "speed-up vs exact", "samples/s", "batch gain", "GFLOP/s",
+               "peak MiB"]
     body = [[r["mode"], r["batch"], r["passes"], fmt(r["s_per_image"]), fmt(r["speedup_vs_exact"]),
-             fmt(r["samples_per_s"]), fmt(r["batch_gain"]), fmt(r["median_peak_mib"])]
+             fmt(r["samples_per_s"]), fmt(r["batch_gain"]), fmt(r["gflop_per_s"]), fmt(r["median_peak_mib"])]
             for r in sorted(rows, key=lambda r: (r["batch"], r["step_fraction"]))]
     return common.table(headers, body)
 
@@ -120,14 +151,17 @@ def main(argv: list[str] | None = None) -> int:
     s = common.observed_sets(image, args.observed, args.seed)[0]
     h, w = image.shape[1:3]
     n_free = int(common.free_pixels(s[0], h, w).sum())
-    rows = rows_of(run(args, s), len(s[0]), n_free, args.autoregressive)
+    arch = json.loads((args.model_path / "model.json").read_text())["architecture"]
+    rows = rows_of(run(args, s), len(s[0]), n_free, args.autoregressive, arch)
+    peak = common.matmul_gflops()
     print(f"# Sampling one {h}x{w} image from |S|={len(s[0])} (test image {args.image}): exact vs step_fraction\n")
     print(f"{machine}; model {args.model_path}; {min(args.autoregressive, n_free)} of {n_free} free pixels "
           f"drawn autoregressively; medians of {args.repeats} calls ({args.exact_repeats} for exact), "
-          "each in a fresh process, interleaved\n")
+          f"each in a fresh process, interleaved; a numpy float32 1024x1024 matrix product runs at {peak:.0f} "
+          "GFLOP/s here\n")
     print(render(rows))
     common.save_json(args.json, {"benchmark": "sampling", "machine": machine, "args": vars(args),
-                                 "free_pixels": n_free, "rows": rows})
+                                 "free_pixels": n_free, "matmul_gflop_per_s": peak, "rows": rows})
     return 0
 
 
