@@ -46,12 +46,12 @@ LN2 = math.log(2)
 # ---------------------------------------------------------------------------- data and model
 
 def load_model(path: str | Path) -> tuple[PixelTransformer, int]:
-    """PixelTransformer from an export.train checkpoint, in eval mode, and its training step."""
+    """PixelTransformer from an export.train checkpoint, in eval mode, and its training steps (with earlier runs)."""
     model, ck = load_checkpoint(path)
     if model.cfg.pos_dim != 2 or model.cfg.val_dim != 1:
         raise ValueError(f"{path}: evaluation needs a grayscale image model (pos_dim 2, val_dim 1), "
                          f"got pos_dim {model.cfg.pos_dim}, val_dim {model.cfg.val_dim}")
-    return model, int(ck.get("step", 0))
+    return model, int(ck.get("step", 0)) + sum(int(r.get("steps") or 0) for r in ck.get("lineage", []))
 
 
 def test_images(data_dir: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, int, int]:
