@@ -35,7 +35,7 @@ from pt_plugin.sampling import step_sizes
 from .baselines import DEFAULT_RIDGE, ConditionalGaussian, linear_fill, nearest_fill
 from .data import DataError, load_idx_images, pixel_centers
 from .model import PixelTransformer
-from .onnx import ExportError, load_checkpoint
+from .onnx import ExportError, load_checkpoint, total_steps
 
 DATA_DIR = "/usr/share/datasets/fashion-mnist"
 METHODS = {"model": "PixelTransformer", "cond_gauss": "Cond. Gaussian", "linear": "Linear", "nearest": "Nearest"}
@@ -51,7 +51,7 @@ def load_model(path: str | Path) -> tuple[PixelTransformer, int]:
     if model.cfg.pos_dim != 2 or model.cfg.val_dim != 1:
         raise ValueError(f"{path}: evaluation needs a grayscale image model (pos_dim 2, val_dim 1), "
                          f"got pos_dim {model.cfg.pos_dim}, val_dim {model.cfg.val_dim}")
-    return model, int(ck.get("step", 0)) + sum(int(r.get("steps") or 0) for r in ck.get("lineage", []))
+    return model, total_steps(ck)
 
 
 def test_images(data_dir: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, int, int]:

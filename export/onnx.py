@@ -87,6 +87,11 @@ def _export(module, args, path: Path, inputs, outputs, dynamic) -> None:
     prog.save(str(path), external_data=False)
 
 
+def total_steps(ck: dict[str, Any]) -> int:
+    """Steps of a checkpoint's run plus those of the runs it was initialised from (its lineage)."""
+    return int(ck.get("step") or 0) + sum(int(r.get("steps") or 0) for r in ck.get("lineage", []))
+
+
 def model_metadata(model: PixelTransformer, ck: dict[str, Any], name: str, version: str,
                    grid: list[int] | None, metrics: dict | None) -> dict[str, Any]:
     """Everything the runtime needs, also mirrored into the ONNX metadata_props."""
@@ -108,7 +113,7 @@ def model_metadata(model: PixelTransformer, ck: dict[str, Any], name: str, versi
         "parameters": sum(p.numel() for p in model.parameters()),
         "training": {"data": train.get("data"), "steps": ck.get("step"),
                      "earlier_runs": ck.get("lineage", []),
-                     "total_steps": (ck.get("step") or 0) + sum(r.get("steps") or 0 for r in ck.get("lineage", [])),
+                     "total_steps": total_steps(ck),
                      "samples_range": [train.get("min_samples"), train.get("max_samples")],
                      "num_queries": train.get("num_queries"), "batch_size": train.get("batch_size")},
         "metrics": metrics or {},

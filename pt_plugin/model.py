@@ -17,7 +17,7 @@ import numpy as np
 from . import inputs
 from .distribution import Distribution
 from .errors import InputError, ModelNotFoundError
-from .graphs import Graph, to_numpy
+from .graphs import Graph, session_device, to_numpy
 from .sessions import make_session
 from .weights import DEFAULT_MODEL, graph_files, locate
 
@@ -104,7 +104,7 @@ class Model:
         encoder = make_session(self.path / files[0], device, providers, threads)
         decoder = make_session(self.path / files[1], device, providers, threads)
         if io_binding is None:
-            io_binding = Graph(encoder, False).device == "cuda"
+            io_binding = session_device(encoder)[0] == "cuda"
         self.encoder, self.decoder = Graph(encoder, bool(io_binding)), Graph(decoder, bool(io_binding))
         self.attention_budget = ATTENTION_BUDGET[self.encoder.device]
         m = self.meta
