@@ -70,11 +70,20 @@ def sample_task(model_path: Path, threads: int, s: Set, num_samples: int, seed: 
                                                           autoregressive=autoregressive, step_fraction=step_fraction))
 
 
-def encoder_passes(k: int, n_free: int, autoregressive: int, f: float) -> int:
+def passes(k: int, n_free: int, autoregressive: int, f: float) -> list[tuple[int, int]]:
+    """(set size, queries) of every encoder pass of one sample_images call, the final mean pass included."""
     from pt_plugin.sampling import step_sizes
 
     n_ar = min(autoregressive, n_free)
-    return len(step_sizes(k, n_ar, f)) + (1 if n_ar < n_free else 0)
+    out, size = [], k
+    for m in step_sizes(k, n_ar, f):
+        out.append((size, m))
+        size += m
+    return out + ([(size, n_free - n_ar)] if n_ar < n_free else [])
+
+
+def encoder_passes(k: int, n_free: int, autoregressive: int, f: float) -> int:
+    return len(passes(k, n_free, autoregressive, f))
 
 
 def pass_flops(arch: dict, k: int, m: int) -> float:
@@ -87,16 +96,7 @@ def pass_flops(arch: dict, k: int, m: int) -> float:
 
 def call_flops(arch: dict, k: int, n_free: int, autoregressive: int, f: float, batch: int) -> float:
     """FLOPs of one sample_images call: every scheduled pass (and the mean pass), times the batch."""
-    from pt_plugin.sampling import step_sizes
-
-    n_ar = min(autoregressive, n_free)
-    total, size = 0.0, k
-    for m in step_sizes(k, n_ar, f):
-        total += pass_flops(arch, size, m)
-        size += m
-    if n_ar < n_free:
-        total += pass_flops(arch, size, n_free - n_ar)
-    return batch * total
+    return batch * sum(pass_flops(arch, size, m) for size, m in passes(k, n_free, autoregressive, f))
 
 
 def mode_name(f: float) -> str:
