@@ -112,7 +112,7 @@ def model_metadata(model: PixelTransformer, ck: dict[str, Any], name: str, versi
                                                       "fourier_scale")},
         "parameters": sum(p.numel() for p in model.parameters()),
         "training": {"data": train.get("data"), "steps": ck.get("step"),
-                     "earlier_runs": ck.get("lineage", []),
+                     "earlier_runs": [{k: v for k, v in r.items() if k != "history"} for r in ck.get("lineage", [])],
                      "total_steps": total_steps(ck),
                      "samples_range": [train.get("min_samples"), train.get("max_samples")],
                      "num_queries": train.get("num_queries"), "batch_size": train.get("batch_size")},

@@ -132,7 +132,7 @@ def main(argv=None) -> int:
         model.load_state_dict(init["model"])
         # the runs these weights went through before, oldest first, so exports can report all the training
         lineage = init.get("lineage", []) + [{"init": str(args.init), "steps": init.get("step"),
-                                              "minutes": init.get("minutes")}]
+                                              "minutes": init.get("minutes"), "history": init.get("history", [])}]
         log(f"initialised from {args.init}")
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     net = torch.nn.parallel.DistributedDataParallel(model) if ddp else model

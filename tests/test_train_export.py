@@ -39,8 +39,10 @@ def test_fine_tuning_records_the_earlier_training(tiny_run, tmp_path):
     assert main(["--config", str(tmp_path / "cfg.json"), "--init", str(tiny_run / "model.pt")]) == 0
     model, ck = load_checkpoint(tmp_path / "model.pt")
     assert ck["step"] == 5 and [r["steps"] for r in ck["lineage"]] == [200]
+    assert [h["step"] for h in ck["lineage"][0]["history"]] == [0, 100, 200]  # the earlier run's curve
     training = model_metadata(model, ck, "tiny", "0", [28, 28], None)["training"]
     assert training["steps"] == 5 and training["total_steps"] == 205
+    assert "history" not in training["earlier_runs"][0]  # model.json stays small
 
 
 def test_export_files_and_metadata(tiny_export):

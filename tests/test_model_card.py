@@ -1,0 +1,66 @@
+"""The bundled model is what its card says: the card's tables are the evaluation report's, the report
+and the graphs come from the committed checkpoint, and the graphs compute what that checkpoint computes."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import pt_plugin
+from export.model_card import main as model_card
+from export.onnx import load_checkpoint, total_steps
+
+ROOT = Path(__file__).resolve().parents[1]
+CARD = ROOT / "weights" / "fashion-mnist" / "MODEL_CARD.md"
+METRICS = ROOT / "docs" / "fashion-mnist" / "metrics.json"
+CHECKPOINT = ROOT / "weights" / "checkpoints" / "fashion-mnist.pt"
+
+
+def test_bundled_card_shows_the_measured_tables():
+    assert model_card([str(CARD), "--metrics", str(METRICS), "--checkpoint", str(CHECKPOINT), "--check"]) == 0
+
+
+def test_a_stale_card_is_caught_and_rewritten(tmp_path):
+    card = tmp_path / "MODEL_CARD.md"
+    shutil.copy(CARD, card)
+    report = json.loads(METRICS.read_text())
+    report["sizes"]["16"]["model"]["nll_bits"] = 1.2345
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps(report))
+    assert model_card([str(card), "--metrics", str(metrics), "--check"]) == 1
+    assert model_card([str(card), "--metrics", str(metrics)]) == 0
+    assert "| 16 | 1.234 |" in card.read_text()
+    assert model_card([str(card), "--metrics", str(metrics), "--check"]) == 0
+
+
+def test_a_card_without_markers_is_refused(tmp_path, capsys):
+    card = tmp_path / "MODEL_CARD.md"
+    card.write_text("# a card with no generated blocks\n")
+    assert model_card([str(card), "--metrics", str(METRICS)]) == 2
+    assert "<!-- generated: evaluation -->" in capsys.readouterr().err
+    assert card.read_text() == "# a card with no generated blocks\n"  # nothing the user had is lost
+
+
+def test_report_and_graphs_come_from_the_committed_checkpoint():
+    ck = torch.load(CHECKPOINT, map_location="cpu", weights_only=False)
+    report = json.loads(METRICS.read_text())
+    meta = json.loads((ROOT / "weights" / "fashion-mnist" / "model.json").read_text())
+    assert report["settings"]["step"] == meta["training"]["total_steps"] == total_steps(ck)
+
+
+@pytest.mark.parametrize("k", [4, 64, 300])
+def test_bundled_graphs_compute_what_the_checkpoint_computes(k):
+    torch_model, _ = load_checkpoint(CHECKPOINT)
+    runtime = pt_plugin.load(device="cpu")
+    rng = np.random.default_rng(k)
+    pos = rng.uniform(-1, 1, (k, 2)).astype(np.float32)
+    val = rng.uniform(0, 1, (k, 1)).astype(np.float32)
+    grid = pt_plugin.grid_positions(28, 28)
+    got = runtime.query(runtime.encode(pos, val), grid)
+    with torch.no_grad():
+        want = torch_model(torch.from_numpy(pos)[None], torch.from_numpy(val)[None], torch.ones(1, k, dtype=torch.bool),
+                           torch.from_numpy(grid)[None])
+    np.testing.assert_allclose(got.logits, want.logits[0].numpy(), atol=2e-4)
+    np.testing.assert_allclose(got.mean(), want.mean()[0].numpy(), atol=2e-5)
