@@ -64,3 +64,13 @@ def test_bundled_graphs_compute_what_the_checkpoint_computes(k):
                            torch.from_numpy(grid)[None])
     np.testing.assert_allclose(got.logits, want.logits[0].numpy(), atol=2e-4)
     np.testing.assert_allclose(got.mean(), want.mean()[0].numpy(), atol=2e-5)
+
+
+def test_readme_shows_the_shipped_numbers():
+    """The README's model table quotes the bundled model.json (no stale figures after a retrain)."""
+    readme = (ROOT / "README.md").read_text()
+    sizes = json.loads((ROOT / "weights" / "fashion-mnist" / "model.json").read_text())["metrics"]["sizes"]
+    for size in ("16", "64", "256"):
+        m = sizes[size]
+        assert f"{m['nll_bits']:.2f} bits / {m['mse']:.4f}" in readme, size
+        assert f"{m['cond_gauss_nll_bits']:.2f} bits / {m['cond_gauss_mse']:.4f}" in readme, size
