@@ -102,14 +102,16 @@ def main() -> None:
               help="positions drawn one by one (N'); the rest take the mean")
 @click.option("--step-fraction", type=float, default=0.05, show_default=True,
               help="draw ceil(f*|set|) positions per encoder pass; 0 = the paper's exact one-at-a-time sampler")
+@click.option("--temperature", type=click.FloatRange(0, None, min_open=True), default=1.0, show_default=True,
+              help="below 1: smoother, less varied samples; 1 samples the model as trained")
 @click.option("--out", "out", type=click.Path(), default="samples.png", show_default=True,
               help="PNG grid: truth | observed | mean | samples")
 @click.option("--out-dir", type=click.Path(), default=None, help="also write each image to this folder")
 @click.option("--scale", type=int, default=4, show_default=True, help="enlargement of the PNG grid")
 @model_options
 @friendly_errors
-def sample(image, demo, seed, resize, mask_path, observed, num_samples, autoregressive, step_fraction, out,
-           out_dir, scale, model_name, device, threads, precision):
+def sample(image, demo, seed, resize, mask_path, observed, num_samples, autoregressive, step_fraction, temperature,
+           out, out_dir, scale, model_name, device, threads, precision):
     """Draw images from p(image | observed pixels) by hybrid autoregressive sampling."""
     from .images import figure_grid, samples_picture, write_png
 
@@ -128,7 +130,7 @@ def sample(image, demo, seed, resize, mask_path, observed, num_samples, autoregr
             state["done"] = done
 
         samples = model.sample_images(pos, val, shape, num_samples, seed, autoregressive=autoregressive,
-                                      step_fraction=step_fraction, progress=progress)
+                                      step_fraction=step_fraction, temperature=temperature, progress=progress)
     picture = samples_picture(pos, val, shape)
     write_png(out, figure_grid([[img, picture, mean, *samples]], scale=scale))
     click.echo(f"wrote {out}: ground truth | {len(pos)} observed pixels | mean | {num_samples} samples")

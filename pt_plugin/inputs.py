@@ -85,3 +85,10 @@ def positive_int(n, name: str, minimum: int = 1) -> int:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < minimum:
         raise InputError(f"{name} must be an integer >= {minimum}, got {n!r}")
     return int(n)
+
+
+def positive_float(x, name: str) -> float:
+    """A finite number > 0 (temperatures, scales); bools and strings are refused."""
+    if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)) or not 0 < x < np.inf:
+        raise InputError(f"{name} must be a finite number > 0, got {x!r}")
+    return float(x)

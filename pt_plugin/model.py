@@ -241,7 +241,9 @@ class Model:
         `autoregressive` positions are drawn in turn, each added to S; the rest take the mean given
         the grown set. step_fraction 0 is the paper's exact algorithm (one position per encoder
         pass); > 0 draws ceil(step_fraction·|set|) positions per pass, independently given the
-        current set (an approximation; see pt_plugin.sampling). All samples run in one batch.
+        current set (an approximation; see pt_plugin.sampling). temperature < 1 sharpens every draw
+        (bin choice and σ), giving smoother, less varied samples; 1 samples the model as trained.
+        All samples run in one batch.
         """
         from .sampling import hybrid_sample
 
@@ -249,7 +251,7 @@ class Model:
         q = inputs.positions(query_positions, self.pos_dim, "query positions")
         return hybrid_sample(self, p, v, q, inputs.positive_int(num_samples, "num_samples"), seed,
                              inputs.positive_int(autoregressive, "autoregressive", 0), step_fraction,
-                             temperature, progress)
+                             inputs.positive_float(temperature, "temperature"), progress)
 
     # -- images ------------------------------------------------------------------------------
     def _image_shape(self, shape) -> tuple[int, int]:

@@ -16,7 +16,7 @@ def run(*args, cwd=None):
 
 def test_sample_demo_writes_the_figure(tiny_export, tmp_path):
     r = run("sample", "--demo", "--model", tiny_export, "-n", "2", "--observed", "100", "--step-fraction", "0.2",
-            "--out", tmp_path / "s.png", "--out-dir", tmp_path / "each", "--scale", "3")
+            "--temperature", "0.8", "--out", tmp_path / "s.png", "--out-dir", tmp_path / "each", "--scale", "3")
     assert r.returncode == 0, r.stderr
     im = Image.open(tmp_path / "s.png")
     # ground truth | observed | mean | 2 samples, each 28*3 px, 2 px gaps
@@ -48,6 +48,7 @@ def test_mask_selects_observed_pixels(tiny_export, tmp_path):
     (["sample", "--demo", "--model", "no-such-model"], "unknown model"),
     (["mean"], "give an IMAGE or --demo"),
     (["sample", "--demo", "-n", "0"], "at least 1"),
+    (["sample", "--demo", "--temperature", "0"], "--temperature"),
 ])
 def test_bad_input_exits_with_one_line(tiny_export, tmp_path, args, message):
     if "--model" not in args:

@@ -74,6 +74,13 @@ def test_same_seed_same_samples(runtime_model, test_image):
     assert not np.array_equal(a[0], a[1])  # each sample has its own order and draws
 
 
+def test_lower_temperature_gives_less_varied_samples(runtime_model, test_image):
+    pos, val = observed(test_image, 30)
+    spread = {t: runtime_model.sample_images(pos, val, num_samples=8, seed=3, step_fraction=0.2,
+                                             temperature=t).std(0).mean() for t in (1.0, 0.3)}
+    assert spread[0.3] < 0.7 * spread[1.0], spread
+
+
 def test_observed_pixels_are_kept(runtime_model, test_image):
     pos, val = observed(test_image, 100)
     s = runtime_model.sample_images(pos, val, num_samples=1, seed=0, step_fraction=0.3)
@@ -199,6 +206,9 @@ def test_bad_queries_and_shapes(runtime_model, test_image):
         runtime_model.sample_images(pos, val, num_samples=0)
     with pytest.raises(InputError, match="step_fraction"):
         runtime_model.sample_images(pos, val, step_fraction=1.5)
+    for bad in (0, -1.0, float("inf"), float("nan"), "0.5", True):
+        with pytest.raises(InputError, match="temperature must be a finite number > 0"):
+            runtime_model.sample_images(pos, val, temperature=bad)
     with pytest.raises(InputError, match="cannot observe 900 pixels"):
         observe_random(test_image, 900)
 
