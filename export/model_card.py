@@ -58,18 +58,15 @@ def samples_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def runs(ck: dict[str, Any]) -> list[dict[str, Any]]:
-    """The runs behind a checkpoint, oldest first: {steps, minutes, history} (history may be [])."""
-    earlier = [{"steps": r.get("steps"), "minutes": r.get("minutes"), "history": r.get("history") or []}
-               for r in ck.get("lineage", [])]
-    return earlier + [{"steps": ck.get("step"), "minutes": ck.get("minutes"), "history": ck.get("history", [])}]
+def histories(ck: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    """The validation history of each run behind a checkpoint, oldest first ([] where none was kept)."""
+    return [r.get("history") or [] for r in ck.get("lineage", [])] + [ck.get("history") or []]
 
 
 def validation_tables(ck: dict[str, Any], every: int = 2000) -> str:
     """Validation loss and NLL (nats per value) of each run, every `every` steps and at its last point."""
     out = []
-    for i, run in enumerate(runs(ck), 1):
-        hist = run["history"]
+    for i, hist in enumerate(histories(ck), 1):
         if not hist:
             out += [f"(run {i}: no validation history recorded)", ""]
             continue
