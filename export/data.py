@@ -18,13 +18,12 @@ import torch.nn.functional as F
 
 from pt_plugin.errors import InputError
 from pt_plugin.images import grid_positions as pixel_centers  # noqa: F401 - one definition of the pixel grid
-from pt_plugin.images import read_image, resize_image
+from pt_plugin.images import IMAGE_SUFFIXES, read_image, resize_image
 
 FASHION_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
 
 class DataError(ValueError):

@@ -35,7 +35,7 @@ from pt_plugin.sampling import step_sizes
 from .baselines import DEFAULT_RIDGE, ConditionalGaussian, linear_fill, nearest_fill
 from .data import DataError, load_idx_images, pixel_centers
 from .model import PixelTransformer
-from .onnx import ExportError, load_checkpoint, total_steps
+from .checkpoint import ExportError, load_checkpoint, total_steps
 
 DATA_DIR = "/usr/share/datasets/fashion-mnist"
 METHODS = {"model": "PixelTransformer", "cond_gauss": "Cond. Gaussian", "linear": "Linear", "nearest": "Nearest"}

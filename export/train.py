@@ -20,7 +20,9 @@ import numpy as np
 import torch
 
 from .config import Config, ConfigError, ModelConfig, TrainConfig
-from .data import DataError, SetSampler, load_dataset
+from .curves import FAMILIES, CurveSampler, family, seed_sequence
+from .data import DataError, SetSampler, load_dataset, load_idx_images
+from .video import ClipSampler, shrink
 from .model import PixelTransformer
 
 
@@ -63,6 +65,56 @@ def validation_batches(images: np.ndarray, tc: TrainConfig, n_batches: int = 8):
     return [sampler.batch() for _ in range(n_batches)]
 
 
+def data_sources(cfg: Config, rank: int):
+    """(training sampler factory: first step -> sampler, fixed validation batches, what it trains on).
+
+    Called before the model is built, so the data can shape it (a palette fitted to the images).
+
+    Curve families (polynomials, gp-curves) and moving-fashion clips are drawn on the fly from
+    disjoint seed streams; everything else is a set of images read by export.data.load_dataset.
+    """
+    tc, mc = cfg.train, cfg.model
+    if tc.data in FAMILIES:
+        if (mc.pos_dim, mc.val_dim) != (1, 1):
+            raise DataError(f"{tc.data} are 1-D functions: the model needs pos_dim 1 and val_dim 1, "
+                            f"got {mc.pos_dim} and {mc.val_dim}")
+        fam = family(tc.data)
+
+        def curve_sampler(step: int) -> CurveSampler:
+            return CurveSampler(fam, tc.min_samples, tc.max_samples, tc.num_queries, tc.batch_size,
+                                seed_sequence("train", tc.seed, rank, step))
+        val = CurveSampler(fam, tc.min_samples, tc.max_samples, tc.num_queries, 32, seed_sequence("val"))
+        return curve_sampler, [val.batch() for _ in range(8)], f"{tc.data} drawn on the fly"
+    if tc.data == "moving-fashion":
+        if (mc.pos_dim, mc.val_dim) != (3, 1):
+            raise DataError(f"moving-fashion clips are (x, y, t) -> gray: the model needs pos_dim 3 and val_dim 1, "
+                            f"got {mc.pos_dim} and {mc.val_dim}")
+        garments = shrink(load_idx_images(tc.data_dir, "train"))
+        val_g, train_g = garments[-tc.val_images:], garments[:-tc.val_images]
+        if tc.limit:
+            train_g = train_g[:tc.limit]
+
+        def clip_sampler(step: int) -> ClipSampler:
+            return ClipSampler(train_g, tc.min_samples, tc.max_samples, tc.num_queries, tc.batch_size,
+                               seed_sequence("train", tc.seed, rank, step), tc.snap_fraction, tc.max_set_tokens)
+        val = ClipSampler(val_g, tc.min_samples, tc.max_samples, tc.num_queries, 16, seed_sequence("val"),
+                          tc.snap_fraction)
+        return clip_sampler, [val.batch() for _ in range(8)], f"moving-fashion clips of {len(train_g)} garments"
+    images = load_dataset(tc.data, tc.data_dir, "train")
+    if tc.val_images >= len(images):
+        raise DataError(f"val_images={tc.val_images} leaves no training images (dataset has {len(images)})")
+    val_imgs, train_imgs = images[-tc.val_images:], images[:-tc.val_images]
+    if tc.limit:
+        train_imgs = train_imgs[:tc.limit]
+    if mc.val_dim != images.shape[-1]:
+        raise DataError(f"model val_dim={mc.val_dim} but the images have {images.shape[-1]} channels")
+
+    def image_sampler(step: int) -> SetSampler:
+        return SetSampler(train_imgs, tc.min_samples, tc.max_samples, tc.num_queries, tc.batch_size,
+                          tc.snap_fraction, seed=tc.seed * 1000 + rank + step, max_set_tokens=tc.max_set_tokens)
+    return image_sampler, validation_batches(val_imgs, tc), f"{len(train_imgs)} images"
+
+
 @torch.no_grad()
 def evaluate(model: PixelTransformer, batches, alpha: float, device) -> dict[str, float]:
     model.eval()
@@ -101,20 +153,10 @@ def main(argv=None) -> int:
     log = (lambda *a: print(*a, flush=True)) if rank == 0 else (lambda *a: None)
 
     try:
-        images = load_dataset(tc.data, tc.data_dir, "train")
+        make_sampler, val, what = data_sources(cfg, rank)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if tc.val_images >= len(images):
-        print(f"error: val_images={tc.val_images} leaves no training images (dataset has {len(images)})", file=sys.stderr)
-        return 2
-    val_imgs, train_imgs = images[-tc.val_images:], images[:-tc.val_images]
-    if tc.limit:
-        train_imgs = train_imgs[:tc.limit]
-    if cfg.model.val_dim != images.shape[-1]:
-        print(f"error: model val_dim={cfg.model.val_dim} but the images have {images.shape[-1]} channels", file=sys.stderr)
-        return 2
-
     out = Path(tc.out)
     out.mkdir(parents=True, exist_ok=True)
     model = PixelTransformer(cfg.model).to(device)
@@ -137,12 +179,9 @@ def main(argv=None) -> int:
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     net = torch.nn.parallel.DistributedDataParallel(model) if ddp else model
 
-    sampler = SetSampler(train_imgs, tc.min_samples, tc.max_samples, tc.num_queries, tc.batch_size,
-                         tc.snap_fraction, seed=tc.seed * 1000 + rank + step, max_set_tokens=tc.max_set_tokens)
-    val = validation_batches(val_imgs, tc)
+    sampler = make_sampler(step)
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"training {n_params / 1e6:.2f}M parameters on {len(train_imgs)} images ({device}), "
-        f"steps {step}->{tc.steps}")
+    log(f"training {n_params / 1e6:.2f}M parameters on {what} ({device}), steps {step}->{tc.steps}")
 
     def checkpoint(metrics=None):
         if rank:

@@ -9,12 +9,14 @@
 from ._version import __version__
 from .distribution import Distribution
 from .errors import DeviceError, InputError, ModelNotFoundError, PtPluginError, WeightsError
-from .images import compose, grid_positions, observe_mask, observe_random, samples_picture
+from .grids import grid_positions
+from .images import compose, observe_mask, observe_random, samples_picture
 from .model import Context, Model, ModelInfo, load
+from .signal import Signal
 from .weights import DEFAULT_MODEL, known_models
 
 __all__ = [
-    "__version__", "load", "Model", "ModelInfo", "Context", "Distribution", "grid_positions",
+    "__version__", "load", "Model", "ModelInfo", "Context", "Distribution", "Signal", "grid_positions",
     "observe_random", "observe_mask", "compose", "samples_picture", "known_models", "DEFAULT_MODEL",
     "PtPluginError", "InputError", "ModelNotFoundError", "WeightsError", "DeviceError",
 ]

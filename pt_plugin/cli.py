@@ -16,9 +16,9 @@ import numpy as np
 
 from ._version import __version__
 from .errors import PtPluginError
+from .sampling import DEFAULT_STEP_FRACTION
 from .weights import DEFAULT_MODEL
 
-DEMO_IMAGE = Path(__file__).parent / "data" / "demo.png"
 
 
 def friendly_errors(fn):
@@ -34,24 +34,61 @@ def friendly_errors(fn):
 
 def model_options(fn):
     fn = click.option("--model", "model_name", default=DEFAULT_MODEL, show_default=True,
-                      help="model name, or a folder with encoder.onnx, decoder.onnx, model.json")(fn)
+                      help="model name (`pt-plugin models`), or a folder with encoder.onnx, decoder.onnx, model.json")(fn)
     fn = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)(fn)
-    fn = click.option("--threads", type=int, default=None, help="CPU threads (default PT_PLUGIN_THREADS)")(fn)
+    fn = click.option("--threads", type=click.IntRange(0, 1024), default=None,
+                      help="CPU threads (default PT_PLUGIN_THREADS)")(fn)
     fn = click.option("--precision", type=click.Choice(["fp32", "int8", "fp16"]), default="fp32", show_default=True,
                       help="graphs to run: int8 is faster on a CPU, fp16 is meant for CUDA")(fn)
     return fn
 
 
+def parse_shape(text: str | None) -> tuple[int, ...] | None:
+    """'112x112' -> (112, 112): a grid in array order (height x width; frames x height x width)."""
+    if text is None:
+        return None
+    try:
+        dims = tuple(int(t) for t in text.lower().replace(",", "x").split("x"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a grid like 112x112 (array order: height x width)",
+                                 param_hint="--shape") from None
+    if not dims or any(n < 1 or n > 4096 for n in dims):
+        raise click.BadParameter(f"{text!r}: every length must be 1 to 4096", param_hint="--shape")
+    return dims
+
+
 def observation_options(fn):
-    fn = click.option("--observed", "-k", type=int, default=64, show_default=True,
-                      help="number of random pixels observed")(fn)
+    fn = click.option("--observed", "-k", type=click.IntRange(1, None), default=None,
+                      help="number of random samples observed [default: 64]")(fn)
     fn = click.option("--mask", "mask_path", type=click.Path(), default=None,
-                      help="PNG whose white pixels are the observed ones (instead of --observed)")(fn)
-    fn = click.option("--resize", is_flag=True, help="resize the image to the model's grid instead of refusing it")(fn)
-    fn = click.option("--seed", type=int, default=0, show_default=True)(fn)
-    fn = click.option("--demo", is_flag=True, help="use the bundled test image")(fn)
-    fn = click.argument("image", required=False, type=click.Path())(fn)
+                      help="images: a picture whose white pixels are the observed ones (instead of --observed)")(fn)
+    fn = click.option("--points", "points_path", type=click.Path(), default=None,
+                      help="curves: a CSV of observed points (x, y), x in [-1, 1]")(fn)
+    fn = click.option("--resize", is_flag=True, help="resize the input to the model's grid instead of refusing it")(fn)
+    fn = click.option("--shape", "shape_text", default=None,
+                      help="grid of the outputs, e.g. 112x112 (array order); finer than the model's = super-resolution")(fn)
+    fn = click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)(fn)
+    fn = click.option("--demo", is_flag=True, help="use the model's demo signal")(fn)
+    fn = click.argument("source", metavar="[INPUT]", required=False, type=click.Path())(fn)
     return fn
+
+
+def _check_sources(source, demo, mask_path, points_path, observed) -> None:
+    """Usage errors that need no model: found before anything is loaded."""
+    given = [n for n, v in (("INPUT", source), ("--demo", demo), ("--points", points_path)) if v]
+    if len(given) != 1:
+        raise click.UsageError("give one of INPUT, --demo or --points" + (f" (got {', '.join(given)})" if given else ""))
+    if mask_path and observed is not None:
+        raise click.UsageError("--mask and --observed both choose the observed samples: give one of them")
+    if points_path and (mask_path or observed is not None):
+        raise click.UsageError("--points gives the observed samples itself: drop --mask / --observed")
+    for label, path in (("INPUT", source), ("mask", mask_path), ("points file", points_path)):
+        if path and not Path(path).exists():
+            raise click.UsageError(f"{label} not found: {path}")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def _load_model(model_name, device, threads, precision="fp32"):
@@ -60,33 +97,27 @@ def _load_model(model_name, device, threads, precision="fp32"):
     return load(model_name, device=device, threads=threads, precision=precision)
 
 
-def _observe(model, image, demo, mask_path, observed, seed, resize):
-    """(ground truth [H, W, C], positions, values) from the command-line arguments."""
-    from .images import observe_mask, observe_random, read_image, resize_image
-
-    if demo == bool(image):
-        raise click.UsageError("give an IMAGE or --demo (one of them)")
-    path = DEMO_IMAGE if demo else Path(image)
-    img = read_image(path, model.val_dim)
-    grid = model.grid
-    if grid and img.shape[:2] != tuple(grid):
-        if not resize:
-            raise click.ClickException(f"{path} is {img.shape[1]}x{img.shape[0]} pixels but model "
-                                       f"{model.meta['name']} works on {grid[1]}x{grid[0]}; pass --resize to resize it")
-        img = resize_image(img, grid[0], grid[1])
-    if mask_path:
-        mask = read_image(mask_path, 1)[..., 0]
-        if mask.shape != img.shape[:2]:
-            raise click.ClickException(f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]}; it must match the "
-                                       f"image, {img.shape[1]}x{img.shape[0]}")
-        pos, val = observe_mask(img, mask)
+def _observe(model, kind, source, demo, mask_path, points_path, observed, seed, resize, shape):
+    """The Observation the command-line arguments describe, with the output grid set."""
+    if points_path:
+        obs = kind.read(model, Path(points_path), resize)
+    elif demo:
+        obs = kind.demo(model)
     else:
-        h, w = img.shape[:2]
-        if observed > h * w or observed < 1:
-            raise click.ClickException(f"--observed {observed} is not possible for a {w}x{h} image "
-                                       f"({h * w} pixels): choose 1 to {h * w}")
-        pos, val = observe_random(img, observed, seed)
-    return img, pos, val
+        obs = kind.read(model, Path(source), resize)
+    if mask_path:
+        if not hasattr(kind, "observe_mask"):
+            raise click.UsageError(f"--mask is for images; model {model.meta['name']} is a {kind.name} model")
+        obs = kind.observe_mask(obs, Path(mask_path))
+    elif not len(obs.positions):
+        obs = kind.observe(obs, 64 if observed is None else observed, seed)
+    if shape is not None:
+        obs.shape = model.grid_shape(shape)
+    return obs
+
+
+def _default_out(kind, stem: str) -> str:
+    return f"{stem}.gif" if kind.name == "video" else f"{stem}.png"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -97,83 +128,88 @@ def main() -> None:
 
 @main.command()
 @observation_options
-@click.option("--num-samples", "-n", type=int, default=3, show_default=True)
-@click.option("--autoregressive", type=int, default=2048, show_default=True,
+@click.option("--num-samples", "-n", type=click.IntRange(1, 1000), default=3, show_default=True)
+@click.option("--autoregressive", type=click.IntRange(0, None), default=2048, show_default=True,
               help="positions drawn one by one (N'); the rest take the mean")
-@click.option("--step-fraction", type=float, default=0.05, show_default=True,
+@click.option("--step-fraction", type=click.FloatRange(0, 1, max_open=True), default=DEFAULT_STEP_FRACTION,
+              show_default=True,
               help="draw ceil(f*|set|) positions per encoder pass; 0 = the paper's exact one-at-a-time sampler")
-@click.option("--temperature", type=click.FloatRange(0, None, min_open=True), default=1.0, show_default=True,
+@click.option("--temperature", type=click.FloatRange(0, 100, min_open=True), default=1.0, show_default=True,
               help="below 1: smoother, less varied samples; 1 samples the model as trained")
-@click.option("--out", "out", type=click.Path(), default="samples.png", show_default=True,
-              help="PNG grid: truth | observed | mean | samples")
-@click.option("--out-dir", type=click.Path(), default=None, help="also write each image to this folder")
-@click.option("--scale", type=int, default=4, show_default=True, help="enlargement of the PNG grid")
+@click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
+              help="picture to write (PNG grid for images, plot + CSV for curves, GIF + frame strip for videos)")
+@click.option("--out-dir", type=click.Path(file_okay=False), default=None, help="images: also write each one here")
+@click.option("--scale", type=click.IntRange(1, 32), default=4, show_default=True, help="enlargement of the picture")
 @model_options
 @friendly_errors
-def sample(image, demo, seed, resize, mask_path, observed, num_samples, autoregressive, step_fraction, temperature,
-           out, out_dir, scale, model_name, device, threads, precision):
-    """Draw images from p(image | observed pixels) by hybrid autoregressive sampling."""
-    from .images import figure_grid, samples_picture, write_png
+def sample(source, demo, seed, shape_text, resize, points_path, mask_path, observed, num_samples, autoregressive,
+           step_fraction, temperature, out, out_dir, scale, model_name, device, threads, precision):
+    """Draw whole signals from p(signal | observed samples) by hybrid autoregressive sampling."""
+    from .kinds import Outputs, kind_for
 
-    if num_samples < 1:
-        raise click.ClickException(f"--num-samples must be at least 1, got {num_samples}")
+    _check_sources(source, demo, mask_path, points_path, observed)
+    shape = parse_shape(shape_text)
     model = _load_model(model_name, device, threads, precision)
-    img, pos, val = _observe(model, image, demo, mask_path, observed, seed, resize)
-    shape = img.shape[:2]
-    mean = model.mean_image(pos, val, shape)
-    with click.progressbar(length=min(autoregressive, img.shape[0] * img.shape[1] - len(pos)),
-                           label=f"sampling {num_samples} image(s)", file=sys.stderr) as bar:
+    kind = kind_for(model.signal)
+    obs = _observe(model, kind, source, demo, mask_path, points_path, observed, seed, resize, shape)
+    out = out or _default_out(kind, "samples")
+    mean, std = model.mean_grid(obs.positions, obs.values, obs.shape, return_std=True)
+    total = min(autoregressive, int(np.prod(obs.shape)))
+    with click.progressbar(length=total, label=f"sampling {_plural(num_samples, model.signal.kind)}",
+                           file=sys.stderr) as bar:
         state = {"done": 0}
 
-        def progress(done, total):
+        def progress(done, _total):
             bar.update(done - state["done"])
             state["done"] = done
 
-        samples = model.sample_images(pos, val, shape, num_samples, seed, autoregressive=autoregressive,
-                                      step_fraction=step_fraction, temperature=temperature, progress=progress)
-    picture = samples_picture(pos, val, shape)
-    write_png(out, figure_grid([[img, picture, mean, *samples]], scale=scale))
-    click.echo(f"wrote {out}: ground truth | {len(pos)} observed pixels | mean | {num_samples} samples")
-    if out_dir:
-        d = Path(out_dir)
-        write_png(d / "truth.png", img)
-        write_png(d / "observed.png", picture)
-        write_png(d / "mean.png", mean)
-        for i, s in enumerate(samples):
-            write_png(d / f"sample_{i:02d}.png", s)
-        click.echo(f"wrote {d}/truth.png, observed.png, mean.png, sample_00..{num_samples - 1:02d}.png")
+        samples = model.sample_grid(obs.positions, obs.values, obs.shape, num_samples, seed,
+                                    autoregressive=autoregressive, step_fraction=step_fraction,
+                                    temperature=temperature, progress=progress)
+    written = kind.write(Path(out), obs, Outputs(mean, std, samples), model, scale, out_dir=out_dir)
+    click.echo(f"wrote {', '.join(map(str, written))}: truth | {_plural(len(obs.positions), 'observed sample')} | "
+               f"mean | {_plural(num_samples, 'sample')} on a {'x'.join(map(str, obs.shape))} grid")
 
 
 @main.command()
 @observation_options
-@click.option("--out", "out", type=click.Path(), default="mean.png", show_default=True,
-              help="PNG grid: truth | observed | mean | per-pixel std")
-@click.option("--scale", type=int, default=4, show_default=True)
+@click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
+              help="picture to write: truth | observed | mean | standard deviation")
+@click.option("--scale", type=click.IntRange(1, 32), default=4, show_default=True)
 @model_options
 @friendly_errors
-def mean(image, demo, seed, resize, mask_path, observed, out, scale, model_name, device, threads, precision):
-    """The mean image given the observed pixels, and its per-pixel standard deviation."""
-    from .images import figure_grid, samples_picture, write_png
+def mean(source, demo, seed, shape_text, resize, points_path, mask_path, observed, out, scale, model_name, device,
+         threads, precision):
+    """The mean signal given the observed samples, and its standard deviation."""
+    from .kinds import Outputs, kind_for
 
+    _check_sources(source, demo, mask_path, points_path, observed)
+    shape = parse_shape(shape_text)
     model = _load_model(model_name, device, threads, precision)
-    img, pos, val = _observe(model, image, demo, mask_path, observed, seed, resize)
-    m, sd = model.mean_image(pos, val, img.shape[:2], return_std=True)
-    sd_view = sd / max(float(sd.max()), 1e-6)
-    write_png(out, figure_grid([[img, samples_picture(pos, val, img.shape[:2]), m, sd_view]], scale=scale))
-    mse = float(np.mean((m - img) ** 2))
-    click.echo(f"wrote {out}: ground truth | {len(pos)} observed | mean | std (scaled to its max "
-               f"{float(sd.max()):.3f}); mean-image MSE {mse:.4f}")
+    kind = kind_for(model.signal)
+    obs = _observe(model, kind, source, demo, mask_path, points_path, observed, seed, resize, shape)
+    out = out or _default_out(kind, "mean")
+    m, sd = model.mean_grid(obs.positions, obs.values, obs.shape, return_std=True)
+    empty = np.zeros((0,) + m.shape, np.float32)
+    written = kind.write(Path(out), obs, Outputs(m, sd, empty), model, scale)
+    msg = f"wrote {', '.join(map(str, written))}: truth | {_plural(len(obs.positions), 'observed sample')} | mean | std"
+    if obs.truth is not None and obs.truth.shape == m.shape:
+        msg += f" (max {float(sd.max()):.3f}); mean MSE {float(np.mean((m - obs.truth) ** 2)):.4f}"
+    click.echo(msg)
 
 
 @main.command()
 @friendly_errors
 def models():
-    """Known models: bundled, cached or remote, and their size."""
+    """Known models: name, signal kind, axes -> channels, size, and where each is (bundled, cached, remote)."""
     from .weights import cache_dir, describe_models
 
+    click.echo(f"{'name':<18} {'kind':<7} {'axes -> channels':<22} {'size':>8}  where")
     for row in describe_models():
         size = f"{row['bytes'] / 1e6:.1f} MB" if row["bytes"] else "-"
-        click.echo(f"{row['name']:<20} {row['where']:<8} {size}")
+        sig = row["signal"]
+        io = f"{','.join(sig.get('axes', []))} -> {','.join(sig.get('channels', []))}" if sig else "-"
+        click.echo(f"{row['name']:<18} {sig.get('kind', '-'):<7} {io:<22} {size:>8}  {row['where']}")
     click.echo(f"cache: {cache_dir()}")
 
 
@@ -181,11 +217,13 @@ def models():
 @click.argument("names", nargs=-1)
 @friendly_errors
 def download(names):
-    """Fetch models into the cache (all known ones when no NAME is given), for offline use."""
-    from .weights import fetch, known_models
+    """Make models available offline: bundled ones are already; others are fetched into the cache
+    from PT_PLUGIN_WEIGHTS_URL (all known models when no NAME is given)."""
+    from .weights import available, bundled_path, known_models
 
     for name in names or known_models():
-        click.echo(f"{name}: {fetch(name)}")
+        folder = available(name)
+        click.echo(f"{name}: {'bundled' if folder == bundled_path(name) else 'cached'} at {folder}")
 
 
 @main.command()

@@ -10,14 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .grids import cell_index, grid_positions  # noqa: F401 - the image helpers' grid is the N-D one
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")  # what folder readers take as images
 OBSERVED_BACKGROUND = (0.25, 0.35, 0.6)  # unobserved pixels in the picture of S (paper Fig. 4, row 2)
-
-
-def grid_positions(h: int, w: int) -> np.ndarray:
-    """[H*W, 2] float32 positions of the pixel centres, row-major."""
-    ys, xs = np.meshgrid((np.arange(h) + 0.5) / h * 2 - 1, (np.arange(w) + 0.5) / w * 2 - 1, indexing="ij")
-    return np.stack([xs.ravel(), ys.ravel()], -1).astype(np.float32)
 
 
 def _as_image(image) -> np.ndarray:
@@ -67,12 +63,7 @@ def compose(image_a, image_b, mask) -> np.ndarray:
 
 def pixel_index(positions, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """Flat row-major index of the pixel holding each position [K, 2], and whether it sits on that pixel's centre."""
-    pos = np.asarray(positions, np.float32)
-    col, row = (pos[:, 0] + 1) / 2 * w, (pos[:, 1] + 1) / 2 * h
-    c = np.clip(np.floor(col), 0, w - 1).astype(np.int64)
-    r = np.clip(np.floor(row), 0, h - 1).astype(np.int64)
-    on_centre = (np.abs(col - c - 0.5) < 1e-3) & (np.abs(row - r - 0.5) < 1e-3)
-    return r * w + c, on_centre
+    return cell_index(positions, (h, w))
 
 
 def samples_picture(positions, values, shape: tuple[int, int], fill: str = "background") -> np.ndarray:

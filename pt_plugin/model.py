@@ -6,22 +6,25 @@ onnxruntime's run() is thread-safe, so a Model can serve several threads.
 """
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from . import inputs
+from . import inputs, metadata
 from .distribution import Distribution
-from .errors import InputError, ModelNotFoundError
+from .errors import InputError, WeightsError
 from .graphs import Graph, session_device, to_numpy
+from .grids import cell_index, grid_positions
+from .sampling import DEFAULT_STEP_FRACTION, hybrid_sample
 from .sessions import make_session
+from .signal import Signal
 from .weights import DEFAULT_MODEL, graph_files, locate
 
 DEFAULT_CHUNK = 4096  # queries per decoder call per set
+
 # attention-score elements one onnxruntime call may hold per layer: larger batches are encoded in
 # groups of sets and decoded in smaller query chunks, so peak memory stays bounded for any batch and
 # query count (one set's encoder still needs heads·K² of them). 2**24 floats = 64 MiB: on the CPU
@@ -42,9 +45,10 @@ class ModelInfo:
     value_range: tuple[float, float]
     providers: tuple[str, ...]
     path: str
-    metadata: dict
+    metadata: dict = field(repr=False)
     precision: str = "fp32"
     io_binding: bool = False
+    signal: Signal | None = None
 
 
 @dataclass
@@ -86,10 +90,7 @@ class Model:
                  threads: int | None = None, precision: str = "fp32", io_binding: bool | None = None):
         self.path = Path(path)
         files = graph_files(precision)
-        try:
-            self.meta = json.loads((self.path / "model.json").read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ModelNotFoundError(f"{self.path / 'model.json'} could not be read: {e}") from None
+        self.meta = metadata.read(self.path)
         if precision != "fp32":
             missing = [f for f in files if not (self.path / f).is_file()]
             if missing:
@@ -100,9 +101,10 @@ class Model:
                 raise InputError(f"{self.path}/model.json records no checked {precision} variant, so "
                                  f"{' and '.join(files)} may be left from an earlier export; remake them with "
                                  f"`python -m export.quantize {self.path} --{precision} --force`")
+        metadata.verify_files(self.path, self.meta, files)
         self.precision = precision
-        encoder = make_session(self.path / files[0], device, providers, threads)
-        decoder = make_session(self.path / files[1], device, providers, threads)
+        encoder = self._session(files[0], "encoder", device, providers, threads)
+        decoder = self._session(files[1], "decoder", device, providers, threads)
         if io_binding is None:
             io_binding = session_device(encoder)[0] == "cuda"
         self.encoder, self.decoder = Graph(encoder, bool(io_binding)), Graph(decoder, bool(io_binding))
@@ -113,18 +115,35 @@ class Model:
         self.value_range = (float(m["value_range"][0]), float(m["value_range"][1]))
         self.centers = np.asarray(m["bin_centers"], np.float64)
         self.grid = tuple(m["grid"]) if m.get("grid") else None
+        self.signal = metadata.signal(m)
+
+    def _session(self, name: str, role: str, device, providers, threads):
+        """A session of one graph file, checked against model.json; a damaged file is a WeightsError."""
+        path = self.path / name
+        try:
+            session = make_session(path, device, providers, threads)
+        except (InputError, WeightsError):
+            raise
+        except Exception as e:  # noqa: BLE001 - onnxruntime's InvalidProtobuf, Fail, NoSuchFile, ...
+            if type(e).__module__.startswith("onnxruntime"):
+                raise WeightsError(f"{path} is not a loadable ONNX graph ({type(e).__name__}: "
+                                   f"{str(e).splitlines()[0][:200]}); export or download it again") from None
+            raise
+        metadata.check_graph(session, role, self.meta, path)
+        return session
 
     @property
     def info(self) -> ModelInfo:
         m = self.meta
         return ModelInfo(m["name"], m["version"], self.pos_dim, self.val_dim, self.grid, int(m["bins"]),
                          self.value_range, tuple(self.encoder.get_providers()), str(self.path), m, self.precision,
-                         self.encoder.io_binding)
+                         self.encoder.io_binding, self.signal)
 
     def __repr__(self) -> str:
         i = self.info
-        return (f"Model({i.name!r} v{i.version}, pos_dim={i.pos_dim}, val_dim={i.val_dim}, grid={i.grid}, "
-                f"bins={i.bins}, precision={i.precision!r}, providers={list(i.providers)}, io_binding={i.io_binding})")
+        return (f"Model({i.name!r} v{i.version}, {self.signal.kind} {'/'.join(self.signal.axes)} -> "
+                f"{'/'.join(self.signal.channels)}, grid={i.grid}, bins={i.bins}, precision={i.precision!r}, "
+                f"providers={list(i.providers)}, io_binding={i.io_binding})")
 
     # -- sample sets -------------------------------------------------------------------------
     def check_set(self, positions, values) -> tuple[np.ndarray, np.ndarray]:
@@ -233,75 +252,102 @@ class Model:
 
     # -- sampling ----------------------------------------------------------------------------
     def sample(self, positions, values, query_positions, num_samples: int = 1, seed: int | None = None,
-               autoregressive: int = 2048, step_fraction: float = 0.0, temperature: float = 1.0,
+               autoregressive: int = 2048, step_fraction: float = DEFAULT_STEP_FRACTION, temperature: float = 1.0,
                progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """Whole signals at query_positions drawn from p(signal | S), [num_samples, Q, val_dim].
 
         Hybrid autoregressive sampling (paper §4.3): a new random order per sample; the first
         `autoregressive` positions are drawn in turn, each added to S; the rest take the mean given
         the grown set. step_fraction 0 is the paper's exact algorithm (one position per encoder
-        pass); > 0 draws ceil(step_fraction·|set|) positions per pass, independently given the
-        current set (an approximation; see pt_plugin.sampling). temperature < 1 sharpens every draw
-        (bin choice and σ), giving smoother, less varied samples; 1 samples the model as trained.
-        All samples run in one batch.
+        pass); > 0 (default 0.1) draws ceil(step_fraction·|set|) positions per pass, independently
+        given the current set (measured within 5 % of exact; see pt_plugin.sampling). temperature < 1
+        sharpens every draw (bin choice and σ), giving smoother, less varied samples; 1 samples the
+        model as trained. progress(done, total) is called after every encoder pass. All samples run
+        in one batch.
         """
-        from .sampling import hybrid_sample
-
         p, v = self.check_set(positions, values)
         q = inputs.positions(query_positions, self.pos_dim, "query positions")
         return hybrid_sample(self, p, v, q, inputs.positive_int(num_samples, "num_samples"), seed,
                              inputs.positive_int(autoregressive, "autoregressive", 0), step_fraction,
                              inputs.positive_float(temperature, "temperature"), progress)
 
+    # -- grids -------------------------------------------------------------------------------
+    def grid_shape(self, shape=None) -> tuple[int, ...]:
+        """The grid to work on: `shape` (array order, one length per axis: [H, W] for an image) or the
+        model's training grid. Any shape is valid (positions are continuous): a finer grid than the
+        training one is super-resolution."""
+        if shape is None:
+            if self.grid is None:
+                raise InputError(f"model {self.meta['name']!r} has no training grid ({self.signal.kind}); give "
+                                 f"shape=, one length per axis ({len(self.signal.axes)} axes, array order "
+                                 f"{list(self.signal.array_axes)})")
+            return self.grid
+        if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+            shape = (shape,)
+        try:
+            dims = tuple(shape)
+        except TypeError:
+            raise InputError(f"shape must be a sequence of {self.pos_dim} positive integers, got {shape!r}") from None
+        if len(dims) != self.pos_dim or not all(
+                isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n > 0 for n in dims):
+            raise InputError(f"shape must be {self.pos_dim} positive integers in array order "
+                             f"{list(self.signal.array_axes)}, got {shape!r}")
+        return tuple(int(n) for n in dims)
+
+    def mean_grid(self, positions, values, shape=None, return_std: bool = False, chunk: int = DEFAULT_CHUNK):
+        """The mean signal [*shape, val_dim] at the cell centres of a grid given S (default: the training
+        grid); with return_std also the standard deviation of the value law at every cell."""
+        shape = self.grid_shape(shape)
+        out = self.mean((positions, values), grid_positions(*shape), chunk=chunk, return_std=return_std)
+        if not return_std:
+            return out.reshape(*shape, self.val_dim)
+        return out[0].reshape(*shape, self.val_dim), out[1].reshape(*shape, self.val_dim)
+
+    def sample_grid(self, positions, values, shape=None, num_samples: int = 1, seed: int | None = None,
+                    **kwargs) -> np.ndarray:
+        """num_samples signals [N, *shape, val_dim] on a grid drawn from p(signal | S); kwargs go to sample().
+
+        Cells whose centre holds a sample of S keep its value and are not drawn again.
+        """
+        shape = self.grid_shape(shape)
+        num_samples = inputs.positive_int(num_samples, "num_samples")
+        p, v = self.check_set(positions, values)
+        grid = grid_positions(*shape)
+        cell, on_centre = cell_index(p, shape)
+        out = np.empty((num_samples, len(grid), self.val_dim), np.float32)
+        free = np.setdiff1d(np.arange(len(grid)), cell[on_centre])
+        out[:, cell[on_centre]] = v[on_centre]
+        if len(free):
+            out[:, free] = self.sample(p, v, grid[free], num_samples, seed, **kwargs)
+        return np.clip(out, *self.value_range).reshape(num_samples, *shape, self.val_dim)
+
     # -- images ------------------------------------------------------------------------------
     def _image_shape(self, shape) -> tuple[int, int]:
         if self.pos_dim != 2:
-            raise InputError(f"image helpers need a 2-D model; this one has pos_dim {self.pos_dim}")
-        shape = tuple(int(s) for s in (shape or self.grid or ()))
-        if len(shape) != 2:
-            raise InputError(f"shape must be (height, width), got {shape}")
-        if self.grid and shape != tuple(self.grid):
-            raise InputError(f"shape {shape} is not this model's grid {tuple(self.grid)}; the model was trained on "
-                             f"{self.grid[0]}x{self.grid[1]} signals (resize the image to fit)")
-        return shape
+            raise InputError(f"image helpers need a 2-D model; this one has pos_dim {self.pos_dim} (use mean_grid / "
+                             "sample_grid)")
+        return self.grid_shape(shape)
 
     def mean_image(self, positions, values, shape=None, return_std: bool = False):
-        """Mean image [H, W, val_dim] given S; with return_std also the per-pixel standard deviation."""
-        from .images import grid_positions
-
-        h, w = self._image_shape(shape)
-        out = self.mean((positions, values), grid_positions(h, w), return_std=return_std)
-        if not return_std:
-            return out.reshape(h, w, self.val_dim)
-        return out[0].reshape(h, w, self.val_dim), out[1].reshape(h, w, self.val_dim)
+        """Mean image [H, W, val_dim] given S (mean_grid for 2-D models); with return_std also the per-pixel std."""
+        return self.mean_grid(positions, values, self._image_shape(shape), return_std)
 
     def sample_images(self, positions, values, shape=None, num_samples: int = 1, seed: int | None = None,
                       **kwargs) -> np.ndarray:
-        """num_samples images [N, H, W, val_dim] from p(image | S); observed pixels keep their values.
-
-        Pixels whose centre holds a sample of S are not drawn again; kwargs go to sample().
-        """
-        from .images import grid_positions, pixel_index
-
-        h, w = self._image_shape(shape)
-        p, v = self.check_set(positions, values)
-        grid = grid_positions(h, w)
-        pixel, on_centre = pixel_index(p, h, w)
-        out = np.empty((num_samples, h * w, self.val_dim), np.float32)
-        free = np.setdiff1d(np.arange(h * w), pixel[on_centre])
-        out[:, pixel[on_centre]] = v[on_centre]
-        if len(free):
-            out[:, free] = self.sample(p, v, grid[free], num_samples, seed, **kwargs)
-        return np.clip(out, *self.value_range).reshape(num_samples, h, w, self.val_dim)
+        """num_samples images [N, H, W, val_dim] from p(image | S) (sample_grid for 2-D models)."""
+        return self.sample_grid(positions, values, self._image_shape(shape), num_samples, seed, **kwargs)
 
 
 def load(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str = "auto",
          providers: Sequence | None = None, threads: int | None = None, model_path=None,
          precision: str = "fp32", io_binding: bool | None = None) -> Model:
-    """Load a model by name (bundled, cached or downloaded) or from a folder (model_path=).
+    """Load a registered model by name (bundled, cached or downloaded; `pt-plugin models` lists them) or
+    an export folder (model_path=, or a path as the first argument). Names resolve through the registry
+    only, so a folder in the working directory never stands in for a registered model.
 
     precision: "fp32" (default), "int8" (CPU) or "fp16" (CUDA); io_binding: see Model.
     """
     graph_files(precision)  # an unknown precision is an InputError before anything is looked up
-    return Model(locate(model_path if model_path is not None else name_or_path, precision), device, providers,
-                 threads, precision, io_binding)
+    if model_path is not None:
+        return Model(locate(model_path, precision, path=True), device, providers, threads, precision, io_binding)
+    return Model(locate(name_or_path, precision), device, providers, threads, precision, io_binding)

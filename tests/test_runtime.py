@@ -104,7 +104,7 @@ def test_exact_sampler_against_a_plain_loop(runtime_model, test_image):
     pos, val = observed(test_image, 10)
     q = grid_positions(28, 28)[::13][:30]
     n_ar = 12
-    got = runtime_model.sample(pos, val, q, num_samples=1, seed=11, autoregressive=n_ar)[0]
+    got = runtime_model.sample(pos, val, q, num_samples=1, seed=11, autoregressive=n_ar, step_fraction=0)[0]
     rng = np.random.default_rng(11)
     order = rng.permutation(len(q))
     sp, sv = pos.copy(), val.copy()
@@ -122,7 +122,7 @@ def test_exact_sampler_against_a_plain_loop(runtime_model, test_image):
 def test_progress_callback(runtime_model, test_image):
     pos, val = observed(test_image, 700)
     seen = []
-    runtime_model.sample_images(pos, val, seed=0, progress=lambda d, t: seen.append((d, t)))
+    runtime_model.sample_images(pos, val, seed=0, step_fraction=0, progress=lambda d, t: seen.append((d, t)))
     assert seen[-1] == (84, 84) and [d for d, _ in seen] == list(range(1, 85))
 
 
@@ -161,6 +161,9 @@ def test_one_dimensional_model(tmp_path):
     assert draws.shape == (3, 20, 1) and np.isfinite(draws).all()
     with pytest.raises(InputError, match="2-D model"):
         m.mean_image(x, np.sin(3 * x), (4, 4))
+    with pytest.raises(InputError, match="no training grid"):
+        m.mean_grid(x, np.sin(3 * x))
+    assert m.mean_grid(x, np.sin(3 * x), (33,)).shape == (33, 1)
 
 
 # -- bad input ----------------------------------------------------------------------------------
@@ -194,10 +197,31 @@ def test_bad_sample_sets_are_refused(runtime_model, test_image, change, message)
         runtime_model.mean_image(p, v)
 
 
+def test_default_sampler_is_the_measured_scheduled_one(runtime_model, test_image):
+    """The API's default is step_fraction 0.1, the CLI's too (issue 16.21): fewer passes than positions."""
+    from pt_plugin.sampling import DEFAULT_STEP_FRACTION
+
+    pos, val = observed(test_image, 64)
+    seen = []
+    runtime_model.sample_images(pos, val, seed=0, progress=lambda d, t: seen.append(d))
+    assert DEFAULT_STEP_FRACTION == 0.1 and seen[-1] == 784 - 64 and len(seen) < 60
+
+
+def test_any_resolution(runtime_model, test_image):
+    """A grid other than the training grid is a valid query: a 56x56 mean agrees with the 28x28 one on average."""
+    pos, val = observed(test_image, 200)
+    fine = runtime_model.mean_grid(pos, val, (56, 56))
+    coarse = runtime_model.mean_image(pos, val)
+    assert fine.shape == (56, 56, 1)
+    pooled = fine.reshape(28, 2, 28, 2, 1).mean((1, 3))
+    assert np.abs(pooled - coarse).mean() < 0.05
+    assert runtime_model.sample_grid(pos, val, (14, 14), num_samples=2, seed=0).shape == (2, 14, 14, 1)
+
+
 def test_bad_queries_and_shapes(runtime_model, test_image):
     pos, val = observed(test_image)
-    with pytest.raises(InputError, match="not this model's grid"):
-        runtime_model.mean_image(pos, val, (32, 32))
+    with pytest.raises(InputError, match="shape must be 2 positive integers"):
+        runtime_model.mean_image(pos, val, (32, 32, 3))
     with pytest.raises(InputError, match="pos_dim=2"):
         runtime_model.query((pos, val), np.zeros((5, 3)))
     with pytest.raises(InputError, match="no query positions"):
@@ -218,6 +242,20 @@ def test_unknown_model_lists_known_ones(tmp_path):
         pt_plugin.load("no-such-model")
     with pytest.raises(ModelNotFoundError, match="missing encoder.onnx"):
         pt_plugin.load(model_path=tmp_path)
+
+
+def test_a_folder_in_the_working_directory_never_replaces_a_registered_model(tmp_path, monkeypatch, tiny_export):
+    """Issue 16.1: registered names resolve through the registry only."""
+    import shutil
+
+    shutil.copytree(tiny_export, tmp_path / "fashion-mnist")
+    monkeypatch.chdir(tmp_path)
+    model = pt_plugin.load("fashion-mnist", device="cpu")
+    assert model.path != tmp_path / "fashion-mnist" and model.info.bins == 64  # the bundled model, not the copy
+    assert pt_plugin.load("./fashion-mnist", device="cpu").info.bins == 16  # a path loads the folder
+    shutil.copytree(tiny_export, tmp_path / "mine")
+    with pytest.raises(ModelNotFoundError, match="give it as a path"):
+        pt_plugin.load("mine")
 
 
 def test_bad_device_is_refused(tiny_export):

@@ -1,0 +1,69 @@
+"""The `signal` and `graph_io` blocks of model.json: what the numbers mean, and how to use the graphs
+from any language with onnxruntime and model.json alone (no pt_plugin code needed)."""
+from __future__ import annotations
+
+from typing import Any
+
+from pt_plugin.signal import KINDS, Signal
+
+from .curves import FAMILIES
+
+KIND_OF_DATA = {**{name: "curve" for name in FAMILIES}, "moving-fashion": "video", "shapes": "volume"}
+AXES = {"image": ("x", "y"), "curve": ("x",), "video": ("x", "y", "t"), "volume": ("x", "y", "z")}
+UNITS = {"image": "intensity in [0, 1]", "video": "intensity in [0, 1]", "curve": "function value y(x)",
+         "volume": "signed distance (negative inside), in the units of the [-1, 1] position cube"}
+
+
+def signal_for(data: str | None, pos_dim: int, val_dim: int, grid: list[int] | None,
+               value_range: tuple[float, float], kind: str | None = None) -> Signal:
+    """The signal a model trained on `data` describes; `kind` overrides the guess from the data name."""
+    kind = kind or KIND_OF_DATA.get((data or "").partition(":")[0], "image")
+    if kind not in KINDS:
+        raise ValueError(f"signal kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    axes = AXES[kind]
+    if len(axes) != pos_dim:
+        raise ValueError(f"a {kind} has {len(axes)} position axes ({', '.join(axes)}), the model has pos_dim {pos_dim}")
+    if kind == "curve":
+        channels = ("y",)
+    elif kind == "volume":
+        channels = ("sdf",)
+    else:
+        channels = {1: ("gray",), 3: ("r", "g", "b")}.get(val_dim, tuple(f"c{i}" for i in range(val_dim)))
+    if len(channels) != val_dim:
+        raise ValueError(f"a {kind} model has {len(channels)} value channels, this one val_dim {val_dim}")
+    return Signal(kind, axes, tuple(grid) if grid else None, channels, UNITS[kind], tuple(value_range))
+
+
+def graph_io() -> dict[str, Any]:
+    """How to call encoder.onnx and decoder.onnx and read their outputs (the runtime follows exactly this)."""
+    return {
+        "positions": ("float32 in [-1, 1], one column per signal.axes entry in that order; on a grid of n cells "
+                      "along an axis, cell i sits at (i + 0.5) / n * 2 - 1 (align_corners=False, every axis). "
+                      "signal.grid and array shapes are in array order, the reverse of axes ([H, W] for (x, y))"),
+        "values": "float32, one column per signal.channels entry, inside value_range",
+        "encoder": {
+            "inputs": {"sample_positions": "float32 [batch, num_samples, pos_dim]",
+                       "sample_values": "float32 [batch, num_samples, val_dim]",
+                       "sample_mask": "bool [batch, num_samples]: true = a real sample, false = padding"},
+            "outputs": {"memory": "float32 [batch, num_samples, d_model]; rows of padding carry no meaning"}},
+        "decoder": {
+            "inputs": {"memory": "the encoder's output as it is",
+                       "sample_mask": "the same mask the encoder was given",
+                       "query_positions": "float32 [batch, num_queries, pos_dim]"},
+            "outputs": {"logits": "float32 [batch, num_queries, bins]",
+                        "offsets": "float32 [batch, num_queries, bins, val_dim], in value units",
+                        "log_sigma": "float32 [batch, num_queries, bins], natural log of a standard deviation"}},
+        "padding": ("sets of different sizes share a batch: pad each to the longest with any finite position and "
+                    "value and mask=false; every set needs at least one real sample; queries never interact, so "
+                    "any number of them can be split into several decoder calls"),
+        "distribution": {
+            "probs": "q[b] = softmax(logits) over the last axis",
+            "component_means": "m[b] = bin_centers[b] + offsets[..., b, :]",
+            "sigmas": "s[b] = exp(log_sigma[..., b]), the same for every value dimension",
+            "mean": "sum_b q[b] * m[b]",
+            "variance": "sum_b q[b] * (m[b]^2 + s[b]^2) - mean^2, per value dimension",
+            "log_prob": "log sum_b q[b] * N(v; m[b], s[b]^2 I), natural log, summed over value dimensions",
+            "sample": "b ~ q, then m[b] + s[b] * eps with eps ~ N(0, I)",
+            "clip": "means and samples are clipped to value_range before use",
+        },
+    }

@@ -1,0 +1,101 @@
+"""Moving Fashion-MNIST clips (issue 15, paper §6.3): videos as 3-D signals over (x, y, t).
+
+A clip is 8 frames of 32×32 on black: one garment, area-resized to 20×20, starts at a uniform
+position in the frame and moves with a velocity uniform in [-2, 2] px/frame per axis, bouncing off
+the edges (its top-left corner stays in [0, 12]; rendered at whole pixels). Training clips use
+training garments, evaluation clips test garments, from disjoint seed streams. Values at continuous
+(x, y, t) are trilinear (align_corners=False on every axis, t too), as images use bilinear.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .curves import seed_sequence
+from .data import load_idx_images, log_uniform_int
+
+FRAMES, SIZE, GARMENT = 8, 32, 20
+MAX_SPEED = 2.0
+FASHION_DIR = "/usr/share/datasets/fashion-mnist"
+
+
+def shrink(garments: np.ndarray) -> np.ndarray:
+    """[N, 28, 28(, 1)] -> [N, 20, 20] by area averaging (PIL's box filter)."""
+    from PIL import Image
+
+    g = garments[..., 0] if garments.ndim == 4 else garments
+    return np.stack([np.asarray(Image.fromarray(x.astype(np.float32), mode="F").resize((GARMENT, GARMENT),
+                                                                                         Image.BOX)) for x in g])
+
+
+def trajectory(rng: np.random.Generator) -> np.ndarray:
+    """[FRAMES, 2] top-left corners (row, col): uniform start, uniform velocity, bouncing in [0, SIZE - GARMENT]."""
+    span = SIZE - GARMENT
+    p, v = rng.uniform(0, span, 2), rng.uniform(-MAX_SPEED, MAX_SPEED, 2)
+    out = np.empty((FRAMES, 2))
+    for t in range(FRAMES):
+        out[t] = p
+        p = p + v
+        for a in range(2):  # reflect off the edges
+            if p[a] < 0:
+                p[a], v[a] = -p[a], -v[a]
+            elif p[a] > span:
+                p[a], v[a] = 2 * span - p[a], -v[a]
+    return out
+
+
+def render(garment: np.ndarray, corners: np.ndarray) -> np.ndarray:
+    """A clip [FRAMES, SIZE, SIZE, 1] of one 20×20 garment at whole-pixel corners."""
+    clip = np.zeros((FRAMES, SIZE, SIZE, 1), np.float32)
+    for t, (r, c) in enumerate(np.rint(corners).astype(int)):
+        clip[t, r:r + GARMENT, c:c + GARMENT, 0] = garment
+    return clip
+
+
+def make_clips(garments: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n clips [n, FRAMES, SIZE, SIZE, 1] of random garments from a [N, 20, 20] pool."""
+    pick = rng.integers(len(garments), size=n)
+    return np.stack([render(garments[i], trajectory(rng)) for i in pick])
+
+
+def test_clips(n: int, seed: int = 0, data_dir: str = FASHION_DIR) -> np.ndarray:
+    """n evaluation clips from test garments (the eval seed stream)."""
+    rng = np.random.default_rng(seed_sequence("eval", 15, seed))
+    garments = shrink(load_idx_images(data_dir, "test"))
+    return make_clips(garments, n, rng)
+
+
+def trilinear(clips: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Values [N, P, C] of clips [N, T, H, W, C] at positions [N, P, 3] = (x, y, t) in [-1, 1]."""
+    grid = positions[:, None, None]  # [N, 1, 1, P, 3]
+    out = F.grid_sample(clips.permute(0, 4, 1, 2, 3), grid, mode="bilinear", align_corners=False,
+                        padding_mode="border")
+    return out[:, :, 0, 0, :].transpose(1, 2)
+
+
+def random_positions(n: int, p: int, snap_fraction: float, g: torch.Generator) -> torch.Tensor:
+    """[n, p, 3] uniform positions, a share snapped to voxel centres."""
+    pos = torch.rand(n, p, 3, generator=g) * 2 - 1
+    size = torch.tensor([SIZE, SIZE, FRAMES], dtype=torch.float32)
+    snapped = (torch.floor((pos + 1) / 2 * size).clamp(max=size - 1) + 0.5) / size * 2 - 1
+    return torch.where(torch.rand(n, p, 1, generator=g) < snap_fraction, snapped, pos)
+
+
+class ClipSampler:
+    """Training batches (S positions, S values, S mask, Q positions, Q values) of fresh clips, [B, ·, 3 | 1]."""
+
+    def __init__(self, garments: np.ndarray, min_samples: int, max_samples: int, num_queries: int, batch_size: int,
+                 seed: np.random.SeedSequence, snap_fraction: float = 0.5, max_set_tokens: int = 0):
+        self.garments, self.kmin, self.kmax, self.nq, self.bs = garments, min_samples, max_samples, num_queries, batch_size
+        self.snap, self.max_tokens = snap_fraction, max_set_tokens
+        self.rng = np.random.default_rng(seed)
+        self.g = torch.Generator().manual_seed(int(self.rng.integers(2**62)))
+
+    def batch(self, variable_sizes: bool = False):
+        k = log_uniform_int(self.kmin, self.kmax, self.g)
+        bs = min(self.bs, max(1, self.max_tokens // k)) if self.max_tokens else self.bs
+        clips = torch.from_numpy(make_clips(self.garments, bs, self.rng))
+        spos, qpos = random_positions(bs, k, self.snap, self.g), random_positions(bs, self.nq, self.snap, self.g)
+        mask = torch.ones(bs, k, dtype=torch.bool)
+        return spos, trilinear(clips, spos), mask, qpos, trilinear(clips, qpos)

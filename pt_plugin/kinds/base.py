@@ -1,0 +1,85 @@
+"""What every signal kind module provides to the CLI: reading an input, a demo, observing, writing.
+
+The model, sessions, distribution and sampler know nothing of kinds; only the CLI picks a Kind
+from the model's signal block (pt_plugin.kinds.kind_for) and lets it do what is special to it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import InputError
+from ..grids import grid_positions
+
+if TYPE_CHECKING:
+    from ..model import Model
+
+DEMO_FILE = "demo.npz"
+
+
+@dataclass
+class Observation:
+    """The observed samples S, the grid the outputs are computed on, and the truth where it is known:
+    truth [*shape, val_dim] on that grid, or dense true points (truth_positions, truth_values)."""
+    positions: np.ndarray
+    values: np.ndarray
+    shape: tuple[int, ...]
+    truth: np.ndarray | None = None
+    truth_positions: np.ndarray | None = None
+    truth_values: np.ndarray | None = None
+    source: str = ""
+
+
+@dataclass
+class Outputs:
+    """What the model computed for an Observation: mean and std [*shape, val_dim], samples [N, *shape, val_dim]."""
+    mean: np.ndarray
+    std: np.ndarray
+    samples: np.ndarray
+
+
+class Kind:
+    """Defaults shared by the kinds: demos from the model folder, random observation of grid cells."""
+    name = "signal"
+    input_help = "an input file"
+
+    def demo(self, model: "Model") -> Observation:
+        """The model's demo signal (demo.npz in its folder: `truth` on the training grid, or dense
+        true points `positions` / `values`), nothing observed yet."""
+        path = Path(model.path) / DEMO_FILE
+        if not path.is_file():
+            raise InputError(f"model {model.meta['name']!r} ships no demo signal ({path} is missing); give an input "
+                             f"({self.input_help}) instead of --demo")
+        with np.load(path, allow_pickle=False) as d:
+            arrays = {k: np.asarray(d[k], np.float32) for k in d.files}
+        if "truth" in arrays:
+            truth = arrays["truth"]
+            return Observation(np.zeros((0, model.pos_dim), np.float32), np.zeros((0, model.val_dim), np.float32),
+                               truth.shape[:-1], truth=truth, source="demo")
+        return Observation(np.zeros((0, model.pos_dim), np.float32), np.zeros((0, model.val_dim), np.float32),
+                           model.grid_shape(None) if model.grid else self.default_shape(model),
+                           truth_positions=arrays["positions"], truth_values=arrays["values"], source="demo")
+
+    def default_shape(self, model: "Model") -> tuple[int, ...]:
+        return model.grid_shape(None)
+
+    def observe(self, obs: Observation, k: int, seed: int | None) -> Observation:
+        """k distinct random samples of the truth (grid cells, or dense true points)."""
+        if obs.truth is not None:
+            pos, val = grid_positions(*obs.shape), obs.truth.reshape(-1, obs.truth.shape[-1])
+        else:
+            pos, val = obs.truth_positions, obs.truth_values
+        if not 1 <= k <= len(pos):
+            raise InputError(f"cannot observe {k} samples of a signal of {len(pos)}: choose 1 to {len(pos)}")
+        idx = np.sort(np.random.default_rng(seed).choice(len(pos), size=k, replace=False))
+        obs.positions, obs.values = pos[idx], val[idx]
+        return obs
+
+    def read(self, model: "Model", path: Path, resize: bool) -> Observation:
+        raise NotImplementedError
+
+    def write(self, out: Path, obs: Observation, res: Outputs, model: "Model", scale: int) -> list[Path]:
+        raise NotImplementedError

@@ -1,0 +1,35 @@
+"""Writing pictures in the format their file name asks for (PNG, JPEG, GIF, WebP, ...), never another."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".gif": "GIF", ".webp": "WEBP", ".bmp": "BMP",
+           ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+def picture_format(path: Path) -> str:
+    fmt = FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise InputError(f"cannot write {path}: its suffix names no picture format this writes "
+                         f"({', '.join(sorted(FORMATS))})")
+    return fmt
+
+
+def save_picture(path: Path, pixels: np.ndarray) -> Path:
+    """Write a uint8 [H, W(, 3)] array (or floats in [0, 1]) in the format of path's suffix; folders are made."""
+    from PIL import Image
+
+    path = Path(path)
+    fmt = picture_format(path)
+    arr = np.asarray(pixels)
+    if arr.dtype != np.uint8:
+        arr = (np.clip(arr, 0, 1) * 255 + 0.5).astype(np.uint8)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path, format=fmt)
+    return path

@@ -1,0 +1,88 @@
+"""Videos (x, y, t) -> gray or RGB: read a GIF or a folder of frames, write an animation and a frame strip (paper Fig. 10)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import InputError
+from ..images import IMAGE_SUFFIXES, figure_grid, read_image, resize_image, samples_picture
+from .base import Kind, Observation, Outputs
+from .pictures import save_picture
+
+if TYPE_CHECKING:
+    from ..model import Model
+
+
+def read_frames(path: Path, channels: int) -> np.ndarray:
+    """[T, H, W, C] in [0, 1] from an animated GIF/PNG/WebP or a folder of frame images (sorted by name)."""
+    from PIL import Image, ImageSequence, UnidentifiedImageError
+
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise InputError(f"no frames ({', '.join(IMAGE_SUFFIXES)}) in {path}")
+        frames = [read_image(p, channels) for p in files]
+    elif path.is_file():
+        try:
+            with Image.open(path) as im:
+                frames = [np.asarray(f.convert("L" if channels == 1 else "RGB"), np.float32) / 255
+                          for f in ImageSequence.Iterator(im)]
+        except (UnidentifiedImageError, OSError) as e:
+            raise InputError(f"{path} is not a readable animation ({e})") from None
+        frames = [f[..., None] if f.ndim == 2 else f for f in frames]
+    else:
+        raise InputError(f"clip not found: {path} (an animated GIF or a folder of frames)")
+    if len({f.shape for f in frames}) > 1:
+        raise InputError(f"the frames of {path} differ in size")
+    return np.stack(frames)
+
+
+class VideoKind(Kind):
+    name = "video"
+    input_help = "an animated GIF or a folder of frames"
+
+    def read(self, model: "Model", path: Path, resize: bool) -> Observation:
+        clip = read_frames(path, model.val_dim)
+        want = model.grid
+        if want and clip.shape[:3] != tuple(want):
+            if not resize:
+                raise InputError(f"{path} is {clip.shape[0]} frames of {clip.shape[2]}x{clip.shape[1]} but model "
+                                 f"{model.meta['name']} works on {want[0]} frames of {want[2]}x{want[1]}; pass "
+                                 "--resize to resample it")
+            pick = np.minimum((np.arange(want[0]) + 0.5) * clip.shape[0] // want[0], clip.shape[0] - 1).astype(int)
+            clip = np.stack([resize_image(clip[t], want[1], want[2]) for t in pick])
+        return Observation(np.zeros((0, 3), np.float32), np.zeros((0, model.val_dim), np.float32), clip.shape[:3],
+                           truth=clip, source=str(path))
+
+    def panels(self, obs: Observation, res: Outputs) -> list[list[np.ndarray]]:
+        """Per frame t: truth | samples observed in frame t | mean | samples."""
+        t_len, h, w = res.mean.shape[:3]
+        frame_of = np.clip(np.floor((obs.positions[:, 2] + 1) / 2 * t_len), 0, t_len - 1).astype(int)
+        rows = []
+        for t in range(t_len):
+            truth = obs.truth[t] if obs.truth is not None and obs.truth.shape[:3] == res.mean.shape[:3] else \
+                np.ones((h, w, 3), np.float32)
+            here = frame_of == t
+            seen = samples_picture(obs.positions[here, :2], obs.values[here], (h, w))
+            rows.append([truth, seen, res.mean[t], *res.samples[:, t]])
+        return rows
+
+    def write(self, out: Path, obs: Observation, res: Outputs, model: "Model", scale: int,
+              out_dir: Path | None = None) -> list[Path]:
+        """An animated GIF (one panel row per frame) and a frame strip PNG (rows: truth, S, mean, samples)."""
+        from PIL import Image
+
+        out = Path(out)
+        if out.suffix.lower() not in (".gif", ".png", ".webp"):
+            raise InputError(f"a video is written as an animation: give --out NAME.gif (or .png / .webp), not {out}")
+        per_frame = self.panels(obs, res)
+        frames = [Image.fromarray(figure_grid([row], scale=scale)) for row in per_frame]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        frames[0].save(out, save_all=True, append_images=frames[1:], duration=250, loop=0)
+        strip = out.with_name(out.stem + "_frames.png")
+        columns = list(zip(*per_frame))  # one row per panel kind, one column per frame
+        save_picture(strip, figure_grid([list(c) for c in columns], scale=max(1, scale // 2)))
+        return [out, strip]

@@ -1,0 +1,118 @@
+"""Every kind of signal through one runtime (issue 11): tiny models of a 1-D curve, an RGB image and a 3-D
+video are trained here, exported, loaded, queried on grids and sampled from the command line."""
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import pt_plugin
+from conftest import FASHION
+
+EXE = shutil.which("pt-plugin")
+TINY = {"d_model": 32, "n_heads": 2, "enc_layers": 1, "dec_layers": 1, "ffn": 64}
+STEPS = {"steps": 40, "lr": 2e-3, "warmup": 5, "log_every": 20, "val_every": 40, "ckpt_every": 40, "threads": 1,
+         "batch_size": 8, "num_queries": 32}
+PALETTE = [[r, g, b] for r in (0.0, 0.5, 1.0) for g in (0.0, 0.5, 1.0) for b in (0.0, 0.5, 1.0)]
+
+
+def rgb_folder(root):
+    """Eight 16x16 colour images (tinted garments) written as PNG files."""
+    from export.data import load_idx_images
+
+    root.mkdir(parents=True, exist_ok=True)
+    garments = load_idx_images(FASHION, "test")[:8, 6:22, 6:22]
+    tints = np.random.default_rng(0).uniform(0.2, 1, (8, 1, 1, 3))
+    for i, (g, t) in enumerate(zip(garments, tints)):
+        Image.fromarray((g * t * 255).astype(np.uint8)).save(root / f"im{i}.png")
+    return root
+
+
+KINDS = {
+    "curve": ({"pos_dim": 1, "num_bins": 1, "value_range": [-5.0, 5.0]},
+              {"data": "gp-curves", "min_samples": 1, "max_samples": 16}, None),
+    "image": ({"pos_dim": 2, "val_dim": 3, "bin_centers": PALETTE},
+              {"data": "folder:{tmp}/rgb", "val_images": 2, "min_samples": 4, "max_samples": 64}, "16,16"),
+    "video": ({"pos_dim": 3, "num_bins": 16},
+              {"data": "moving-fashion", "limit": 300, "val_images": 50, "min_samples": 16, "max_samples": 256},
+              "8,32,32"),
+}
+
+
+@pytest.fixture(scope="module", params=list(KINDS))
+def kind_export(request, tmp_path_factory):
+    """(kind, export folder) of a tiny model trained and exported for real, with its demo."""
+    from export.demo import main as demo
+    from export.onnx import main as export
+    from export.train import main as train
+
+    kind = request.param
+    model, data, grid = KINDS[kind]
+    tmp = tmp_path_factory.mktemp(kind)
+    if kind == "image":
+        rgb_folder(tmp / "rgb")
+    data = {**data, "data": data["data"].format(tmp=tmp), "data_dir": str(FASHION)}
+    cfg = {"model": {**TINY, **model}, "train": {**STEPS, **data, "out": str(tmp / "run")}}
+    (tmp / "cfg.json").write_text(json.dumps(cfg))
+    assert train(["--config", str(tmp / "cfg.json")]) == 0
+    out = tmp / f"tiny-{kind}"
+    args = [str(tmp / "run" / "model.pt"), "--out", str(out), "--sizes", "1,7,64"]
+    assert export(args + (["--grid", grid] if grid else [])) == 0
+    assert demo([str(tmp / "run" / "model.pt"), "--out", str(out)]
+                + (["--image", str(tmp / "rgb" / "im0.png")] if kind == "image" else [])) == 0
+    return kind, out
+
+
+def test_signal_block_and_grid_outputs(kind_export):
+    kind, folder = kind_export
+    m = pt_plugin.load(model_path=folder, device="cpu")
+    sig = m.signal
+    assert sig.kind == kind and len(sig.axes) == m.pos_dim and len(sig.channels) == m.val_dim
+    shape = {"curve": (50,), "image": (20, 12), "video": (4, 8, 8)}[kind]  # any resolution, not the training grid
+    pos = pt_plugin.grid_positions(*shape)[::7]
+    lo, hi = m.value_range
+    val = np.random.default_rng(0).uniform(max(lo, 0), min(hi, 1), (len(pos), m.val_dim)).astype(np.float32)
+    mean, std = m.mean_grid(pos, val, shape, return_std=True)
+    assert mean.shape == std.shape == shape + (m.val_dim,) and np.isfinite(mean).all()
+    samples = m.sample_grid(pos, val, shape, num_samples=2, seed=0)
+    assert samples.shape == (2,) + shape + (m.val_dim,) and np.isfinite(samples).all()
+    on_grid = np.zeros(int(np.prod(shape)), bool)
+    on_grid[::7] = True
+    np.testing.assert_allclose(samples[0].reshape(-1, m.val_dim)[on_grid], val, atol=1e-6)  # S is kept
+    dist = m.query((pos, val), pt_plugin.grid_positions(*shape))
+    assert dist.mean().shape == (int(np.prod(shape)), m.val_dim)
+
+
+@pytest.mark.skipif(EXE is None, reason="pt-plugin is not installed (pip install -e .)")
+def test_cli_writes_the_kinds_file(kind_export, tmp_path):
+    kind, folder = kind_export
+    out = tmp_path / ("s.gif" if kind == "video" else "s.png")
+    r = subprocess.run([EXE, "sample", "--model", str(folder), "--demo", "-n", "2", "--observed", "20", "--out",
+                        str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert out.is_file() and Image.open(out).size[0] > 0
+    if kind == "curve":
+        table = out.with_suffix(".csv").read_text().splitlines()
+        assert table[0] == "x,mean,std,sample_1,sample_2" and len(table) == 257
+    if kind == "video":
+        with Image.open(out) as im:
+            assert im.n_frames == 8
+        assert (tmp_path / "s_frames.png").is_file()
+
+
+@pytest.mark.skipif(EXE is None, reason="pt-plugin is not installed (pip install -e .)")
+def test_curve_points_from_csv(kind_export, tmp_path):
+    kind, folder = kind_export
+    if kind != "curve":
+        pytest.skip("curves only")
+    (tmp_path / "pts.csv").write_text("x,y\n-0.5,0.3\n0.0,1.0\n0.6,-0.4\n")
+    r = subprocess.run([EXE, "sample", "--model", str(folder), "--points", str(tmp_path / "pts.csv"), "-n", "3",
+                        "--out", str(tmp_path / "c.png")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "3 observed samples" in r.stdout
+    (tmp_path / "bad.csv").write_text("x,y\n0.1\n")
+    r = subprocess.run([EXE, "sample", "--model", str(folder), "--points", str(tmp_path / "bad.csv")],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode != 0 and "expected 2 per row" in r.stderr and "Traceback" not in r.stderr
