@@ -247,6 +247,26 @@ def matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
     return 2 * n ** 3 / best / 1e9
 
 
+def encoder_flops(arch: dict, k: int) -> float:
+    """Matrix-product FLOPs of one encoder pass over k samples (batch 1), from model.json's architecture.
+
+    Per layer: Q, K, V and output projections and the feed-forward (2 k (4 d² + 2 d ffn)), and the
+    attention products Q Kᵀ and A V (4 k² d); embeddings, layer norms and softmax left out.
+    """
+    d, f = arch["d_model"], arch["ffn"]
+    return float(arch["enc_layers"] * (2 * k * (4 * d * d + 2 * d * f) + 4 * k * k * d))
+
+
+def decoder_flops(arch: dict, k: int, m: int) -> float:
+    """Matrix-product FLOPs of one decoder call for m queries over k encoded samples (batch 1).
+
+    Per layer: the queries' Q and output projections and feed-forward (2 m (2 d² + 2 d ffn)), the
+    memory's K and V (2 k 2 d²) and the attention products (4 m k d); the output head left out.
+    """
+    d, f = arch["d_model"], arch["ffn"]
+    return float(arch["dec_layers"] * (2 * m * (2 * d * d + 2 * d * f) + 2 * k * 2 * d * d + 4 * m * k * d))
+
+
 def save_json(path: Path | None, payload: dict) -> None:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

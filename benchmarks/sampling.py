@@ -88,10 +88,7 @@ def encoder_passes(k: int, n_free: int, autoregressive: int, f: float) -> int:
 
 def pass_flops(arch: dict, k: int, m: int) -> float:
     """Approximate FLOPs of one encoder pass over k samples and one decoder call for m queries (batch 1)."""
-    d, f = arch["d_model"], arch["ffn"]
-    encoder = arch["enc_layers"] * (2 * k * (4 * d * d + 2 * d * f) + 4 * k * k * d)
-    decoder = arch["dec_layers"] * (2 * m * (2 * d * d + 2 * d * f) + 2 * k * 2 * d * d + 4 * m * k * d)
-    return float(encoder + decoder)
+    return common.encoder_flops(arch, k) + common.decoder_flops(arch, k, m)
 
 
 def call_flops(arch: dict, k: int, n_free: int, autoregressive: int, f: float, batch: int) -> float:

@@ -114,8 +114,12 @@ def _warn_dual_install() -> None:
 
 
 def make_session(path: Path, device: str = "auto", providers: Sequence | None = None,
-                 threads: int | None = None) -> ort.InferenceSession:
-    """One InferenceSession with the asked providers, checked against those actually in use."""
+                 threads: int | None = None, profile_prefix: str | None = None) -> ort.InferenceSession:
+    """One InferenceSession with the asked providers, checked against those actually in use.
+
+    profile_prefix turns on onnxruntime's profiler, its JSON trace written from that file prefix
+    (sess.end_profiling() returns the name; benchmarks/profile_graphs.py reads it).
+    """
     _warn_dual_install()
     wanted = resolve_providers(device, providers)
     names = [p[0] if isinstance(p, tuple) else p for p in wanted]
@@ -128,6 +132,8 @@ def make_session(path: Path, device: str = "auto", providers: Sequence | None = 
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.intra_op_num_threads = thread_count(threads)
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if profile_prefix is not None:
+        so.enable_profiling, so.profile_file_prefix = True, profile_prefix
     quiet = CUDA in names  # a failing CUDA provider logs pages of errors; our own check below says it in one line
     if quiet:
         ort.set_default_logger_severity(4)

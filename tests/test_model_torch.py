@@ -56,3 +56,45 @@ def test_bounded_sigma_and_offsets():
     sigma = out.log_sigma.exp()
     assert torch.isfinite(out.logits).all() and sigma.min() >= 1e-3 - 1e-7 and sigma.max() <= 1.0 + 1e-6
     assert out.offsets.abs().max() <= 2 * (1 / 7) + 1e-6
+
+
+@torch.no_grad()
+def test_fully_padded_set_gives_finite_outputs():
+    """A set with no real sample (every key masked) stays NaN-free: MASK_FILL is finite."""
+    m = small_model()
+    pos, val, q = torch.rand(2, 6, 2) * 2 - 1, torch.rand(2, 6, 1), torch.rand(2, 4, 2) * 2 - 1
+    mask = torch.zeros(2, 6, dtype=torch.bool)
+    mask[1, :3] = True  # a real set beside the empty one in the same batch
+    out = m(pos, val, mask, q)
+    for t in (out.logits, out.offsets, out.log_sigma, out.mean()):
+        assert torch.isfinite(t).all()
+
+
+@torch.no_grad()
+def test_padding_changes_no_real_output_in_a_batch():
+    """Sets of different sizes padded into one batch give each set's unpadded outputs (memory included)."""
+    m = small_model()
+    sizes = [3, 11, 1]
+    sets = [(torch.rand(1, k, 2) * 2 - 1, torch.rand(1, k, 1)) for k in sizes]
+    q = torch.rand(1, 5, 2) * 2 - 1
+    n = max(sizes)
+    pos = torch.cat([torch.cat([p, torch.rand(1, n - p.shape[1], 2) * 50], 1) for p, _ in sets])
+    val = torch.cat([torch.cat([v, torch.full((1, n - v.shape[1], 1), 1e3)], 1) for _, v in sets])
+    mask = torch.arange(n)[None] < torch.tensor(sizes)[:, None]
+    memory = m.encoder(pos, val, mask)
+    batched = m(pos, val, mask, q.expand(len(sizes), -1, -1))
+    for i, (p, v) in enumerate(sets):
+        alone = m(p, v, torch.ones(1, sizes[i], dtype=torch.bool), q)
+        torch.testing.assert_close(memory[i, :sizes[i]], m.encoder(p, v, torch.ones(1, sizes[i], dtype=torch.bool))[0],
+                                   atol=1e-5, rtol=1e-5)
+        for name in ("logits", "offsets", "log_sigma"):
+            torch.testing.assert_close(getattr(batched, name)[i:i + 1], getattr(alone, name), atol=1e-5, rtol=1e-5)
+
+
+def test_key_bias_is_zero_for_samples_and_finite_for_padding():
+    from export.model import MASK_FILL, key_bias
+
+    bias = key_bias(torch.tensor([[True, False, True]]))
+    assert bias.shape == (1, 1, 1, 3)
+    assert bias.flatten().tolist() == [0.0, MASK_FILL, 0.0]
+    assert torch.isfinite(key_bias(torch.zeros(1, 2, dtype=torch.bool), torch.float16)).all()
