@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -42,7 +42,7 @@ class ModelInfo:
     value_range: tuple[float, float]
     providers: tuple[str, ...]
     path: str
-    metadata: dict
+    metadata: dict = field(repr=False)
     precision: str = "fp32"
     io_binding: bool = False
 
@@ -68,6 +68,9 @@ class Context:
     @property
     def mask(self) -> np.ndarray:
         return np.concatenate([m for _, _, m in self.groups])
+
+    def __repr__(self) -> str:
+        return f"Context(batch={self.batch}, samples={self.groups[0][2].shape[1]}, groups={len(self.groups)})"
 
 
 class Model:
@@ -115,6 +118,15 @@ class Model:
         self.grid = tuple(m["grid"]) if m.get("grid") else None
 
     @property
+    def attention_budget(self) -> int:
+        """Attention-score elements one graph call may hold per layer (see ATTENTION_BUDGET)."""
+        return self._attention_budget
+
+    @attention_budget.setter
+    def attention_budget(self, value) -> None:
+        self._attention_budget = inputs.attention_budget(value)
+
+    @property
     def info(self) -> ModelInfo:
         m = self.meta
         return ModelInfo(m["name"], m["version"], self.pos_dim, self.val_dim, self.grid, int(m["bins"]),
@@ -134,15 +146,18 @@ class Model:
     def encode(self, positions, values) -> Context:
         """Encode one sample set S (positions [K, pos_dim], values [K, val_dim]) for repeated queries."""
         p, v = self.check_set(positions, values)
+        inputs.check_encode_memory(self, 1, len(p))
         return self._encode(p[None], v[None], np.ones((1, len(p)), bool))
 
     def encode_batch(self, sets: Sequence[tuple]) -> Context:
         """Encode several sets of different sizes at once (padded, with a mask)."""
+        sets = inputs.set_list(sets)
         if len(sets) == 0:
             raise InputError("encode_batch needs at least one (positions, values) set")
         checked = [self.check_set(p, v) for p, v in sets]
         k = max(len(p) for p, _ in checked)
         b = len(checked)
+        inputs.check_encode_memory(self, b, k)
         pos = np.zeros((b, k, self.pos_dim), np.float32)
         val = np.full((b, k, self.val_dim), self.value_range[0], np.float32)
         mask = np.zeros((b, k), bool)
@@ -192,6 +207,7 @@ class Model:
 
     def _query_positions(self, ctx: Context, query_positions) -> tuple[np.ndarray, bool]:
         """[B, Q, pos_dim] positions and whether the caller gave one shared [Q, pos_dim] set."""
+        query_positions = inputs.as_float32(query_positions, "query positions")
         batched = np.ndim(query_positions) == 3
         q = inputs.positions(query_positions, self.pos_dim, "query positions", batched=batched)
         if batched and q.shape[0] != ctx.batch:
@@ -208,8 +224,10 @@ class Model:
         """
         ctx = self._context(context)
         q, batched = self._query_positions(ctx, query_positions)
+        inputs.check_query_memory(self, ctx.batch, ctx.groups[0][2].shape[1], q.shape[1],
+                                  3 * len(self.centers) * (self.val_dim + 2))
         logits, offsets, log_sigma = self._decode(ctx, q, inputs.positive_int(chunk, "chunk"))
-        dist = Distribution(logits, offsets, log_sigma, self.centers)
+        dist = Distribution(logits, offsets, log_sigma, self.centers, self.value_range)
         return dist[0] if ctx.batch == 1 and not batched else dist
 
     def mean(self, context, query_positions, chunk: int = DEFAULT_CHUNK, return_std: bool = False):
@@ -220,10 +238,12 @@ class Model:
         """
         ctx = self._context(context)
         q, batched = self._query_positions(ctx, query_positions)
+        inputs.check_query_memory(self, ctx.batch, ctx.groups[0][2].shape[1], q.shape[1],
+                                  self.val_dim * (2 if return_std else 1))
         mean = np.empty(q.shape[:2] + (self.val_dim,), np.float32)
         std = np.empty_like(mean) if return_std else None
         for rows, cols, out in self._decode_chunks(ctx, q, inputs.positive_int(chunk, "chunk")):
-            dist = Distribution(*out, self.centers)
+            dist = Distribution(*out, self.centers, self.value_range)
             mean[rows, cols] = dist.mean()
             if std is not None:
                 std[rows, cols] = np.sqrt(dist.variance())
@@ -247,8 +267,15 @@ class Model:
         """
         from .sampling import hybrid_sample
 
+        num_samples, seed = inputs.positive_int(num_samples, "num_samples"), inputs.seed(seed)
+        step_fraction = inputs.fraction(step_fraction, "step_fraction")
+        autoregressive = inputs.positive_int(autoregressive, "autoregressive", 0)
+        progress = inputs.callback(progress)
         p, v = self.check_set(positions, values)
         q = inputs.positions(query_positions, self.pos_dim, "query positions")
+        if len(q) == 0:
+            raise InputError("no query positions given; expected at least one")
+        inputs.check_sample_memory(self, num_samples, len(p), len(q), autoregressive)
         return hybrid_sample(self, p, v, q, inputs.positive_int(num_samples, "num_samples"), seed,
                              inputs.positive_int(autoregressive, "autoregressive", 0), step_fraction,
                              inputs.positive_float(temperature, "temperature"), progress)
@@ -257,7 +284,7 @@ class Model:
     def _image_shape(self, shape) -> tuple[int, int]:
         if self.pos_dim != 2:
             raise InputError(f"image helpers need a 2-D model; this one has pos_dim {self.pos_dim}")
-        shape = tuple(int(s) for s in (shape or self.grid or ()))
+        shape = inputs.grid_shape(self.grid if shape is None else shape, 2)
         if len(shape) != 2:
             raise InputError(f"shape must be (height, width), got {shape}")
         if self.grid and shape != tuple(self.grid):
@@ -283,8 +310,11 @@ class Model:
         """
         from .images import grid_positions, pixel_index
 
+        num_samples, seed = inputs.positive_int(num_samples, "num_samples"), inputs.seed(seed)
+        kwargs = inputs.sampling_options(self.sample, kwargs)
         h, w = self._image_shape(shape)
         p, v = self.check_set(positions, values)
+        inputs.check_sample_memory(self, num_samples, len(p), h * w, 0)  # outputs; sample() checks its own buffers
         grid = grid_positions(h, w)
         pixel, on_centre = pixel_index(p, h, w)
         out = np.empty((num_samples, h * w, self.val_dim), np.float32)
