@@ -21,7 +21,8 @@ from .errors import InputError
 def _logsumexp(a: np.ndarray, axis: int = -1) -> np.ndarray:
     m = np.max(a, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0.0)
-    return np.squeeze(m, axis) + np.log(np.sum(np.exp(a - m), axis=axis))
+    with np.errstate(divide="ignore"):  # all terms -inf: log(0) = -inf, the right answer
+        return np.squeeze(m, axis) + np.log(np.sum(np.exp(a - m), axis=axis))
 
 
 def _erf(x: np.ndarray) -> np.ndarray:
@@ -46,6 +47,8 @@ def _value_range(value_range) -> tuple[float, float] | None:
     """None or a finite (low, high) with low < high."""
     if value_range is None:
         return None
+    if isinstance(value_range, (str, bytes)):
+        raise InputError(f"value_range must be None or two finite numbers (low, high), got {value_range!r}")
     try:
         lo, hi = (float(x) for x in value_range)
     except (TypeError, ValueError):
@@ -147,8 +150,9 @@ class Distribution:
         """Natural-log mixture density of values v [..., val_dim] (summed over val_dim), [...]."""
         v = self._values(v, "log_prob")
         d = self.val_dim
-        r2 = np.sum((v[..., None, :] - self.component_means) ** 2, -1)
-        comp = -0.5 * r2 / self.sigmas**2 - d * self.log_sigma - 0.5 * d * math.log(2 * math.pi)
+        with np.errstate(over="ignore"):  # values far outside the range: density 0, log_prob -inf
+            r2 = np.sum((v[..., None, :] - self.component_means) ** 2, -1)
+            comp = -0.5 * r2 / self.sigmas**2 - d * self.log_sigma - 0.5 * d * math.log(2 * math.pi)
         return _logsumexp(self.log_probs + comp)
 
     def cdf(self, v: np.ndarray) -> np.ndarray:
@@ -156,7 +160,8 @@ class Distribution:
         if self.val_dim != 1:
             raise InputError(f"cdf is defined for scalar values; this model has val_dim {self.val_dim}")
         v = self._values(v, "cdf")
-        z = (v - self.component_means[..., 0]) / (self.sigmas * math.sqrt(2))
+        with np.errstate(over="ignore"):  # far-out values: z = ±inf, cdf 0 or 1
+            z = (v - self.component_means[..., 0]) / (self.sigmas * math.sqrt(2))
         return np.sum(self.probs * 0.5 * (1 + _erf(z)), -1)
 
     def sample(self, rng: np.random.Generator | int | None = None, temperature: float = 1.0) -> np.ndarray:
@@ -169,7 +174,8 @@ class Distribution:
         rng = np.random.default_rng(inputs.seed(rng, "rng"))
         # relative to the mode, so a tiny temperature leaves the mode at exp(0) = 1 instead of 0/0
         logq = self.log_probs
-        logq = (logq - logq.max(-1, keepdims=True)) / temperature
+        with np.errstate(over="ignore"):
+            logq = (logq - logq.max(-1, keepdims=True)) / temperature
         cum = np.cumsum(np.exp(logq - _logsumexp(logq)[..., None]), -1)
         u = rng.random(self.shape + (1,))
         b = np.minimum((u > cum).sum(-1), cum.shape[-1] - 1)

@@ -34,7 +34,12 @@ def as_array(a, name: str, dtype=np.float32) -> np.ndarray:
         raise InputError(f"{name} must be a real-valued numeric array, got dtype {arr.dtype}")
     if np.issubdtype(arr.dtype, np.complexfloating):
         raise InputError(f"{name} must be real-valued, got complex dtype {arr.dtype}")
-    return np.array(arr, dtype=dtype, order="C", copy=True)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.array(arr, dtype=dtype, order="C", copy=True)
+    if out.dtype.kind == "f" and out.size and np.any(np.isinf(out) & np.isfinite(arr)):
+        raise InputError(f"{name} has entries too large for {np.dtype(dtype).name} (max |x| = "
+                         f"{np.abs(arr[np.isfinite(arr)]).max():.4g}); expected values of a sensible magnitude")
+    return out
 
 
 def as_float32(a, name: str) -> np.ndarray:
