@@ -274,11 +274,13 @@ def test_memory_limit_is_configurable(runtime_model, observed, monkeypatch):
     assert runtime_model.mean_image(*observed).shape == (28, 28, 1)
 
 
-def test_many_queries_are_refused_before_decoding(runtime_model, observed):
-    q = np.zeros((1, 1, 2), np.float32)
+def test_many_queries_are_refused_before_decoding(runtime_model, observed, monkeypatch):
+    monkeypatch.setenv("PT_PLUGIN_MAX_MEMORY_GB", "0.05")
     ctx = runtime_model.encode(*observed)
-    with pytest.raises(InputError, match="answering 100,000,000 queries"):
-        runtime_model.query(ctx, np.broadcast_to(q, (1, 10**8, 2)))
+    q = np.broadcast_to(np.zeros((1, 1, 2), np.float32), (1, 10**6, 2))
+    with pytest.raises(InputError, match="answering 1,000,000 queries .* use mean"):
+        runtime_model.query(ctx, q)
+    assert runtime_model.mean(ctx, q[:, :10**5]).shape == (1, 10**5, 1)  # the mean keeps 1 float per query
 
 
 # -- 17-19. sessions ------------------------------------------------------------------------------------
