@@ -47,16 +47,13 @@ def _value_range(value_range) -> tuple[float, float] | None:
     """None or a finite (low, high) with low < high."""
     if value_range is None:
         return None
+    want = f"value_range must be None or two finite numbers (low, high) with low < high, got {value_range!r}"
     if isinstance(value_range, (str, bytes)):
-        raise InputError(f"value_range must be None or two finite numbers (low, high), got {value_range!r}")
-    try:
-        lo, hi = (float(x) for x in value_range)
-    except (TypeError, ValueError):
-        lo, hi = math.nan, math.nan
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise InputError(f"value_range must be None or two finite numbers (low, high) with low < high, "
-                         f"got {value_range!r}")
-    return lo, hi
+        raise InputError(want)
+    arr = inputs.as_array(value_range, "value_range", np.float64)
+    if arr.shape != (2,) or not np.isfinite(arr).all() or not arr[0] < arr[1]:
+        raise InputError(want)
+    return float(arr[0]), float(arr[1])
 
 
 class Distribution:
