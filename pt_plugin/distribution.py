@@ -27,7 +27,7 @@ def _logsumexp(a: np.ndarray, axis: int = -1) -> np.ndarray:
 
 def _erf(x: np.ndarray) -> np.ndarray:
     """erf to ~1.2e-7 (Numerical Recipes erfc Chebyshev fit), vectorised, without scipy."""
-    z = np.abs(x)
+    z = np.minimum(np.abs(x), 30.0)  # erfc(30) is 0 in float64; larger z would overflow z*z
     t = 1.0 / (1.0 + 0.5 * z)
     poly = (-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (
         0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))))
