@@ -8,7 +8,7 @@
 """
 from ._version import __version__
 from .distribution import Distribution
-from .errors import DeviceError, InputError, ModelNotFoundError, PtPluginError, WeightsError
+from .errors import DeviceError, InputError, ModelNotFoundError, OnnxruntimeError, PtPluginError, WeightsError
 from .grids import grid_positions
 from .images import compose, observe_mask, observe_random, samples_picture
 from .model import Context, Model, ModelInfo, load
@@ -18,5 +18,5 @@ from .weights import DEFAULT_MODEL, known_models
 __all__ = [
     "__version__", "load", "Model", "ModelInfo", "Context", "Distribution", "Signal", "grid_positions",
     "observe_random", "observe_mask", "compose", "samples_picture", "known_models", "DEFAULT_MODEL",
-    "PtPluginError", "InputError", "ModelNotFoundError", "WeightsError", "DeviceError",
+    "PtPluginError", "InputError", "ModelNotFoundError", "WeightsError", "DeviceError", "OnnxruntimeError",
 ]

@@ -232,9 +232,10 @@ def info():
     """Versions, providers, why CUDA is or is not used, cache folder."""
     import onnxruntime as ort
 
-    from .sessions import cuda_driver_problem, installed_onnxruntime_packages
+    from .sessions import check_onnxruntime, cuda_driver_problem, installed_onnxruntime_packages
     from .weights import DEFAULT_MODEL, cache_dir, offline
 
+    check_onnxruntime()  # a half-removed onnxruntime: one line with the repair command
     click.echo(f"pt-plugin {__version__}  python {platform.python_version()}  numpy {np.__version__}")
     pkgs = installed_onnxruntime_packages()
     click.echo(f"onnxruntime {ort.__version__} ({', '.join(pkgs) or 'unknown package'})")

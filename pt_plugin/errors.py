@@ -19,3 +19,7 @@ class WeightsError(PtPluginError, OSError):
 
 class DeviceError(PtPluginError, RuntimeError):
     """A device that was asked for but cannot be used."""
+
+
+class OnnxruntimeError(DeviceError):
+    """An onnxruntime install that cannot work (e.g. half-removed); the message names the repair."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import inputs
+
 
 def axis_centres(n: int) -> np.ndarray:
     """The n cell centres of one axis in [-1, 1]."""
@@ -20,9 +22,10 @@ def grid_positions(*shape: int) -> np.ndarray:
     Column 0 runs along the last array axis (x), column 1 along the one before (y), and so on:
     grid_positions(h, w) gives the (x, y) of every pixel of an h×w image, row by row.
     """
-    if not shape:
-        raise ValueError("grid_positions needs at least one axis length")
-    mesh = np.meshgrid(*[axis_centres(int(n)) for n in shape], indexing="ij")
+    shape = inputs.grid_shape(shape)
+    n = int(np.prod(shape))
+    inputs.check_memory(4 * len(shape) * 3 * n, f"a {'x'.join(map(str, shape))} grid of positions", "use a smaller grid")
+    mesh = np.meshgrid(*[axis_centres(n) for n in shape], indexing="ij")
     return np.stack([m.ravel() for m in reversed(mesh)], -1).astype(np.float32)
 
 

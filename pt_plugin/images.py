@@ -2,6 +2,9 @@
 
 Convention: pixel (row i, col j) of an H×W image sits at x = (j + 0.5)/W·2 − 1,
 y = (i + 0.5)/H·2 − 1, in the column order (x, y).
+
+Masks (observe_mask, compose): a pixel is selected where the mask is True (bool masks) or > 0.5
+(numeric masks, e.g. a PNG read in [0, 1]); an [H, W, C] mask is averaged over its channels first.
 """
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import inputs
 from .errors import InputError
 from .grids import cell_index, grid_positions  # noqa: F401 - the image helpers' grid is the N-D one
 
@@ -16,34 +20,43 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")  # what fold
 OBSERVED_BACKGROUND = (0.25, 0.35, 0.6)  # unobserved pixels in the picture of S (paper Fig. 4, row 2)
 
 
-def _as_image(image) -> np.ndarray:
-    img = np.asarray(image, dtype=np.float32)
+def _as_image(image, name: str = "image") -> np.ndarray:
+    """A float32 copy [H, W, C] of a numeric [H, W] or [H, W, C] image with at least one pixel and channel."""
+    img = inputs.as_float32(image, name)
     if img.ndim == 2:
         img = img[..., None]
-    if img.ndim != 3:
-        raise InputError(f"image must be [H, W] or [H, W, C], got shape {img.shape}")
+    if img.ndim != 3 or 0 in img.shape:
+        raise InputError(f"{name} must be [H, W] or [H, W, C] with H, W, C >= 1, got shape {img.shape}")
+    inputs.check_finite(img, name)
     return img
+
+
+def _selection(mask, shape: tuple[int, int]) -> np.ndarray:
+    """Bool [H, W] of the selected pixels (True, or > 0.5 for numbers; channels averaged), see the module docstring."""
+    m = inputs.as_float32(mask, "mask")
+    if m.ndim == 3 and m.shape[-1] >= 1:
+        m = m.mean(-1)
+    if m.shape != tuple(shape):
+        raise InputError(f"mask of shape {m.shape} does not fit the image of shape {tuple(shape)}; expected a "
+                         "[H, W] (or [H, W, C]) array of bools or numbers")
+    inputs.check_finite(m, "mask")
+    return m > 0.5
 
 
 def observe_random(image, k: int, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(positions [k, 2], values [k, C]) of k distinct random pixels of an image [H, W(, C)]."""
     img = _as_image(image)
     h, w, c = img.shape
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= h * w:
-        raise InputError(f"cannot observe {k} pixels of a {h}x{w} image: choose between 1 and {h * w}")
-    idx = np.sort(np.random.default_rng(seed).choice(h * w, size=int(k), replace=False))
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or not 1 <= k <= h * w:
+        raise InputError(f"cannot observe {k!r} pixels of a {h}x{w} image: choose an integer between 1 and {h * w}")
+    idx = np.sort(np.random.default_rng(inputs.seed(seed)).choice(h * w, size=int(k), replace=False))
     return grid_positions(h, w)[idx], img.reshape(-1, c)[idx]
 
 
 def observe_mask(image, mask) -> tuple[np.ndarray, np.ndarray]:
-    """(positions, values) of the pixels where mask is True (or > 0.5 for a grayscale mask)."""
+    """(positions, values) of the pixels the mask selects (True, or > 0.5 for numbers: see the module docstring)."""
     img = _as_image(image)
-    m = np.asarray(mask)
-    if m.ndim == 3:
-        m = m.mean(-1)
-    if m.shape != img.shape[:2]:
-        raise InputError(f"mask of shape {m.shape} does not fit the image of shape {img.shape[:2]}")
-    on = (m > 0.5).ravel()
+    on = _selection(mask, img.shape[:2]).ravel()
     if not on.any():
         raise InputError("the mask selects no pixel; white (True) pixels mark the observed ones")
     h, w, c = img.shape
@@ -51,14 +64,11 @@ def observe_mask(image, mask) -> tuple[np.ndarray, np.ndarray]:
 
 
 def compose(image_a, image_b, mask) -> np.ndarray:
-    """One image from two (paper Fig. 5): pixels of a where mask is True, of b elsewhere."""
-    a, b = _as_image(image_a), _as_image(image_b)
+    """One image from two (paper Fig. 5): pixels of a where the mask selects them (True or > 0.5), of b elsewhere."""
+    a, b = _as_image(image_a, "image_a"), _as_image(image_b, "image_b")
     if a.shape != b.shape:
         raise InputError(f"images differ in shape: {a.shape} and {b.shape}")
-    m = np.asarray(mask, bool)
-    if m.shape != a.shape[:2]:
-        raise InputError(f"mask of shape {m.shape} does not fit images of shape {a.shape[:2]}")
-    return np.where(m[..., None], a, b)
+    return np.where(_selection(mask, a.shape[:2])[..., None], a, b)
 
 
 def pixel_index(positions, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
@@ -72,10 +82,20 @@ def samples_picture(positions, values, shape: tuple[int, int], fill: str = "back
     fill="background" paints unobserved pixels a flat blue (paper Fig. 4, row 2);
     fill="nearest" gives every pixel the value of its nearest sample (nearest-neighbour fill).
     """
-    h, w = shape
-    pos, val = np.asarray(positions, np.float32), np.asarray(values, np.float32)
+    h, w = inputs.grid_shape(shape, 2)
+    if fill not in ("background", "nearest"):
+        raise InputError(f"fill must be 'background' or 'nearest', got {fill!r}")
+    pos = inputs.positions(positions, 2, "sample positions")
+    val = inputs.as_float32(values, "sample values")
     if val.ndim == 1:
         val = val[:, None]
+    if val.ndim != 2 or val.shape[1] < 1 or len(val) != len(pos) or len(pos) == 0:
+        raise InputError(f"sample values of shape {val.shape} do not fit {len(pos)} positions; expected [K, C] "
+                         "with K >= 1 rows, one per position")
+    inputs.check_finite(val, "sample values")
+    if fill == "nearest":
+        inputs.check_memory(4 * h * w * len(pos), f"nearest fill of a {h}x{w} picture from {len(pos)} samples",
+                            "use fewer samples or a smaller picture")
     rgb = np.repeat(val, 3, 1) if val.shape[1] == 1 else val[:, :3]
     if fill == "nearest":
         grid = grid_positions(h, w)
@@ -106,7 +126,11 @@ def figure_grid(rows: list[list[np.ndarray]], scale: int = 4, gap: int = 2) -> n
 
 
 def read_image(path: str | Path, channels: int) -> np.ndarray:
-    """An image file as float32 [H, W, channels] in [0, 1]; transparency is composited on white."""
+    """An image file as float32 [H, W, channels] in [0, 1]; transparency is composited on white.
+
+    16-bit grayscale PNGs (PIL modes I;16 / I) are read at full depth (divided by 65535); Pillow
+    itself reduces 16-bit RGB(A) PNGs to 8 bits per channel.
+    """
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
@@ -121,6 +145,9 @@ def read_image(path: str | Path, channels: int) -> np.ndarray:
         im = im.convert("RGBA")
         bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
         im = Image.alpha_composite(bg, im)
+    if im.mode.startswith("I"):  # 16-bit gray: convert("L") would clip every value above 255 to white
+        gray = np.clip(np.asarray(im, np.float32) / 65535.0, 0.0, 1.0)[..., None]
+        return gray if channels == 1 else np.repeat(gray, 3, -1)
     arr = np.asarray(im.convert("L" if channels == 1 else "RGB"), np.float32) / 255.0
     return arr[..., None] if arr.ndim == 2 else arr
 

@@ -73,6 +73,9 @@ class Context:
     def mask(self) -> np.ndarray:
         return np.concatenate([m for _, _, m in self.groups])
 
+    def __repr__(self) -> str:
+        return f"Context(batch={self.batch}, samples={self.groups[0][2].shape[1]}, groups={len(self.groups)})"
+
 
 class Model:
     """A PixelTransformer export: distribution queries, mean signals and hybrid autoregressive sampling.
@@ -133,6 +136,15 @@ class Model:
         return session
 
     @property
+    def attention_budget(self) -> int:
+        """Attention-score elements one graph call may hold per layer (see ATTENTION_BUDGET)."""
+        return self._attention_budget
+
+    @attention_budget.setter
+    def attention_budget(self, value) -> None:
+        self._attention_budget = inputs.attention_budget(value)
+
+    @property
     def info(self) -> ModelInfo:
         m = self.meta
         return ModelInfo(m["name"], m["version"], self.pos_dim, self.val_dim, self.grid, int(m["bins"]),
@@ -153,15 +165,18 @@ class Model:
     def encode(self, positions, values) -> Context:
         """Encode one sample set S (positions [K, pos_dim], values [K, val_dim]) for repeated queries."""
         p, v = self.check_set(positions, values)
+        inputs.check_encode_memory(self, 1, len(p))
         return self._encode(p[None], v[None], np.ones((1, len(p)), bool))
 
     def encode_batch(self, sets: Sequence[tuple]) -> Context:
         """Encode several sets of different sizes at once (padded, with a mask)."""
+        sets = inputs.set_list(sets)
         if len(sets) == 0:
             raise InputError("encode_batch needs at least one (positions, values) set")
         checked = [self.check_set(p, v) for p, v in sets]
         k = max(len(p) for p, _ in checked)
         b = len(checked)
+        inputs.check_encode_memory(self, b, k)
         pos = np.zeros((b, k, self.pos_dim), np.float32)
         val = np.full((b, k, self.val_dim), self.value_range[0], np.float32)
         mask = np.zeros((b, k), bool)
@@ -211,6 +226,7 @@ class Model:
 
     def _query_positions(self, ctx: Context, query_positions) -> tuple[np.ndarray, bool]:
         """[B, Q, pos_dim] positions and whether the caller gave one shared [Q, pos_dim] set."""
+        query_positions = inputs.as_float32(query_positions, "query positions")
         batched = np.ndim(query_positions) == 3
         q = inputs.positions(query_positions, self.pos_dim, "query positions", batched=batched)
         if batched and q.shape[0] != ctx.batch:
@@ -227,8 +243,10 @@ class Model:
         """
         ctx = self._context(context)
         q, batched = self._query_positions(ctx, query_positions)
+        inputs.check_query_memory(self, ctx.batch, ctx.groups[0][2].shape[1], q.shape[1],
+                                  3 * len(self.centers) * (self.val_dim + 2))
         logits, offsets, log_sigma = self._decode(ctx, q, inputs.positive_int(chunk, "chunk"))
-        dist = Distribution(logits, offsets, log_sigma, self.centers)
+        dist = Distribution(logits, offsets, log_sigma, self.centers, self.value_range)
         return dist[0] if ctx.batch == 1 and not batched else dist
 
     def mean(self, context, query_positions, chunk: int = DEFAULT_CHUNK, return_std: bool = False):
@@ -239,10 +257,12 @@ class Model:
         """
         ctx = self._context(context)
         q, batched = self._query_positions(ctx, query_positions)
+        inputs.check_query_memory(self, ctx.batch, ctx.groups[0][2].shape[1], q.shape[1],
+                                  self.val_dim * (2 if return_std else 1))
         mean = np.empty(q.shape[:2] + (self.val_dim,), np.float32)
         std = np.empty_like(mean) if return_std else None
         for rows, cols, out in self._decode_chunks(ctx, q, inputs.positive_int(chunk, "chunk")):
-            dist = Distribution(*out, self.centers)
+            dist = Distribution(*out, self.centers, self.value_range)
             mean[rows, cols] = dist.mean()
             if std is not None:
                 std[rows, cols] = np.sqrt(dist.variance())
@@ -265,11 +285,17 @@ class Model:
         model as trained. progress(done, total) is called after every encoder pass. All samples run
         in one batch.
         """
+        num_samples, seed = inputs.positive_int(num_samples, "num_samples"), inputs.seed(seed)
+        step_fraction = inputs.fraction(step_fraction, "step_fraction")
+        autoregressive = inputs.positive_int(autoregressive, "autoregressive", 0)
+        temperature = inputs.positive_float(temperature, "temperature")
+        progress = inputs.callback(progress)
         p, v = self.check_set(positions, values)
         q = inputs.positions(query_positions, self.pos_dim, "query positions")
-        return hybrid_sample(self, p, v, q, inputs.positive_int(num_samples, "num_samples"), seed,
-                             inputs.positive_int(autoregressive, "autoregressive", 0), step_fraction,
-                             inputs.positive_float(temperature, "temperature"), progress)
+        if len(q) == 0:
+            raise InputError("no query positions given; expected at least one")
+        inputs.check_sample_memory(self, num_samples, len(p), len(q), autoregressive)
+        return hybrid_sample(self, p, v, q, num_samples, seed, autoregressive, step_fraction, temperature, progress)
 
     # -- grids -------------------------------------------------------------------------------
     def grid_shape(self, shape=None) -> tuple[int, ...]:
@@ -282,17 +308,7 @@ class Model:
                                  f"shape=, one length per axis ({len(self.signal.axes)} axes, array order "
                                  f"{list(self.signal.array_axes)})")
             return self.grid
-        if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
-            shape = (shape,)
-        try:
-            dims = tuple(shape)
-        except TypeError:
-            raise InputError(f"shape must be a sequence of {self.pos_dim} positive integers, got {shape!r}") from None
-        if len(dims) != self.pos_dim or not all(
-                isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n > 0 for n in dims):
-            raise InputError(f"shape must be {self.pos_dim} positive integers in array order "
-                             f"{list(self.signal.array_axes)}, got {shape!r}")
-        return tuple(int(n) for n in dims)
+        return inputs.grid_shape(shape, self.pos_dim, f"shape (array order {list(self.signal.array_axes)})")
 
     def mean_grid(self, positions, values, shape=None, return_std: bool = False, chunk: int = DEFAULT_CHUNK):
         """The mean signal [*shape, val_dim] at the cell centres of a grid given S (default: the training
@@ -310,8 +326,10 @@ class Model:
         Cells whose centre holds a sample of S keep its value and are not drawn again.
         """
         shape = self.grid_shape(shape)
-        num_samples = inputs.positive_int(num_samples, "num_samples")
+        num_samples, seed = inputs.positive_int(num_samples, "num_samples"), inputs.seed(seed)
+        kwargs = inputs.sampling_options(self.sample, kwargs)  # refused even when every cell is observed
         p, v = self.check_set(positions, values)
+        inputs.check_sample_memory(self, num_samples, len(p), int(np.prod(shape)), 0)  # the outputs
         grid = grid_positions(*shape)
         cell, on_centre = cell_index(p, shape)
         out = np.empty((num_samples, len(grid), self.val_dim), np.float32)

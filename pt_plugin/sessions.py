@@ -1,7 +1,9 @@
 """onnxruntime sessions: provider choice with honest fallback, thread settings, one place.
 
-device "auto" uses CUDA only where it really works and otherwise says once why it runs on the
-CPU; "cuda" raises DeviceError naming what is missing; "cpu" never touches CUDA.
+device "auto" uses CUDA only where it really works and otherwise logs once, at INFO level on the
+"pt_plugin" logger, why it runs on the CPU (quiet by default: `pt-plugin info` prints the CUDA
+state, and device="cuda" raises DeviceError naming what is missing); "cpu" never touches CUDA.
+A broken onnxruntime install raises OnnxruntimeError with the command that repairs it.
 """
 from __future__ import annotations
 
@@ -9,13 +11,17 @@ import ctypes
 import importlib.metadata as md
 import logging
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Sequence
 
 import onnxruntime as ort
 
-from .errors import DeviceError, InputError
+from .errors import DeviceError, InputError, OnnxruntimeError
+
+ORT_API = ("InferenceSession", "SessionOptions", "get_available_providers", "GraphOptimizationLevel")
+PACKAGE_DIR = str(Path(__file__).resolve().parent)
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -33,8 +39,28 @@ def installed_onnxruntime_packages() -> list[str]:
     return found
 
 
+def onnxruntime_problem() -> str | None:
+    """What is missing from the imported onnxruntime module, or None when it looks whole."""
+    missing = [name for name in ORT_API if not hasattr(ort, name)]
+    if not missing:
+        return None
+    where = getattr(ort, "__file__", None) or ", ".join(getattr(ort, "__path__", [])) or "?"
+    pkgs = ", ".join(installed_onnxruntime_packages()) or "no onnxruntime package recorded"
+    return (f"onnxruntime is broken (`import onnxruntime` from {where} lacks {', '.join(missing)}; installed: {pkgs}), "
+            "typically left by uninstalling one of two onnxruntime packages; repair it with: pip uninstall -y "
+            "onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu (or onnxruntime for CPU only)")
+
+
+def check_onnxruntime() -> None:
+    """Raise OnnxruntimeError (one line with the fix) where the onnxruntime install is broken."""
+    problem = onnxruntime_problem()
+    if problem is not None:
+        raise OnnxruntimeError(problem)
+
+
 def cuda_driver_problem() -> str | None:
     """Why CUDA cannot be used here, or None when it looks usable."""
+    check_onnxruntime()
     if CUDA not in ort.get_available_providers():
         return (f"the installed onnxruntime ({', '.join(installed_onnxruntime_packages()) or ort.__version__}) "
                 "has no CUDA provider; install onnxruntime-gpu instead of onnxruntime")
@@ -84,8 +110,8 @@ def _note_cpu_fallback(reason: str) -> None:
     global _noted_fallback
     if not _noted_fallback:
         _noted_fallback = True
-        # one line on stderr (logging's last-resort handler); silence with logging.getLogger("pt_plugin")
-        logging.getLogger("pt_plugin").warning(f"pt-plugin runs on the CPU: {reason}")
+        # INFO: quiet unless the application configures logging ("pt-plugin info" prints the CUDA state itself)
+        logging.getLogger("pt_plugin").info("pt-plugin runs on the CPU: %s", reason)
 
 
 _preloaded = False
@@ -103,14 +129,25 @@ def _preload_dlls() -> None:
             pass
 
 
+def user_stacklevel() -> int:
+    """stacklevel for warnings.warn called by our caller, pointing at the first frame outside pt_plugin."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(PACKAGE_DIR + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def _warn_dual_install() -> None:
+    """Warn once per process when several onnxruntime packages are installed (they overwrite each other)."""
     global _warned_dual
+    if _warned_dual:
+        return
     pkgs = installed_onnxruntime_packages()
-    if len(pkgs) > 1 and not _warned_dual:
+    if len(pkgs) > 1:
         _warned_dual = True
         warnings.warn(f"several onnxruntime packages are installed ({', '.join(pkgs)}); they overwrite each "
                       "other's files. Keep one: pip uninstall the others and reinstall the one you want.",
-                      RuntimeWarning, stacklevel=3)
+                      RuntimeWarning, stacklevel=user_stacklevel())
 
 
 def make_session(path: Path, device: str = "auto", providers: Sequence | None = None,
@@ -120,6 +157,7 @@ def make_session(path: Path, device: str = "auto", providers: Sequence | None = 
     profile_prefix turns on onnxruntime's profiler, its JSON trace written from that file prefix
     (sess.end_profiling() returns the name; benchmarks/profile_graphs.py reads it).
     """
+    check_onnxruntime()
     _warn_dual_install()
     wanted = resolve_providers(device, providers)
     names = [p[0] if isinstance(p, tuple) else p for p in wanted]
@@ -149,5 +187,5 @@ def make_session(path: Path, device: str = "auto", providers: Sequence | None = 
                "matching onnxruntime-gpu are needed; `pt-plugin info` shows what is found)")
         if device == "cuda" and providers is None:
             raise DeviceError(msg)
-        warnings.warn(f"{msg}; running on {', '.join(used)}", RuntimeWarning, stacklevel=3)
+        warnings.warn(f"{msg}; running on {', '.join(used)}", RuntimeWarning, stacklevel=user_stacklevel())
     return sess
