@@ -22,6 +22,7 @@ import torch
 from .config import Config, ConfigError, ModelConfig, TrainConfig
 from .data import DataError, SetSampler, load_dataset
 from .model import PixelTransformer
+from .palette import fit_palette
 
 
 def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
@@ -41,7 +42,8 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
         if "." in key and val is not None:
             section, name = key.split(".")
             setattr(getattr(cfg, section), name, val)
-    cfg.model.validate()
+    fitted = cfg.train.palette and cfg.model.bin_centers is None  # main() fits the centres on the data
+    (dataclasses.replace(cfg.model, bin_centers=[[0.5] * cfg.model.val_dim]) if fitted else cfg.model).validate()
     return cfg, args
 
 
@@ -114,6 +116,15 @@ def main(argv=None) -> int:
     if cfg.model.val_dim != images.shape[-1]:
         print(f"error: model val_dim={cfg.model.val_dim} but the images have {images.shape[-1]} channels", file=sys.stderr)
         return 2
+
+    if tc.palette and len(cfg.model.bin_centers or []) != tc.palette:  # a config that carries them keeps them
+        t = time.time()
+        try:
+            cfg.model.bin_centers = fit_palette(train_imgs, tc.palette, seed=tc.seed).tolist()
+        except ValueError as e:
+            print(f"error: --palette {tc.palette}: {e}", file=sys.stderr)
+            return 2
+        log(f"palette: {tc.palette} centres fitted to the training pixels in {time.time() - t:.1f} s")
 
     out = Path(tc.out)
     out.mkdir(parents=True, exist_ok=True)
