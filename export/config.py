@@ -54,7 +54,7 @@ class ModelConfig:
         elif self.val_dim != 1 and self.num_bins > 1:
             raise ConfigError(
                 f"uniform bins (num_bins={self.num_bins}) only fit val_dim 1; for val_dim {self.val_dim} "
-                "give bin_centers (e.g. a palette fitted with `python -m export.train --palette`) or num_bins 1")
+                "give bin_centers (e.g. a palette fitted by `python -m export.train --palette K`) or num_bins 1")
         elif self.num_bins < 1:
             raise ConfigError(f"num_bins must be >= 1, got {self.num_bins}")
 
@@ -75,6 +75,7 @@ class TrainConfig:
     num_queries: int = 256
     snap_fraction: float = 0.5    # share of positions put exactly on pixel centres
     max_set_tokens: int = 0       # cap on batch × |S| per step (0 = none): large sets get smaller batches
+    palette: int = 0              # fit this many colour centres (k-means) to the training pixels as bin_centers
     steps: int = 20000
     lr: float = 5e-4
     warmup: int = 500

@@ -3,6 +3,7 @@
 Readers return float32 arrays [N, H, W, C] in [0, 1]. The sampler draws sample and query
 positions in [-1, 1]^2 (x = column, y = row, align_corners=False) and reads their values by
 bilinear interpolation, so the model sees a continuous signal, as in paper §4.1.
+`python -m export.data emoji --out DIR` builds the RGB emoji set (export/emoji.py).
 """
 from __future__ import annotations
 
@@ -177,3 +178,20 @@ class SetSampler:
             sizes = torch.randint(1, k + 1, (bs,), generator=self.g)
             mask = torch.arange(k)[None, :] < sizes[:, None]
         return spos, sval, mask, qpos, qval
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m export.data RECIPE ...`: build a data set on disk (recipes: emoji)."""
+    import sys
+
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in ("emoji",):
+        print("usage: python -m export.data emoji --out DIR [--size 32] [--packages DIR]", file=sys.stderr)
+        return 2
+    from .emoji import main as emoji_main  # imported here: emoji.py imports this module
+
+    return emoji_main(argv[1:])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

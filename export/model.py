@@ -42,8 +42,15 @@ def bin_centers(cfg: ModelConfig) -> torch.Tensor:
 
 
 def bin_width(cfg: ModelConfig) -> float:
-    """Typical spacing of the bins, the unit in which offsets are bounded."""
+    """Typical spacing of the bins, the unit in which offsets are bounded: the step of uniform bins, or
+    the median nearest-neighbour distance of explicit centres (a 512-colour palette is ~0.08 apart in
+    RGB, not (hi - lo) / 511, which would pin every offset within 0.004 of its centre)."""
     lo, hi = cfg.value_range
+    if cfg.bin_centers is not None and len(cfg.bin_centers) > 1:
+        c = torch.tensor(cfg.bin_centers, dtype=torch.float64)
+        d = torch.cdist(c, c)
+        d.fill_diagonal_(math.inf)
+        return float(d.min(1).values.median())
     return (hi - lo) / max(cfg.bins - 1, 1)
 
 

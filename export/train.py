@@ -22,8 +22,9 @@ import torch
 from .config import Config, ConfigError, ModelConfig, TrainConfig
 from .curves import FAMILIES, CurveSampler, family, seed_sequence
 from .data import DataError, SetSampler, load_dataset, load_idx_images
-from .video import ClipSampler, shrink
 from .model import PixelTransformer
+from .palette import fit_palette
+from .video import ClipSampler, shrink
 
 
 def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
@@ -43,7 +44,8 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
         if "." in key and val is not None:
             section, name = key.split(".")
             setattr(getattr(cfg, section), name, val)
-    cfg.model.validate()
+    fitted = cfg.train.palette and cfg.model.bin_centers is None  # main() fits the centres on the data
+    (dataclasses.replace(cfg.model, bin_centers=[[0.5] * cfg.model.val_dim]) if fitted else cfg.model).validate()
     return cfg, args
 
 
@@ -103,16 +105,26 @@ def data_sources(cfg: Config, rank: int):
     images = load_dataset(tc.data, tc.data_dir, "train")
     if tc.val_images >= len(images):
         raise DataError(f"val_images={tc.val_images} leaves no training images (dataset has {len(images)})")
+    if tc.data.startswith("folder:"):  # files sorted by name: hold out a seeded random share, not the last names
+        images = images[np.random.default_rng(12345).permutation(len(images))]
     val_imgs, train_imgs = images[-tc.val_images:], images[:-tc.val_images]
     if tc.limit:
         train_imgs = train_imgs[:tc.limit]
     if mc.val_dim != images.shape[-1]:
         raise DataError(f"model val_dim={mc.val_dim} but the images have {images.shape[-1]} channels")
+    what = f"{len(train_imgs)} images"
+    if tc.palette and len(mc.bin_centers or []) != tc.palette:  # a config that carries them keeps them
+        t = time.time()
+        try:
+            mc.bin_centers = fit_palette(train_imgs, tc.palette, seed=tc.seed).tolist()
+        except ValueError as e:
+            raise DataError(f"--palette {tc.palette}: {e}") from None
+        what += f", a {tc.palette}-colour palette fitted to their pixels in {time.time() - t:.1f} s"
 
     def image_sampler(step: int) -> SetSampler:
         return SetSampler(train_imgs, tc.min_samples, tc.max_samples, tc.num_queries, tc.batch_size,
                           tc.snap_fraction, seed=tc.seed * 1000 + rank + step, max_set_tokens=tc.max_set_tokens)
-    return image_sampler, validation_batches(val_imgs, tc), f"{len(train_imgs)} images"
+    return image_sampler, validation_batches(val_imgs, tc), what
 
 
 @torch.no_grad()
