@@ -1,5 +1,8 @@
 """Evaluation on Fashion-MNIST test images: `python -m export.evaluate CHECKPOINT [--out DIR] ...`.
 
+Curve models (polynomials, gp-curves) are evaluated against the exact posterior instead
+(export.evaluate_curves).
+
 Protocol (paper Fig. 6): for each |S| and each fixed, seeded test image, |S| pixel centres are
 observed (the same draws for every method) and the unobserved pixels are predicted by the
 model (decoding all pixel centres), the conditional Gaussian, linear and nearest fill.
@@ -36,11 +39,15 @@ from .baselines import DEFAULT_RIDGE, ConditionalGaussian, linear_fill, nearest_
 from .data import DataError, load_idx_images, pixel_centers
 from .model import PixelTransformer
 from .checkpoint import ExportError, load_checkpoint, total_steps
+from .curves import FAMILIES
+from .evaluate_curves import evaluate_curves
+from .evaluate_curves import markdown as curves_markdown
 
 DATA_DIR = "/usr/share/datasets/fashion-mnist"
 METHODS = {"model": "PixelTransformer", "cond_gauss": "Cond. Gaussian", "linear": "Linear", "nearest": "Nearest"}
 SSIM_WINDOW, SSIM_SIGMA = 7, 1.5
 LN2 = math.log(2)
+DEFAULT_SIZES = "4,16,64,256,784"
 
 
 # ---------------------------------------------------------------------------- data and model
@@ -379,7 +386,8 @@ def main(argv=None) -> int:
     p.add_argument("checkpoint")
     p.add_argument("--out", default="runs/eval")
     p.add_argument("--images", type=int, default=256, help="number of seeded test images")
-    p.add_argument("--sizes", default="4,16,64,256,784", help="comma-separated |S| values")
+    p.add_argument("--sizes", default=DEFAULT_SIZES, help="comma-separated |S| values (curve models: their own "
+                                                              "default, 1..32 or 2..20)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--samples", type=int, default=3, help="samples per image (0 = no sampling)")
     p.add_argument("--sample-images", type=int, default=16, help="sample only the first N images")
@@ -389,8 +397,17 @@ def main(argv=None) -> int:
     p.add_argument("--ridge", type=float, default=DEFAULT_RIDGE, help="conditional-Gaussian covariance ridge")
     p.add_argument("--gauss-train", type=int, default=0, help="fit the Gaussian on the first N train images (0 = all)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--curves", type=int, default=400, help="curve models: evaluation curves per |S|")
+    p.add_argument("--joint-samples", type=int, default=300, help="curve models: samples per set for the joint check")
     a = p.parse_args(argv)
     try:
+        _, ck = load_checkpoint(a.checkpoint)
+        if ck["config"]["train"].get("data") in FAMILIES:  # a curve model: held against the exact posterior
+            sizes = tuple(int(s) for s in a.sizes.split(",")) if a.sizes != DEFAULT_SIZES else None
+            res = evaluate_curves(a.checkpoint, a.out, a.curves, sizes=sizes, seed=a.seed,
+                                  joint_samples=a.joint_samples, threads=a.threads)
+            print(curves_markdown(res), end="")
+            return 0
         sizes = tuple(int(s) for s in a.sizes.split(",") if s.strip())
         res = evaluate(a.checkpoint, a.out, a.images, sizes, a.seed, a.samples, a.sample_images, a.ar_frac,
                        a.data_dir, a.batch_size, a.ridge, a.gauss_train, threads=a.threads)
