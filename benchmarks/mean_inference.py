@@ -27,7 +27,8 @@ means, the least any implementation must hold. 1e6 queries may need several GiB.
 
 Precisions (third table, with --precisions fp32,int8[,fp16]): the same ort mean computation with the
 graphs of each precision (`python -m export.quantize MODEL_PATH` makes them), interleaved like the
-first table, medians in ms; "time / fp32" < 1 means faster than fp32; "max abs diff" is the largest
+first table, medians in ms; "time / fp32" < 1 means faster than fp32; an entry PRECISION@FOLDER takes that
+precision's graphs from another export folder (e.g. int8@weights/fashion-mnist next to a re-quantized copy); "max abs diff" is the largest
 |mean - fp32 mean| over the 784 pixels of all sets. fp16 is for GPUs: on the CPU provider it is slow.
 """
 from __future__ import annotations
@@ -56,8 +57,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="query counts for the bounded-memory check ('' skips it)")
     p.add_argument("--bounded-set", type=int, default=64, help="|S| for the bounded-memory check")
     p.add_argument("--no-memory", action="store_true", help="skip all peak-memory measurements")
+    p.add_argument("--precisions-only", action="store_true", help="only the precisions table (no torch, no memory)")
     p.add_argument("--precisions", type=lambda t: [x.strip() for x in t.split(",") if x.strip()], default=[],
-                   help="also time the ort path per precision, e.g. fp32,int8 (needs export.quantize's graphs)")
+                   help="also time the ort path per precision, e.g. fp32,int8 (needs export.quantize's graphs); "
+                        "PRECISION@FOLDER takes them from another export folder")
     return p.parse_args(argv)
 
 
@@ -189,9 +192,15 @@ def bounded_table(rows: list[dict]) -> str:
     return common.table(headers, body)
 
 
+def load_precision(args: argparse.Namespace, spec: str):
+    """The model for a --precisions entry: PRECISION from --model-path, or PRECISION@FOLDER from another export."""
+    precision, _, folder = spec.partition("@")
+    return common.load_model(Path(folder) if folder else args.model_path, args.threads, precision, args.device)
+
+
 def precision_rows(args: argparse.Namespace, images: np.ndarray, grid: np.ndarray) -> list[dict]:
     names = list(dict.fromkeys(["fp32", *args.precisions]))
-    models = {p: common.load_model(args.model_path, args.threads, p, args.device) for p in names}
+    models = {p: load_precision(args, p) for p in names}
     rows = []
     for k in args.sizes:
         for b in args.batches:
@@ -221,18 +230,19 @@ def main(argv: list[str] | None = None) -> int:
 
     machine = common.machine_line(args.threads)
     model = common.load_model(args.model_path, args.threads, device=args.device)
-    net = load_torch(args.checkpoint, args.threads)
     h, w = model.grid
     grid = pt_plugin.grid_positions(h, w)
     images = common.test_images(max(args.batches), args.data_dir)
-    rows = speed_rows(args, model, net, images, grid)
+    only = args.precisions_only
+    rows = [] if only else speed_rows(args, model, load_torch(args.checkpoint, args.threads), images, grid)
     precisions = precision_rows(args, images, grid) if args.precisions else []
-    bounded = [] if args.no_memory else bounded_rows(args, common.observed_sets(images[:1], args.bounded_set,
+    bounded = [] if args.no_memory or only else bounded_rows(args, common.observed_sets(images[:1], args.bounded_set,
                                                                                 args.seed)[0])
     print(f"# Mean-image inference, {h}x{w} queries: onnxruntime (pt-plugin) vs torch eager\n")
     print(f"{machine}; model {args.model_path}, checkpoint {args.checkpoint}; median of {args.repeats} "
           f"interleaved calls after {args.warmup} warm-up\n")
-    print(speed_table(rows))
+    if rows:
+        print(speed_table(rows))
     if bounded:
         print(f"\nBounded memory: Model.mean, |S|={args.bounded_set}, random query positions, default chunk\n")
         print(bounded_table(bounded))

@@ -59,6 +59,46 @@ def test_load_variant_mean_image_close_to_fp32(variants, runtime_model, test_ima
     assert model.mean(batch, grid_positions(28, 28)).shape == (2, 784, 1)
 
 
+PRECISIONS = ["fp32", "int8", pytest.param("fp16", marks=needs_fp16)]
+
+
+def graphs(folder, precision):
+    infix = "" if precision == "fp32" else f".{precision}"
+    return folder / f"encoder{infix}.onnx", folder / f"decoder{infix}.onnx"
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_variant_records_batch_independence(variants, precision):
+    """The quantize command's own check, recorded in model.json, and the same check run again here."""
+    meta = json.loads((variants / "model.json").read_text())
+    if precision != "fp32":
+        recorded = meta["variants"][precision]["batch_independence"]
+        assert recorded["tolerance"] == quantize.INDEPENDENCE_TOLERANCE
+        assert quantize.independence_ok({k: v for k, v in recorded.items() if k != "tolerance"})
+    assert quantize.independence_ok(quantize.independence(*graphs(variants, precision), meta, seed=3))
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_set_outputs_do_not_depend_on_its_batch(variants, test_image, precision):
+    """A set's memory (real rows), raw decoder outputs and mean: alone = in any padded batch, any chunking."""
+    model = pt_plugin.load(model_path=variants, device="cpu", precision=precision)
+    grid = grid_positions(28, 28)
+    target = observe_random(test_image, 30, seed=0)
+    others = [observe_random(test_image, k, seed=k) for k in (1, 200)]
+    alone = model.encode(*target)
+    dist, mean = model.query(alone, grid), model.mean(alone, grid)
+    for batch in ([target, *others], [others[1], target], [others[0], target, others[0], others[1]]):
+        i = next(j for j, s in enumerate(batch) if s is target)
+        ctx = model.encode_batch(batch)
+        assert np.abs(ctx.memory[i, :30] - alone.memory[0]).max() <= quantize.INDEPENDENCE_TOLERANCE
+        for chunk in (784, 100, 7):
+            d = model.query(ctx, np.broadcast_to(grid, (len(batch),) + grid.shape), chunk=chunk)[i]
+            for name in ("logits", "offsets", "log_sigma"):
+                assert np.abs(getattr(d, name) - getattr(dist, name)).max() <= quantize.INDEPENDENCE_TOLERANCE, name
+            m = model.mean(ctx, np.broadcast_to(grid, (len(batch),) + grid.shape), chunk=chunk)[i]
+            assert np.abs(m - mean).max() <= quantize.INDEPENDENCE_TOLERANCE
+
+
 def test_missing_variant_says_which_command_makes_it(tiny_export, tmp_path):
     folder = copy_export(tiny_export, tmp_path / "tiny")
     with pytest.raises(InputError, match=r"no int8 graphs.*python -m export.quantize .* --int8"):
@@ -86,6 +126,13 @@ def test_over_tolerance_is_not_kept(tiny_export, tmp_path, monkeypatch):
     assert quantize.main([str(folder), "--int8"]) == 1
     assert sorted(p.name for p in folder.iterdir()) == sorted(weights.MODEL_FILES)
     assert "variants" not in json.loads((folder / "model.json").read_text())
+
+
+def test_batch_dependent_variant_is_not_kept(tiny_export, tmp_path, monkeypatch):
+    folder = copy_export(tiny_export, tmp_path / "tiny")
+    monkeypatch.setattr(quantize, "INDEPENDENCE_TOLERANCE", -1.0)
+    assert quantize.main([str(folder), "--int8"]) == 1
+    assert sorted(p.name for p in folder.iterdir()) == sorted(weights.MODEL_FILES)
 
 
 def test_existing_variant_needs_force(variants, capsys):
