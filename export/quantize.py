@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pt_plugin.metadata import sha256
 
 from .onnx import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUTS, ENCODER_OUTPUTS, ExportError
 
@@ -453,6 +454,7 @@ def main(argv=None) -> int:
             continue
         meta = json.loads((folder / "model.json").read_text())
         meta.setdefault("variants", {})[precision] = entry
+        meta.setdefault("files", {}).update({f: f"sha256:{sha256(folder / f)}" for f in entry["files"]})
         (folder / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
         print(f"wrote {', '.join(entry['files'])} ({sum(entry['bytes'].values())} bytes) and model.json "
               "variants entry")
