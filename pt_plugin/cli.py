@@ -73,8 +73,12 @@ def observation_options(fn):
     return fn
 
 
-def _check_sources(source, demo, mask_path, points_path, observed) -> None:
-    """Usage errors that need no model: found before anything is loaded."""
+def _check_sources(source, demo, mask_path, points_path, observed, out) -> None:
+    """Usage errors that need no model: found before anything is loaded or written."""
+    from .kinds.pictures import picture_format
+
+    if out is not None:
+        picture_format(Path(out))
     given = [n for n, v in (("INPUT", source), ("--demo", demo), ("--points", points_path)) if v]
     if len(given) != 1:
         raise click.UsageError("give one of INPUT, --demo or --points" + (f" (got {', '.join(given)})" if given else ""))
@@ -147,7 +151,7 @@ def sample(source, demo, seed, shape_text, resize, points_path, mask_path, obser
     """Draw whole signals from p(signal | observed samples) by hybrid autoregressive sampling."""
     from .kinds import Outputs, kind_for
 
-    _check_sources(source, demo, mask_path, points_path, observed)
+    _check_sources(source, demo, mask_path, points_path, observed, out)
     shape = parse_shape(shape_text)
     model = _load_model(model_name, device, threads, precision)
     kind = kind_for(model.signal)
@@ -183,7 +187,7 @@ def mean(source, demo, seed, shape_text, resize, points_path, mask_path, observe
     """The mean signal given the observed samples, and its standard deviation."""
     from .kinds import Outputs, kind_for
 
-    _check_sources(source, demo, mask_path, points_path, observed)
+    _check_sources(source, demo, mask_path, points_path, observed, out)
     shape = parse_shape(shape_text)
     model = _load_model(model_name, device, threads, precision)
     kind = kind_for(model.signal)

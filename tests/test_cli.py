@@ -43,12 +43,20 @@ def test_mask_selects_observed_pixels(tiny_export, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["sample", "missing.png"], "image not found"),
-    (["sample", "--demo", "--observed", "5000"], "not possible for a 28x28 image"),
+    (["sample", "missing.png"], "INPUT not found: missing.png"),
+    (["sample", "--demo", "--observed", "5000"], "cannot observe 5000 samples of a signal of 784"),
     (["sample", "--demo", "--model", "no-such-model"], "unknown model"),
-    (["mean"], "give an IMAGE or --demo"),
-    (["sample", "--demo", "-n", "0"], "at least 1"),
+    (["mean"], "give one of INPUT, --demo or --points"),
+    (["sample", "--demo", "-n", "0"], "--num-samples"),
     (["sample", "--demo", "--temperature", "0"], "--temperature"),
+    (["sample", "--demo", "--seed", "-1"], "--seed"),
+    (["sample", "--demo", "--scale", "-3"], "--scale"),
+    (["sample", "--demo", "--scale", "0"], "--scale"),
+    (["sample", "--demo", "--scale", "1000"], "--scale"),
+    (["sample", "--demo", "--mask", "nomask.png"], "mask not found: nomask.png"),
+    (["sample", "--demo", "--mask", "m.png", "--observed", "5"], "--mask and --observed"),
+    (["sample", "--demo", "--shape", "28xfoo"], "--shape"),
+    (["sample", "--demo", "--out", "s.xyz"], "names no picture format"),
 ])
 def test_bad_input_exits_with_one_line(tiny_export, tmp_path, args, message):
     if "--model" not in args:
@@ -56,6 +64,28 @@ def test_bad_input_exits_with_one_line(tiny_export, tmp_path, args, message):
     r = run(*args, cwd=tmp_path)
     assert r.returncode != 0
     assert message in r.stderr and "Traceback" not in r.stderr
+    assert "runs on the CPU" not in r.stderr  # the CPU notice is for `info`, not for every error (issue 16.17)
+    assert not list(tmp_path.glob("*.png")) and not list(tmp_path.glob("*.xyz"))  # nothing written
+
+
+def test_out_dir_naming_a_file_is_refused_before_anything_is_written(tiny_export, tmp_path):
+    (tmp_path / "taken").write_text("mine")
+    r = run("sample", "--demo", "--model", tiny_export, "--out", tmp_path / "s.png", "--out-dir", tmp_path / "taken")
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "taken" in r.stderr
+    assert not (tmp_path / "s.png").exists() and (tmp_path / "taken").read_text() == "mine"
+
+
+def test_out_suffix_picks_the_format_and_one_sample_is_singular(tiny_export, tmp_path):
+    r = run("sample", "--demo", "--model", tiny_export, "-n", "1", "--out", tmp_path / "s.jpg")
+    assert r.returncode == 0, r.stderr
+    assert Image.open(tmp_path / "s.jpg").format == "JPEG"
+    assert "| 1 sample on" in r.stdout and "1 samples" not in r.stdout
+
+
+def test_super_resolution_from_the_command_line(tiny_export, tmp_path):
+    r = run("mean", "--demo", "--model", tiny_export, "--shape", "56x56", "--scale", "1", "--out", tmp_path / "m.png")
+    assert r.returncode == 0, r.stderr
+    assert Image.open(tmp_path / "m.png").size == (4 * 56 + 5 * 2, 56 + 4)
 
 
 def test_wrong_size_image_is_refused_unless_resized(tiny_export, tmp_path):
@@ -72,11 +102,12 @@ def test_unreadable_image(tiny_export, tmp_path):
     assert r.returncode != 0 and "not a readable image" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_version_models_info():
+def test_version_models_info(tmp_path):
     r = run("--version")
     assert r.returncode == 0 and "pt-plugin" in r.stdout
     r = run("models")
-    assert r.returncode == 0 and "fashion-mnist" in r.stdout and "bundled" in r.stdout
+    assert r.returncode == 0 and "bundled" in r.stdout
+    assert any(line.split()[:3] == ["fashion-mnist", "image", "x,y"] for line in r.stdout.splitlines())
     r = run("info")
     assert r.returncode == 0 and "providers available" in r.stdout and "CUDA:" in r.stdout
 
@@ -85,3 +116,13 @@ def test_sample_with_the_bundled_default_model(tmp_path):
     r = run("sample", "--demo", "-n", "1", "--out", tmp_path / "d.png")
     assert r.returncode == 0, r.stderr
     assert Image.open(tmp_path / "d.png").size == (4 * 112 + 5 * 2, 112 + 4)
+
+
+def test_download_succeeds_offline_for_bundled_models(tmp_path):
+    """Issue 11.7: bundled models count as available; nothing is fetched and no cache folder is made."""
+    import os
+
+    env = {**os.environ, "PT_PLUGIN_OFFLINE": "1", "PT_PLUGIN_HOME": str(tmp_path / "cache")}
+    r = subprocess.run([EXE, "download", "fashion-mnist"], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "fashion-mnist: bundled" in r.stdout and not (tmp_path / "cache").exists()
