@@ -2,7 +2,8 @@
 
 One line per model file, `MODEL/FILE sha256:HEX`, the format pooch reads; the runtime checks
 every bundled, cached or downloaded file against it. Reduced-precision graphs (export.quantize) are
-listed when model.json records them under "variants", i.e. when they passed their parity check.
+listed when model.json records them under "variants", i.e. when they passed their parity check;
+a model's demo signal (demo.npz) when it has one.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from pt_plugin.weights import MODEL_FILES, sha256
+from pt_plugin.weights import MODEL_FILES, OPTIONAL_FILES, sha256
 
 
 def write_registry(root: Path) -> list[str]:
@@ -19,6 +20,7 @@ def write_registry(root: Path) -> list[str]:
         if all((folder / f).is_file() for f in MODEL_FILES):
             variants = json.loads((folder / "model.json").read_text()).get("variants", {})
             extra = [f for v in variants.values() for f in v.get("files", []) if (folder / f).is_file()]
+            extra += [f for f in OPTIONAL_FILES if (folder / f).is_file()]  # the demo signal
             for f in (*MODEL_FILES, *extra):
                 lines.append(f"{folder.name}/{f} sha256:{sha256(folder / f)}")
     (root / "registry.txt").write_text("\n".join(lines) + "\n")
