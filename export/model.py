@@ -28,7 +28,8 @@ def key_bias(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Te
     scores for the mask: issue 18). exp(MASK_FILL) underflows to exactly 0 next to any real score,
     so padding changes nothing; a row with no real sample gets finite weights (no NaN).
     """
-    return ((~mask).to(dtype) * MASK_FILL)[:, None, None, :]
+    zero, fill = torch.zeros((), dtype=dtype), torch.full((), MASK_FILL, dtype=dtype)
+    return torch.where(mask, zero, fill)[:, None, None, :]  # a Where over [B, K] (a Cast trips the fp16 converter)
 
 
 def bin_centers(cfg: ModelConfig) -> torch.Tensor:

@@ -17,7 +17,8 @@ UNITS = {"image": "intensity in [0, 1]", "video": "intensity in [0, 1]", "curve"
 def signal_for(data: str | None, pos_dim: int, val_dim: int, grid: list[int] | None,
                value_range: tuple[float, float], kind: str | None = None) -> Signal:
     """The signal a model trained on `data` describes; `kind` overrides the guess from the data name."""
-    kind = kind or KIND_OF_DATA.get((data or "").partition(":")[0], "image")
+    by_dims = {1: "curve", 2: "image", 3: "volume"}.get(pos_dim, "image")
+    kind = kind or KIND_OF_DATA.get((data or "").partition(":")[0], "image" if data else by_dims)
     if kind not in KINDS:
         raise ValueError(f"signal kind must be one of {', '.join(KINDS)}, got {kind!r}")
     axes = AXES[kind]

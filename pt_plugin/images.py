@@ -89,9 +89,9 @@ def samples_picture(positions, values, shape: tuple[int, int], fill: str = "back
     val = inputs.as_float32(values, "sample values")
     if val.ndim == 1:
         val = val[:, None]
-    if val.ndim != 2 or val.shape[1] < 1 or len(val) != len(pos) or len(pos) == 0:
+    if val.ndim != 2 or val.shape[1] < 1 or len(val) != len(pos) or (len(pos) == 0 and fill == "nearest"):
         raise InputError(f"sample values of shape {val.shape} do not fit {len(pos)} positions; expected [K, C] "
-                         "with K >= 1 rows, one per position")
+                         "with one row per position (K >= 1 for fill='nearest'; no sample paints only the background)")
     inputs.check_finite(val, "sample values")
     if fill == "nearest":
         inputs.check_memory(4 * h * w * len(pos), f"nearest fill of a {h}x{w} picture from {len(pos)} samples",

@@ -61,7 +61,8 @@ class ImageKind(Kind):
         """One PNG row: truth | observed pixels | mean | samples (or | std when there are no samples)."""
         shape = res.mean.shape[:2]
         truth = _nearest(obs.truth, shape) if obs.truth is not None else np.ones(shape + (3,), np.float32)
-        picture = samples_picture(obs.positions, obs.values, shape)
+        seen_at = obs.truth.shape[:2] if obs.truth is not None else shape  # S painted on the input's pixels
+        picture = _nearest(samples_picture(obs.positions, obs.values, seen_at), shape)
         last = list(res.samples) if len(res.samples) else [res.std / max(float(res.std.max()), 1e-6)]
         written = [save_picture(out, figure_grid([[truth, picture, res.mean, *last]], scale=scale))]
         if out_dir is not None:
