@@ -80,3 +80,27 @@ def test_unreachable_server_is_reported(served, monkeypatch):
     monkeypatch.setenv("PT_PLUGIN_WEIGHTS_URL", "http://127.0.0.1:9/")
     with pytest.raises(WeightsError, match="could not download"):
         weights.fetch("tiny")
+
+
+def test_tampered_cache_file_is_reported_as_such(served, tmp_path, monkeypatch):
+    """Issue 16.4: offline, a changed cache file is a hash mismatch, not 'not in the cache'."""
+    weights.fetch("tiny")
+    (tmp_path / "cache" / "tiny" / "decoder.onnx").write_bytes(b"tampered")
+    monkeypatch.setenv("PT_PLUGIN_OFFLINE", "1")
+    with pytest.raises(WeightsError, match="does not match its sha256 in registry.txt.*delete it"):
+        pt_plugin.load("tiny")
+
+
+def test_no_default_server(served, tmp_path, monkeypatch):
+    """Issue 11.7: without PT_PLUGIN_WEIGHTS_URL nothing is tried, the error says what to set, no folder is left."""
+    monkeypatch.delenv("PT_PLUGIN_WEIGHTS_URL")
+    with pytest.raises(WeightsError, match="set PT_PLUGIN_WEIGHTS_URL"):
+        weights.fetch("tiny")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_failed_download_leaves_no_empty_cache_folder(served, tmp_path, monkeypatch):
+    monkeypatch.setenv("PT_PLUGIN_WEIGHTS_URL", "http://127.0.0.1:9/")
+    with pytest.raises(WeightsError, match="could not download"):
+        weights.fetch("tiny")
+    assert not (tmp_path / "cache" / "tiny").exists() and not (tmp_path / "cache").exists()
