@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -32,6 +33,9 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     p.add_argument("--config", help="JSON file with {'model': {...}, 'train': {...}}")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--init", help="start from the weights of this checkpoint (fine-tuning)")
+    p.add_argument("--trace", action="store_true",
+                   help="write OUT/trace-rank<R>.json per process: fingerprints of its batches and a checksum of "
+                        "its final parameters (to check that DDP ranks draw different data and stay in step)")
     for dc, prefix in ((ModelConfig, "model"), (TrainConfig, "train")):
         for f in dataclasses.fields(dc):
             if f.name in ("bin_centers", "value_range"):
@@ -188,7 +192,8 @@ def main(argv=None) -> int:
         lineage = init.get("lineage", []) + [{"init": str(args.init), "steps": init.get("step"),
                                               "minutes": init.get("minutes"), "history": init.get("history", [])}]
         log(f"initialised from {args.init}")
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    if rank == 0:
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     net = torch.nn.parallel.DistributedDataParallel(model) if ddp else model
 
     sampler = make_sampler(step)
@@ -207,6 +212,7 @@ def main(argv=None) -> int:
         history.append({**evaluate(model, val, cfg.model.alpha, device), "step": 0, "minutes": 0.0})
         log(f"val step 0 loss {history[0]['val_loss']:.4f} nll {history[0]['val_nll']:.4f} nats/value")
     t0, tlast, running = time.time(), time.time(), 0.0
+    trace: list[str] = []
 
     def elapsed() -> float:
         """Training minutes so far, over resumes."""
@@ -226,6 +232,8 @@ def main(argv=None) -> int:
         torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
         opt.step()
         step += 1
+        if args.trace:
+            trace.append(hashlib.sha256(spos.cpu().numpy().tobytes()).hexdigest()[:16])
         running += loss.item()
         if step % tc.log_every == 0:
             now = time.time()
@@ -244,6 +252,11 @@ def main(argv=None) -> int:
             log(f"stopping after {tc.max_minutes} minutes at step {step}")
             break
     checkpoint()
+    if args.trace:
+        params = torch.cat([p.detach().reshape(-1).cpu() for p in model.parameters()]).numpy()
+        (out / f"trace-rank{rank}.json").write_text(json.dumps({
+            "rank": rank, "world_size": int(os.environ.get("WORLD_SIZE", 1)), "batches": trace, "step": step,
+            "params_sha256": hashlib.sha256(params.tobytes()).hexdigest()}))
     log(f"done: {step} steps, checkpoint {out / 'model.pt'}")
     if ddp:
         torch.distributed.destroy_process_group()
