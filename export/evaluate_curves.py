@@ -250,3 +250,13 @@ def markdown(res: dict) -> str:
             lines.append(f"| {size} | {r['exact']:.3f} | {r['scheduled_0.1']:.3f} | {r['independent']:.3f} | "
                          f"{r['oracle_samples']:.3f} |")
     return "\n".join(lines) + "\n"
+
+
+def summary(report: dict) -> dict:
+    """What model.json carries of a curve report: per |S|, the model's NLL, the oracle's, the gap, coverage."""
+    st = report["settings"]
+    return {"protocol": f"python -m export.evaluate ({st['curves']} seeded {st['family']} per |S|, exact posterior)",
+            "sizes": {size: {"nll": r["model"]["nll"], "oracle_nll": r["oracle"]["nll"], "gap": r["gap"],
+                             "mse_vs_oracle_mean": r["model"]["mse_vs_oracle_mean"],
+                             "coverage90": r["model"]["coverage90"]} for size, r in report["sizes"].items()},
+            "joint_covariance_error": report.get("joint", {})}

@@ -90,8 +90,18 @@ def render(card: str, blocks: dict[str, str]) -> str:
     return card
 
 
+def curve_tables(report: dict) -> str:
+    """A curve model's tables (export.evaluate_curves): against the exact posterior, and joint samples."""
+    from .evaluate_curves import markdown
+
+    return markdown(report).split("\n", 2)[2].strip()  # without the title line
+
+
 def blocks_for(report: dict, ck: dict[str, Any] | None) -> dict[str, str]:
-    blocks = {"evaluation": evaluation_table(report), "samples": samples_table(report)}
+    if "family" in report["settings"]:
+        blocks = {"evaluation": curve_tables(report)}
+    else:
+        blocks = {"evaluation": evaluation_table(report), "samples": samples_table(report)}
     if ck is not None:
         blocks["validation"] = validation_tables(ck)
     return blocks

@@ -23,6 +23,7 @@ from pt_plugin.metadata import sha256
 
 from .checkpoint import ExportError, load_checkpoint, total_steps  # noqa: F401 - re-exported for callers
 from .evaluate import summary
+from .evaluate_curves import summary as curves_summary
 from .model import PixelTransformer
 from .signals import graph_io, signal_for
 
@@ -219,6 +220,17 @@ def validate(model: PixelTransformer, out: Path, sizes=(1, 7, 64, 2048), batches
     return worst
 
 
+def read_metrics(path: Path) -> dict:
+    """A JSON object for model.json's metrics: an export.evaluate report is summarised (images or curves)."""
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ExportError(f"--metrics {path} could not be read as JSON: {e}") from None
+    if "settings" in metrics and "sizes" in metrics:  # a report of export.evaluate
+        return curves_summary(metrics) if "family" in metrics["settings"] else summary(metrics)
+    return metrics
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m export.onnx", description=__doc__.splitlines()[0])
     p.add_argument("checkpoint")
@@ -238,9 +250,7 @@ def main(argv=None) -> int:
     try:
         model, ck = load_checkpoint(a.checkpoint)
         grid = [int(x) for x in a.grid.split(",")] if a.grid else None
-        metrics = json.loads(Path(a.metrics).read_text()) if a.metrics else None
-        if metrics and "settings" in metrics and "sizes" in metrics:  # a report of export.evaluate
-            metrics = summary(metrics)
+        metrics = read_metrics(Path(a.metrics)) if a.metrics else None
         existing = [f for f in EXPORT_FILES if (out / f).exists()]
         if existing and not a.force:
             raise ExportError(f"{out} already holds an export ({', '.join(existing)}); pass --force to replace it")
