@@ -399,13 +399,14 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--curves", type=int, default=400, help="curve models: evaluation curves per |S|")
     p.add_argument("--joint-samples", type=int, default=300, help="curve models: samples per set for the joint check")
+    p.add_argument("--joint-sets", type=int, default=6, help="curve models: sets for the joint check (0 = skip it)")
     a = p.parse_args(argv)
     try:
         _, ck = load_checkpoint(a.checkpoint)
         if ck["config"]["train"].get("data") in FAMILIES:  # a curve model: held against the exact posterior
             sizes = tuple(int(s) for s in a.sizes.split(",")) if a.sizes != DEFAULT_SIZES else None
             res = evaluate_curves(a.checkpoint, a.out, a.curves, sizes=sizes, seed=a.seed,
-                                  joint_samples=a.joint_samples, threads=a.threads)
+                                  joint_sets=a.joint_sets, joint_samples=a.joint_samples, threads=a.threads)
             print(curves_markdown(res), end="")
             return 0
         sizes = tuple(int(s) for s in a.sizes.split(",") if s.strip())

@@ -184,7 +184,7 @@ def evaluate_curves(checkpoint: str | Path, out: str | Path, curves: int = 400, 
         log(f"|S|={size}: NLL model {row['model']['nll']:.3f} oracle {row['oracle']['nll']:.3f} gap {row['gap']:+.3f}; "
             f"GP-ML2 {row['gp_ml2']['nll']:.3f}, LSQ poly {row['least_squares_poly']['nll']:.3f}; coverage "
             f"{row['model']['coverage90']:.3f} ({time.time() - t0:.1f}s)")
-    joint = joint_covariance(model, fam, sizes, joint_sets, joint_samples, joint_points, seed, log)
+    joint = joint_covariance(model, fam, sizes, joint_sets, joint_samples, joint_points, seed, log) if joint_sets else {}
     res = {"settings": {"checkpoint": str(checkpoint), "family": data, "step": total_steps(ck), "curves": curves,
                         "queries": queries, "seed": seed, "sizes": list(sizes), "noise_std": NOISE_STD,
                         "coverage": COVERAGE, "joint": {"sets": joint_sets, "samples": joint_samples,

@@ -74,3 +74,22 @@ def test_readme_shows_the_shipped_numbers():
         m = sizes[size]
         assert f"{m['nll_bits']:.2f} bits / {m['mse']:.4f}" in readme, size
         assert f"{m['cond_gauss_nll_bits']:.2f} bits / {m['cond_gauss_mse']:.4f}" in readme, size
+
+
+@pytest.mark.parametrize("name", ["gp-curves", "polynomials"])
+def test_curve_cards_and_readme_quote_their_evaluation(name):
+    """A curve model's card is a fresh rendering of its report, and the README row quotes model.json."""
+    import subprocess
+    import sys
+
+    card, report = ROOT / "weights" / name / "MODEL_CARD.md", ROOT / "docs" / name / "metrics.json"
+    ck = ROOT / "weights" / "checkpoints" / f"{name}.pt"
+    r = subprocess.run([sys.executable, "-m", "export.model_card", str(card), "--metrics", str(report),
+                        "--checkpoint", str(ck), "--check"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr
+    meta = json.loads((ROOT / "weights" / name / "model.json").read_text())
+    sizes = meta["metrics"]["sizes"]
+    gaps = [v["gap"] for v in sizes.values()]
+    row = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith(f"| `{name}` |"))
+    assert f"{min(gaps):.2f}–{max(gaps):.2f} nats" in row
+    assert meta["training"]["steps"] == json.loads(report.read_text())["settings"]["step"]
