@@ -21,14 +21,12 @@ from pt_plugin.errors import InputError
 from pt_plugin.images import grid_positions as pixel_centers  # noqa: F401 - one definition of the pixel grid
 from pt_plugin.images import IMAGE_SUFFIXES, read_image, resize_image
 
+from .errors import DataError  # noqa: F401 - raised here, imported from here by callers
+
 FASHION_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
-
-
-class DataError(ValueError):
-    """Data that is missing or not what its format promises."""
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -188,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in ("emoji",):
         print("usage: python -m export.data emoji --out DIR [--size 32] [--packages DIR]", file=sys.stderr)
         return 2
-    from .emoji import main as emoji_main  # imported here: emoji.py imports this module
+    from .emoji import main as emoji_main  # imported when asked for: it needs npm
 
     return emoji_main(argv[1:])
 

@@ -23,7 +23,7 @@ import numpy as np
 from pt_plugin.errors import InputError
 from pt_plugin.images import read_image, write_png
 
-from .data import DataError
+from .errors import DataError
 
 VERSION = "16.0.0"
 # vendor -> (npm package, licence of its images, attribution)

@@ -104,3 +104,29 @@ def test_graph_io_contract_without_pt_plugin(tiny_export, runtime_model):
         np.testing.assert_allclose(mean[i].reshape(h, w, 1), want, atol=1e-5)
     second = (probs[..., None] * (means ** 2 + np.exp(log_sigma)[..., None] ** 2)).sum(-2)
     assert np.all(second - mean ** 2 > -1e-6)
+
+
+def test_graphs_use_standard_operators_only(tiny_export):
+    """Issue 18: the default graphs run in onnx's reference evaluator (standard ops, no contrib ops), with
+    padding, and agree with onnxruntime."""
+    import onnx
+    import onnxruntime as ort
+    from onnx.reference import ReferenceEvaluator
+
+    rng = np.random.default_rng(0)
+    pos = rng.uniform(-1, 1, (2, 9, 2)).astype(np.float32)
+    val = rng.uniform(0, 1, (2, 9, 1)).astype(np.float32)
+    mask = np.stack([np.ones(9, bool), np.arange(9) < 4])
+    q = rng.uniform(-1, 1, (2, 5, 2)).astype(np.float32)
+    outs = []
+    for run in ("reference", "onnxruntime"):
+        graphs = []
+        for name in ("encoder.onnx", "decoder.onnx"):
+            model = onnx.load(str(tiny_export / name))
+            assert {op.domain for op in model.opset_import} <= {"", "ai.onnx"}
+            graphs.append(ReferenceEvaluator(model) if run == "reference" else
+                          ort.InferenceSession(str(tiny_export / name), providers=["CPUExecutionProvider"]))
+        (memory,) = graphs[0].run(None, {"sample_positions": pos, "sample_values": val, "sample_mask": mask})
+        outs.append(graphs[1].run(None, {"memory": memory, "sample_mask": mask, "query_positions": q}))
+    for ref, got in zip(*outs):
+        np.testing.assert_allclose(ref, got, atol=1e-4, rtol=1e-4)
