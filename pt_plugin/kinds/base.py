@@ -78,6 +78,9 @@ class Kind:
         obs.positions, obs.values = pos[idx], val[idx]
         return obs
 
+    def check_writer(self) -> None:
+        """Fail before any work when writing this kind's output needs an extra that is not installed."""
+
     def read(self, model: "Model", path: Path, resize: bool) -> Observation:
         raise NotImplementedError
 

@@ -50,6 +50,9 @@ class CurveKind(Kind):
     def default_shape(self, model: "Model") -> tuple[int, ...]:
         return model.grid or (DEFAULT_POINTS,)
 
+    def check_writer(self) -> None:
+        pyplot()
+
     def read(self, model: "Model", path: Path, resize: bool) -> Observation:
         """Observed points (x in [-1, 1], y): every row of the CSV is a sample of S."""
         pts = read_points(path, 2)
