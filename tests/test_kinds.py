@@ -116,3 +116,23 @@ def test_curve_points_from_csv(kind_export, tmp_path):
     r = subprocess.run([EXE, "sample", "--model", str(folder), "--points", str(tmp_path / "bad.csv")],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode != 0 and "expected 2 per row" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_missing_extra_is_named(monkeypatch):
+    """Plotting sits behind `pt-plugin[plot]`; without matplotlib the error names the extra to install."""
+    import builtins
+
+    from pt_plugin.kinds.curve import CurveKind
+    from pt_plugin.kinds.extras import MissingExtraError
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.split(".")[0] == "matplotlib":
+            raise ImportError("no matplotlib here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    monkeypatch.delitem(__import__("sys").modules, "matplotlib", raising=False)
+    with pytest.raises(MissingExtraError, match=r"pip install 'pt-plugin\[plot\]'"):
+        CurveKind().check_writer()
