@@ -98,12 +98,13 @@ class Model:
             missing = [f for f in files if not (self.path / f).is_file()]
             if missing:
                 raise InputError(f"{self.path} has no {precision} graphs ({', '.join(missing)} missing); make them "
-                                 f"with `python -m export.quantize {self.path} --{precision}` (pt-plugin source checkout), or use precision="
-                                 f"'fp32'")
+                                 f"with `python -m export.quantize {self.path} --{precision}` (pt-plugin source "
+                                 "checkout), or use precision='fp32'")
             if precision not in self.meta.get("variants", {}):
                 raise InputError(f"{self.path}/model.json records no checked {precision} variant, so "
                                  f"{' and '.join(files)} may be left from an earlier export; remake them with "
-                                 f"`python -m export.quantize {self.path} --{precision} --force` (pt-plugin source checkout)")
+                                 f"`python -m export.quantize {self.path} --{precision} --force` (pt-plugin source "
+                                 "checkout)")
         metadata.verify_files(self.path, self.meta, files)
         self.precision = precision
         encoder = self._session(files[0], "encoder", device, providers, threads)
