@@ -64,6 +64,8 @@ def validate(meta: Any, path: Path) -> dict:
         _int(arch, "n_heads", path)
     if "signal" in meta:
         _validate_signal(meta["signal"], pos_dim, val_dim, path)
+        if meta["signal"].get("grid") != grid:
+            raise _fail(path, f"signal.grid {meta['signal'].get('grid')!r} and grid {grid!r} differ")
     files = meta.get("files", {})
     if not isinstance(files, dict) or not all(isinstance(v, str) and v.startswith("sha256:") for v in files.values()):
         raise _fail(path, "field 'files' must map file names to 'sha256:<hex>'")

@@ -56,6 +56,7 @@ def test_unloadable_graphs_name_the_file(folder, content):
                                                             "grid": None}}, "ends in 2, but model.json says 3"),
     (lambda m: {**m, "bins": 8, "bin_centers": m["bin_centers"][:8]}, "decoder output logits ends in"),
     (lambda m: {**m, "signal": {**m["signal"], "kind": "sound"}}, "signal.kind"),
+    (lambda m: {**m, "grid": [14, 14]}, "signal.grid .* and grid .* differ"),
 ])
 def test_broken_model_json_is_refused_at_load(folder, change, message):
     edit_meta(folder, change)
