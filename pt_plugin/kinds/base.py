@@ -84,5 +84,7 @@ class Kind:
     def read(self, model: "Model", path: Path, resize: bool) -> Observation:
         raise NotImplementedError
 
-    def write(self, out: Path, obs: Observation, res: Outputs, model: "Model", scale: int) -> list[Path]:
+    def write(self, out: Path, obs: Observation, res: Outputs, model: "Model", scale: int,
+              out_dir: Path | None = None) -> list[Path]:
+        """Write the kind's natural output files (out_dir: also each signal on its own, where that exists)."""
         raise NotImplementedError
