@@ -1,4 +1,4 @@
-"""The `pt-plugin` command: sample, mean, models, download, info.
+"""The `pt-plugin` command: sample, mean, models, download, info, serve, batch.
 
 Every expected failure (missing image, wrong size, unknown model, ...) ends in one line on
 stderr and a non-zero exit, never a traceback.
@@ -262,6 +262,53 @@ def info():
             click.echo(f"{dist} {md.version(dist)}")
         except md.PackageNotFoundError:
             click.echo(f"{dist} missing")
+
+
+@main.command("serve")
+@click.option("--model", "model_name", default=DEFAULT_MODEL, show_default=True, help="model name or export folder")
+@click.option("--replicas", type=click.IntRange(1, 64), default=1, show_default=True, help="Ray Serve replicas")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "int8", "fp16"]), default="fp32", show_default=True)
+@click.option("--threads", type=click.IntRange(0, 1024), default=1, show_default=True, help="CPU threads per replica")
+@friendly_errors
+def serve_command(model_name, replicas, host, port, precision, threads):
+    """Serve a model over HTTP with Ray Serve (needs pip install 'pt-plugin[serve]'):
+    POST /mean, /query, /sample and GET /info, JSON in and out."""
+    from .serve import run_server
+
+    run_server(model_name, replicas, host, port, precision, threads or None, echo=click.echo)
+
+
+@main.command()
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="folder for the PNGs")
+@click.option("--model", "model_name", default=DEFAULT_MODEL, show_default=True, help="model name or export folder")
+@click.option("--observed", "-k", type=click.IntRange(1, None), default=None,
+              help="number of random pixels observed per image [default: 64]")
+@click.option("--mask", "mask_path", type=click.Path(dir_okay=False), default=None,
+              help="a picture whose white pixels are the observed ones, for every image")
+@click.option("--num-samples", "-n", type=click.IntRange(0, 1000), default=1, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
+@click.option("--step-fraction", type=click.FloatRange(0, 1, max_open=True), default=DEFAULT_STEP_FRACTION,
+              show_default=True)
+@click.option("--resize", is_flag=True, help="resize images to the model's grid instead of refusing them")
+@click.option("--workers", type=click.IntRange(1, 256), default=2, show_default=True, help="Ray actors (one model each)")
+@click.option("--precision", type=click.Choice(["fp32", "int8", "fp16"]), default="fp32", show_default=True)
+@click.option("--threads", type=click.IntRange(0, 1024), default=1, show_default=True, help="CPU threads per actor")
+@friendly_errors
+def batch(folder, out, model_name, observed, mask_path, num_samples, seed, step_fraction, resize, workers, precision,
+          threads):
+    """Complete every image of FOLDER with Ray Data: OUT/<name>_mean.png and OUT/<name>_sample<j>.png
+    (needs pip install 'pt-plugin[serve]')."""
+    from .batch import complete_folder
+
+    if mask_path and observed is not None:
+        raise click.UsageError("--mask and --observed both choose the observed samples: give one of them")
+    written = complete_folder(model_name, folder, out, observed=observed, mask=mask_path, num_samples=num_samples,
+                              seed=seed, resize=resize, step_fraction=step_fraction, precision=precision,
+                              threads=threads or None, workers=workers)
+    click.echo(f"wrote {_plural(len(written), 'picture')} into {out}")
 
 
 if __name__ == "__main__":

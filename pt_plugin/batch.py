@@ -1,0 +1,102 @@
+"""Complete a folder of images: mean image and N samples per image, in-process or in parallel on Ray Data.
+
+`complete_image` is the one recipe both paths run (observe, mean_grid, sample_grid, write PNGs), so a
+Ray job's pictures equal a plain loop's for the same seed. `complete_folder` runs it with
+`ray.data.from_items(...).map_batches(<callable class>)`: one model per actor, loaded once. Ray Data
+comes with the `serve` extra (pip install 'pt-plugin[serve]').
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .images import observe_mask, observe_random, read_image, resize_image, write_png
+from .kinds.extras import require
+from .sampling import DEFAULT_STEP_FRACTION
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+
+
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """The images of a folder (not recursive), sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"folder not found: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InputError(f"{folder} holds no image ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def complete_image(model, path: str | os.PathLike, out: str | os.PathLike, observed: int | None = 64,
+                   mask=None, num_samples: int = 1, seed: int = 0, resize: bool = False,
+                   **sample_options: Any) -> list[Path]:
+    """Write OUT/<stem>_mean.png and OUT/<stem>_sample<j>.png for one image; returns the paths.
+
+    The observed pixels are `observed` random ones (seeded by `seed`) or those of `mask` (an [H, W]
+    array or an image file); samples use `seed` too, so the result is that of Model.mean_grid /
+    sample_grid on the same set.
+    """
+    if model.signal.kind != "image":
+        raise InputError(f"batch completion is for image models; {model.meta['name']} is a {model.signal.kind} model")
+    path, out = Path(path), Path(out)
+    img = read_image(path, model.val_dim)
+    if model.grid and img.shape[:2] != tuple(model.grid):
+        if not resize:
+            raise InputError(f"{path} is {img.shape[1]}x{img.shape[0]} pixels but model {model.meta['name']} works "
+                             f"on {model.grid[1]}x{model.grid[0]}; pass resize=True (--resize)")
+        img = resize_image(img, *model.grid)
+    if mask is not None:
+        m = read_image(mask, 1)[..., 0] if isinstance(mask, (str, os.PathLike)) else np.asarray(mask)
+        pos, val = observe_mask(img, m)
+    else:
+        pos, val = observe_random(img, 64 if observed is None else observed, seed)
+    written = [write_png(out / f"{path.stem}_mean.png", model.mean_grid(pos, val, img.shape[:2]))]
+    if num_samples:
+        samples = model.sample_grid(pos, val, img.shape[:2], num_samples, seed, **sample_options)
+        written += [write_png(out / f"{path.stem}_sample{j}.png", s) for j, s in enumerate(samples)]
+    return written
+
+
+class _Completer:
+    """map_batches callable class: one model per Ray actor, loaded once."""
+
+    def __init__(self, model: str, precision: str, threads: int | None, options: dict[str, Any]) -> None:
+        from .model import load
+
+        self.model = load(model, device="cpu", threads=threads, precision=precision)
+        self.options = options
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        written = [";".join(map(str, complete_image(self.model, p, **self.options))) for p in batch["path"]]
+        return {"path": np.asarray(batch["path"]), "written": np.asarray(written)}
+
+
+def complete_folder(model: str, folder: str | os.PathLike, out: str | os.PathLike, observed: int | None = 64,
+                    mask=None, num_samples: int = 1, seed: int = 0, resize: bool = False,
+                    step_fraction: float = DEFAULT_STEP_FRACTION, autoregressive: int = 2048,
+                    temperature: float = 1.0, precision: str = "fp32", threads: int | None = 1,
+                    workers: int = 2, num_cpus: float = 0.5) -> list[Path]:
+    """Complete every image of `folder` with Ray Data (`workers` actors, each with its own model) into `out`.
+
+    model: a model name or export folder (each actor loads it). Uses a running Ray, or starts a local
+    one. Returns the written PNGs, sorted; they equal complete_image's in-process results.
+    """
+    ray = require("ray", "serve", "pt_plugin.serve.complete_folder (Ray Data)")
+    data = require("ray.data", "serve", "pt_plugin.serve.complete_folder (Ray Data)")
+    files = image_files(folder)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    options = dict(out=str(out), observed=observed, mask=str(mask) if isinstance(mask, (str, os.PathLike)) else mask,
+                   num_samples=num_samples, seed=seed, resize=resize, step_fraction=step_fraction,
+                   autoregressive=autoregressive, temperature=temperature)
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, ignore_reinit_error=True)
+    ds = data.from_items([{"path": str(p)} for p in files], override_num_blocks=len(files))
+    rows = ds.map_batches(_Completer, fn_constructor_args=(str(model), precision, threads, options),
+                          batch_size=1, concurrency=max(1, min(int(workers), len(files))),
+                          num_cpus=num_cpus).take_all()
+    return sorted(Path(w) for r in rows for w in str(r["written"]).split(";") if w)
