@@ -79,7 +79,7 @@ def main() -> None:
     bodies = [json.dumps({"positions": s[0].tolist(), "values": s[1].tolist(), "query_positions": grid}).encode()
               for s in sets]
     rows, out = [], {"serve": [], "batch": {}}
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    pt_serve.init_local_ray(num_cpus=2)
     try:
         port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})

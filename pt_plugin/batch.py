@@ -76,6 +76,20 @@ class _Completer:
         return {"path": np.asarray(batch["path"]), "written": np.asarray(written)}
 
 
+# Ray Serve gives a new proxy 5 s to come up and kills it after that; on a busy 2-core machine that is not
+# enough, and the proxy dies before it starts. Patient defaults (a caller's own settings win).
+PATIENT_RAY_SERVE = {"RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "120", "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "60"}
+
+
+def init_local_ray(num_cpus: int | None = None) -> None:
+    """A local Ray bound to the loopback only (no traffic leaves 127.0.0.1), with patient Serve timeouts."""
+    ray = require("ray", "serve", "a local Ray")
+    for key, value in PATIENT_RAY_SERVE.items():
+        os.environ.setdefault(key, value)
+    ray.init(num_cpus=num_cpus, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False,
+             _node_ip_address="127.0.0.1")
+
+
 def complete_folder(model: str, folder: str | os.PathLike, out: str | os.PathLike, observed: int | None = 64,
                     mask=None, num_samples: int = 1, seed: int = 0, resize: bool = False,
                     step_fraction: float = DEFAULT_STEP_FRACTION, autoregressive: int = 2048,
@@ -94,7 +108,7 @@ def complete_folder(model: str, folder: str | os.PathLike, out: str | os.PathLik
                    num_samples=num_samples, seed=seed, resize=resize, step_fraction=step_fraction,
                    autoregressive=autoregressive, temperature=temperature)
     if not ray.is_initialized():
-        ray.init(include_dashboard=False, ignore_reinit_error=True)
+        init_local_ray()
     ds = data.from_items([{"path": str(p)} for p in files], override_num_blocks=len(files))
     rows = ds.map_batches(_Completer, fn_constructor_args=(str(model), precision, threads, options),
                           batch_size=1, concurrency=max(1, min(int(workers), len(files))),

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from . import http_api
-from .batch import complete_folder, complete_image  # noqa: F401  (re-exported: pt_plugin.serve.complete_folder)
+from .batch import complete_folder, complete_image, init_local_ray  # noqa: F401  (re-exported)
 from .errors import InputError, PtPluginError
 from .kinds.extras import require
 
@@ -97,7 +97,7 @@ def run_server(model: str, replicas: int = 1, host: str = "127.0.0.1", port: int
                threads: int | None = 1, device: str = "cpu", echo=print) -> None:
     """Start Ray (local), Serve on host:port and the application; block until Ctrl-C, then shut down."""
     ray = require("ray", "serve", "pt-plugin serve")
-    ray.init(include_dashboard=False, ignore_reinit_error=True)
+    init_local_ray()
     try:
         serve.start(http_options={"host": host, "port": int(port)})
         serve.run(build_app(model, replicas, precision, threads, device), name="pt-plugin", route_prefix="/")

@@ -48,7 +48,7 @@ def server():
     from ray import serve
 
     port = _free_port()
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    serve_mod.init_local_ray(num_cpus=2)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(serve_mod.build_app("fashion-mnist", replicas=1, num_cpus=0.5), name="fm", route_prefix="/fm")
