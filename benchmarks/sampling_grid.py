@@ -27,8 +27,9 @@ def observation(model, shape: tuple[int, ...], k: int, seed: int):
     rng = np.random.default_rng(seed)
     cells = grid_positions(*shape)
     demo = Path(model.path) / "demo.npz"
-    if demo.is_file() and "truth" in np.load(demo).files and np.load(demo)["truth"].shape[:-1] == shape:
-        values = np.load(demo)["truth"].reshape(len(cells), -1)
+    truth = np.load(demo).get("truth") if demo.is_file() else None
+    if truth is not None and truth.shape[:-1] == shape:
+        values = truth.reshape(len(cells), -1)
     else:
         values = rng.uniform(*model.value_range, (len(cells), model.val_dim)).astype(np.float32)
     idx = rng.choice(len(cells), k, replace=False)
