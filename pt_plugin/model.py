@@ -118,8 +118,8 @@ class Model:
         self.pos_dim, self.val_dim = int(m["pos_dim"]), int(m["val_dim"])
         self.value_range = (float(m["value_range"][0]), float(m["value_range"][1]))
         self.centers = np.asarray(m["bin_centers"], np.float64)
-        self.grid = tuple(m["grid"]) if m.get("grid") else None
         self.signal = metadata.signal(m)
+        self.grid = self.signal.grid  # one source: model.json's grid, which metadata checks against signal.grid
 
     def _session(self, name: str, role: str, device, providers, threads):
         """A session of one graph file, checked against model.json; a damaged file is a WeightsError."""

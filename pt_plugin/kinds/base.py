@@ -60,7 +60,7 @@ class Kind:
             return Observation(np.zeros((0, model.pos_dim), np.float32), np.zeros((0, model.val_dim), np.float32),
                                truth.shape[:-1], truth=truth, source="demo")
         return Observation(np.zeros((0, model.pos_dim), np.float32), np.zeros((0, model.val_dim), np.float32),
-                           model.grid_shape(None) if model.grid else self.default_shape(model),
+                           self.default_shape(model),
                            truth_positions=arrays["positions"], truth_values=arrays["values"], source="demo")
 
     def default_shape(self, model: "Model") -> tuple[int, ...]:
