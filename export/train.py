@@ -25,6 +25,7 @@ from .curves import FAMILIES, CurveSampler, family, seed_sequence
 from .data import DataError, SetSampler, load_dataset, load_idx_images
 from .model import PixelTransformer
 from .palette import fit_palette
+from .shapes import ShapeSampler
 from .video import ClipSampler, shrink
 
 
@@ -76,7 +77,7 @@ def data_sources(cfg: Config, rank: int):
 
     Called before the model is built, so the data can shape it (a palette fitted to the images).
 
-    Curve families (polynomials, gp-curves) and moving-fashion clips are drawn on the fly from
+    Curve families (polynomials, gp-curves), moving-fashion clips and shapes are drawn on the fly from
     disjoint seed streams; everything else is a set of images read by export.data.load_dataset.
     """
     tc, mc = cfg.train, cfg.model
@@ -106,6 +107,16 @@ def data_sources(cfg: Config, rank: int):
         val = ClipSampler(val_g, tc.min_samples, tc.max_samples, tc.num_queries, 16, seed_sequence("val"),
                           tc.snap_fraction)
         return clip_sampler, [val.batch() for _ in range(8)], f"moving-fashion clips of {len(train_g)} garments"
+    if tc.data == "shapes":
+        if (mc.pos_dim, mc.val_dim) != (3, 1):
+            raise DataError(f"shapes are (x, y, z) -> sdf: the model needs pos_dim 3 and val_dim 1, "
+                            f"got {mc.pos_dim} and {mc.val_dim}")
+
+        def shape_sampler(step: int) -> ShapeSampler:
+            return ShapeSampler(tc.min_samples, tc.max_samples, tc.num_queries, tc.batch_size,
+                                seed_sequence("train", tc.seed, rank, step), tc.max_set_tokens)
+        val = ShapeSampler(tc.min_samples, tc.max_samples, tc.num_queries, 8, seed_sequence("val"), tc.max_set_tokens)
+        return shape_sampler, [val.batch() for _ in range(8)], "procedural chairs, stools and tables drawn on the fly"
     images = load_dataset(tc.data, tc.data_dir, "train")
     if tc.val_images >= len(images):
         raise DataError(f"val_images={tc.val_images} leaves no training images (dataset has {len(images)})")
