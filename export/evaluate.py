@@ -1,7 +1,7 @@
 """Evaluation on Fashion-MNIST test images: `python -m export.evaluate CHECKPOINT [--out DIR] ...`.
 
 Curve models (polynomials, gp-curves) are evaluated against the exact posterior instead
-(export.evaluate_curves).
+(export.evaluate_curves), shape (SDF) models on procedural shapes (export.evaluate_volume).
 
 Protocol (paper Fig. 6): for each |S| and each fixed, seeded test image, |S| pixel centres are
 observed (the same draws for every method) and the unobserved pixels are predicted by the
@@ -42,6 +42,8 @@ from .checkpoint import ExportError, load_checkpoint, total_steps
 from .curves import FAMILIES
 from .evaluate_curves import evaluate_curves
 from .evaluate_curves import markdown as curves_markdown
+from .evaluate_volume import evaluate_volumes
+from .evaluate_volume import markdown as volumes_markdown
 
 DATA_DIR = "/usr/share/datasets/fashion-mnist"
 METHODS = {"model": "PixelTransformer", "cond_gauss": "Cond. Gaussian", "linear": "Linear", "nearest": "Nearest"}
@@ -400,6 +402,8 @@ def main(argv=None) -> int:
     p.add_argument("--curves", type=int, default=400, help="curve models: evaluation curves per |S|")
     p.add_argument("--joint-samples", type=int, default=300, help="curve models: samples per set for the joint check")
     p.add_argument("--joint-sets", type=int, default=6, help="curve models: sets for the joint check (0 = skip it)")
+    p.add_argument("--shapes", type=int, default=64, help="shape (SDF) models: evaluation shapes per |S|")
+    p.add_argument("--bank", type=int, default=2000, help="shape models: training shapes of the kNN posterior")
     a = p.parse_args(argv)
     try:
         _, ck = load_checkpoint(a.checkpoint)
@@ -408,6 +412,12 @@ def main(argv=None) -> int:
             res = evaluate_curves(a.checkpoint, a.out, a.curves, sizes=sizes, seed=a.seed,
                                   joint_sets=a.joint_sets, joint_samples=a.joint_samples, threads=a.threads)
             print(curves_markdown(res), end="")
+            return 0
+        if ck["config"]["train"].get("data") == "shapes":  # an SDF model: meshes, occupancy and 3-D baselines
+            sizes = tuple(int(s) for s in a.sizes.split(",")) if a.sizes != DEFAULT_SIZES else None
+            res = evaluate_volumes(a.checkpoint, a.out, a.shapes, sizes=sizes, seed=a.seed, bank=a.bank,
+                                   threads=a.threads)
+            print(volumes_markdown(res), end="")
             return 0
         sizes = tuple(int(s) for s in a.sizes.split(",") if s.strip())
         res = evaluate(a.checkpoint, a.out, a.images, sizes, a.seed, a.samples, a.sample_images, a.ar_frac,

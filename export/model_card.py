@@ -97,9 +97,18 @@ def curve_tables(report: dict) -> str:
     return markdown(report).split("\n", 2)[2].strip()  # without the title line
 
 
+def volume_tables(report: dict) -> str:
+    """A shape model's table (export.evaluate_volume): NLL, SDF MSE, IoU and Chamfer against the 3-D baselines."""
+    from .evaluate_volume import markdown
+
+    return markdown(report).split("\n", 2)[2].strip()
+
+
 def blocks_for(report: dict, ck: dict[str, Any] | None) -> dict[str, str]:
     if "family" in report["settings"]:
         blocks = {"evaluation": curve_tables(report)}
+    elif "truncation" in report["settings"]:
+        blocks = {"evaluation": volume_tables(report)}
     else:
         blocks = {"evaluation": evaluation_table(report), "samples": samples_table(report)}
     if ck is not None:

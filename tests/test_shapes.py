@@ -1,0 +1,124 @@
+"""Procedural SDF shapes (export/shapes.py) and their evaluation (export/evaluate_volume.py), issue 14."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pt_plugin.grids import grid_positions
+
+pytest.importorskip("skimage")
+pytest.importorskip("scipy")
+
+from export.config import Config, ModelConfig  # noqa: E402
+from export.curves import seed_sequence  # noqa: E402
+from export.evaluate_volume import (KnnPosterior, chamfer, evaluate_volumes, gauss_mix_nll, iou,  # noqa: E402
+                                    mesh_vertices)
+from export.model import PixelTransformer  # noqa: E402
+from export.shapes import EXTENT, NEAR_BAND, TRUNCATION, Primitive, ShapeSampler, box, cylinder, shapes  # noqa: E402
+
+
+def brute_box_sdf(p, center, half):
+    """Distance to an axis-aligned box by dense sampling of its surface (outside) / faces (inside)."""
+    q = np.abs(p - center) - half
+    return np.linalg.norm(np.maximum(q, 0), axis=-1) + np.minimum(q.max(-1), 0)
+
+
+def test_primitive_sdfs_are_exact():
+    rng = np.random.default_rng(0)
+    p = rng.uniform(-1, 1, (500, 3))
+    b = box((0.1, -0.2, 0.3), (0.2, 0.1, 0.3))
+    assert np.allclose(b.sdf(p), brute_box_sdf(p, b.center, b.half))
+    c = cylinder((0.0, 0.0, 0.0), 0.2, 0.5)
+    # on the axis above the cap, inside at the centre, beside the side wall
+    pts = np.array([[0, 0.8, 0], [0, 0, 0], [0.5, 0, 0]])
+    assert np.allclose(c.sdf(pts), [0.3, -0.2, 0.3])
+    # a rotated box equals the unrotated one at the rotated points
+    angle = 0.4
+    r = np.array([[1, 0, 0], [0, np.cos(angle), -np.sin(angle)], [0, np.sin(angle), np.cos(angle)]])
+    rb = Primitive("box", np.zeros(3), np.array([0.2, 0.3, 0.1]), r)
+    assert np.allclose(rb.sdf(p @ r.T), brute_box_sdf(p, np.zeros(3), rb.half))
+
+
+def test_shapes_fit_the_cube_and_streams_are_disjoint():
+    train, test = shapes(20, "train"), shapes(20, "eval")
+    g = grid_positions(24, 24, 24)
+    for s in train + test:
+        corners = np.concatenate([p.corners() for p in s.parts])
+        assert np.abs(corners).max() == pytest.approx(EXTENT, abs=1e-9) or np.abs(corners).max() < EXTENT
+        assert (s.sdf(g) < 0).any(), f"a {s.kind} with no inside"
+    same = [np.allclose(a.sdf(g), b.sdf(g)) for a, b in zip(train, test)]
+    assert not any(same)
+    again = shapes(20, "eval")
+    assert all(np.allclose(a.sdf(g), b.sdf(g)) for a, b in zip(test, again))
+    assert {s.kind for s in train + test} == {"chair", "stool", "table"}
+
+
+def test_sampler_positions_and_values():
+    b = ShapeSampler(8, 64, 512, 4, seed_sequence("train", 0)).batch()
+    spos, sval, mask, qpos, qval = b
+    assert spos.shape[0] == 4 and qpos.shape == (4, 512, 3) and qval.shape == (4, 512, 1)
+    assert float(spos.abs().max()) <= 1 and float(qval.abs().max()) <= TRUNCATION + 1e-6
+    near = float((qval.abs() < NEAR_BAND).float().mean())
+    assert 0.45 < near < 0.8  # half drawn from the shell, plus uniform draws that land in it
+
+
+def sphere_grid(n, centre, radius):
+    return (np.linalg.norm(grid_positions(n, n, n) - np.asarray(centre), axis=1) - radius).reshape(n, n, n)
+
+
+def test_mesh_vertices_are_in_position_order():
+    """A sphere off-centre along x must come back off-centre along x (array order is [Z, Y, X])."""
+    v = mesh_vertices(sphere_grid(32, (0.5, 0.0, -0.2), 0.3))
+    assert np.allclose(v.mean(0), [0.5, 0.0, -0.2], atol=0.02)
+    assert np.allclose(np.linalg.norm(v - [0.5, 0.0, -0.2], axis=1), 0.3, atol=2 / 32)
+    assert mesh_vertices(np.ones((8, 8, 8))) is None
+
+
+def test_iou_and_chamfer():
+    a = sphere_grid(16, (0, 0, 0), 0.5)
+    assert iou(a, a) == 1.0
+    assert iou(a, sphere_grid(16, (0.9, 0.9, 0.9), 0.05)) == 0.0
+    v = mesh_vertices(sphere_grid(32, (0, 0, 0), 0.4))
+    assert chamfer(v, v) == 0.0
+    bigger = mesh_vertices(sphere_grid(32, (0, 0, 0), 0.5))
+    assert chamfer(bigger, v) == pytest.approx(0.1 + 0.1, abs=0.02)  # concentric: 0.1 apart everywhere
+    assert chamfer(None, v) == pytest.approx(0.4 + 0.4, abs=0.02)  # the origin, 0.4 from every surface point
+
+
+def test_gauss_mix_nll_matches_a_direct_sum():
+    v = np.array([0.0, 0.1])
+    centres = np.array([[0.0, 0.0], [0.2, 0.2]])
+    w = np.array([0.25, 0.75])
+    sigma = 0.05
+    pdf = lambda x, m: np.exp(-0.5 * ((x - m) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))  # noqa: E731
+    want = -np.log(w[0] * pdf(v, centres[0]) + w[1] * pdf(v, centres[1]))
+    assert np.allclose(gauss_mix_nll(v, centres, w, sigma), want)
+
+
+def test_knn_posterior_finds_the_shape_it_was_given():
+    bank = shapes(30, "train", 5)
+    knn = KnnPosterior(bank)
+    rng = np.random.default_rng(1)
+    p = bank[17].positions(64, rng)
+    top, w = knn.weights(p, bank[17].values(p), tau=0.001)
+    assert top[0] == 17 and w[0] > 0.999
+
+
+def test_evaluate_volumes_end_to_end(tmp_path):
+    torch.manual_seed(0)
+    mc = ModelConfig(pos_dim=3, val_dim=1, d_model=32, n_heads=2, enc_layers=1, dec_layers=1, ffn=64,
+                     num_bins=16, value_range=(-TRUNCATION, TRUNCATION))
+    cfg = Config(model=mc)
+    cfg.train.data = "shapes"
+    ck = tmp_path / "tiny.pt"
+    torch.save({"model": PixelTransformer(mc).state_dict(), "config": cfg.to_dict(), "step": 0}, ck)
+    res = evaluate_volumes(ck, tmp_path / "eval", n_shapes=2, sizes=(16,), queries=64, grid=12, bank=12,
+                           val_shapes=2, threads=1, log=lambda _: None)
+    row = res["sizes"]["16"]
+    for m in ("model", "knn", "rbf", "nearest"):
+        assert 0 <= row[m]["iou"] <= 1 and row[m]["chamfer"] > 0 and row[m]["mse"] >= 0
+    assert row["model"]["nll"] is not None and row["rbf"]["nll"] is None
+    saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert saved["sizes"]["16"]["targets"] == row["targets"]
+    assert "| 16 | PixelTransformer |" in (tmp_path / "eval" / "metrics.md").read_text()
