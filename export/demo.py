@@ -3,6 +3,12 @@
 Writes demo.npz next to the graphs: `truth` [*grid, val_dim] for gridded signals (a test image,
 a test clip), or dense true points `positions` / `values` for continuous ones (a curve from the
 evaluation seed stream). `pt-plugin sample --model NAME --demo` observes samples of it.
+
+Shapes (`--data shapes`) ship both: `truth` [32, 32, 32, 1], the truncated SDF of the evaluation
+shape test_shapes(1, seed)[0] at grid_positions(32, 32, 32) (array order [Z, Y, X], the picture's
+ground truth), and SHAPE_POINTS dense points `positions` [N, 3] / `values` [N, 1] drawn by
+Shape.positions from the evaluation stream (half near the surface, as in training), from which
+`--observed K` picks S.
 """
 from __future__ import annotations
 
@@ -19,6 +25,8 @@ from .curves import FAMILIES, family, seed_sequence
 from .data import DataError, load_dataset
 
 CURVE_POINTS = 200
+SHAPE_GRID = 32      # the shape demo's truth grid (each axis)
+SHAPE_POINTS = 4096  # the shape demo's dense points that S is drawn from
 
 
 def demo_arrays(ck: dict, image: str | None = None, seed: int = 0) -> dict[str, np.ndarray]:
@@ -30,6 +38,14 @@ def demo_arrays(ck: dict, image: str | None = None, seed: int = 0) -> dict[str, 
         x = grid_positions(CURVE_POINTS)
         y = family(data).draw(x[:, 0][None].astype(np.float64), np.random.default_rng(seed_sequence("eval", 99, seed)))
         return {"positions": x, "values": y[0, :, None].astype(np.float32)}
+    if data == "shapes":
+        from .shapes import test_shapes
+
+        shape = test_shapes(1, seed)[0]
+        grid = (SHAPE_GRID,) * 3
+        pos = shape.positions(SHAPE_POINTS, np.random.default_rng(seed_sequence("eval", 14, seed, 1)))
+        return {"truth": shape.values(grid_positions(*grid)).reshape(*grid, 1),
+                "positions": pos, "values": shape.values(pos)}
     if image is not None:
         return {"truth": read_image(image, model.get("val_dim", 1))}
     if data == "moving-fashion":

@@ -63,7 +63,8 @@ def observation_options(fn):
     fn = click.option("--mask", "mask_path", type=click.Path(), default=None,
                       help="images: a picture whose white pixels are the observed ones (instead of --observed)")(fn)
     fn = click.option("--points", "points_path", type=click.Path(), default=None,
-                      help="curves: a CSV of observed points (x, y), x in [-1, 1]")(fn)
+                      help="a CSV of observed samples, one per row: curves x, y; volumes x, y, z, sdf "
+                           "(positions in [-1, 1])")(fn)
     fn = click.option("--resize", is_flag=True, help="resize the input to the model's grid instead of refusing it")(fn)
     fn = click.option("--shape", "shape_text", default=None,
                       help="grid of the outputs, e.g. 112x112 (array order); finer than the model's = super-resolution")(fn)
@@ -75,10 +76,10 @@ def observation_options(fn):
 
 def _check_sources(source, demo, mask_path, points_path, observed, out) -> None:
     """Usage errors that need no model: found before anything is loaded or written."""
-    from .kinds.pictures import picture_format
+    from .kinds import check_out_name
 
     if out is not None:
-        picture_format(Path(out))
+        check_out_name(Path(out))
     given = [n for n, v in (("INPUT", source), ("--demo", demo), ("--points", points_path)) if v]
     if len(given) != 1:
         raise click.UsageError("give one of INPUT, --demo or --points" + (f" (got {', '.join(given)})" if given else ""))
@@ -141,8 +142,10 @@ def main() -> None:
 @click.option("--temperature", type=click.FloatRange(0, 100, min_open=True), default=1.0, show_default=True,
               help="below 1: smoother, less varied samples; 1 samples the model as trained")
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
-              help="picture to write (PNG grid for images, plot + CSV for curves, GIF + frame strip for videos)")
-@click.option("--out-dir", type=click.Path(file_okay=False), default=None, help="images: also write each one here")
+              help="picture to write (PNG grid for images, plot + CSV for curves, GIF + frame strip for videos, "
+                   "PNG + PLY meshes for volumes: NAME.obj or NAME.ply picks the mesh format)")
+@click.option("--out-dir", type=click.Path(file_okay=False), default=None,
+              help="images: also write each picture here; volumes: the meshes")
 @click.option("--scale", type=click.IntRange(1, 32), default=4, show_default=True, help="enlargement of the picture")
 @model_options
 @friendly_errors
@@ -156,6 +159,8 @@ def sample(source, demo, seed, shape_text, resize, points_path, mask_path, obser
     model = _load_model(model_name, device, threads, precision)
     kind = kind_for(model.signal)
     kind.check_writer()
+    if out is not None:
+        kind.check_out(Path(out))
     obs = _observe(model, kind, source, demo, mask_path, points_path, observed, seed, resize, shape)
     out = out or _default_out(kind, "samples")
     mean, std = model.mean_grid(obs.positions, obs.values, obs.shape, return_std=True)
@@ -179,7 +184,8 @@ def sample(source, demo, seed, shape_text, resize, points_path, mask_path, obser
 @main.command()
 @observation_options
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
-              help="picture to write: truth | observed | mean | standard deviation")
+              help="picture to write: truth | observed | mean | standard deviation (volumes: PNG + the mean's "
+                   "mesh, NAME.obj or NAME.ply picks the mesh format)")
 @click.option("--scale", type=click.IntRange(1, 32), default=4, show_default=True)
 @model_options
 @friendly_errors
@@ -193,6 +199,8 @@ def mean(source, demo, seed, shape_text, resize, points_path, mask_path, observe
     model = _load_model(model_name, device, threads, precision)
     kind = kind_for(model.signal)
     kind.check_writer()
+    if out is not None:
+        kind.check_out(Path(out))
     obs = _observe(model, kind, source, demo, mask_path, points_path, observed, seed, resize, shape)
     out = out or _default_out(kind, "mean")
     m, sd = model.mean_grid(obs.positions, obs.values, obs.shape, return_std=True)

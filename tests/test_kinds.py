@@ -1,5 +1,6 @@
-"""Every kind of signal through one runtime (issue 11): tiny models of a 1-D curve, an RGB image and a 3-D
-video are trained here, exported, loaded, queried on grids and sampled from the command line."""
+"""Every kind of signal through one runtime (issue 11): tiny models of a 1-D curve, an RGB image, a 3-D
+video and a 3-D shape (signed distances, issue 14) are trained here, exported, loaded, queried on grids and
+sampled from the command line."""
 import json
 import shutil
 import subprocess
@@ -38,6 +39,8 @@ KINDS = {
     "video": ({"pos_dim": 3, "num_bins": 16},
               {"data": "moving-fashion", "limit": 300, "val_images": 50, "min_samples": 16, "max_samples": 256},
               "8,32,32"),
+    "volume": ({"pos_dim": 3, "num_bins": 16, "value_range": [-0.3, 0.3]},
+               {"data": "shapes", "min_samples": 4, "max_samples": 128}, "16,16,16"),
 }
 
 
@@ -70,7 +73,7 @@ def test_signal_block_and_grid_outputs(kind_export):
     m = pt_plugin.load(model_path=folder, device="cpu")
     sig = m.signal
     assert sig.kind == kind and len(sig.axes) == m.pos_dim and len(sig.channels) == m.val_dim
-    shape = {"curve": (50,), "image": (20, 12), "video": (4, 8, 8)}[kind]  # any resolution, not the training grid
+    shape = {"curve": (50,), "image": (20, 12), "video": (4, 8, 8), "volume": (6, 8, 10)}[kind]  # not the training grid
     pos = pt_plugin.grid_positions(*shape)[::7]
     lo, hi = m.value_range
     val = np.random.default_rng(0).uniform(max(lo, 0), min(hi, 1), (len(pos), m.val_dim)).astype(np.float32)
@@ -100,6 +103,15 @@ def test_cli_writes_the_kinds_file(kind_export, tmp_path):
         with Image.open(out) as im:
             assert im.n_frames == 8
         assert (tmp_path / "s_frames.png").is_file()
+    if kind == "volume":  # a mesh of the mean and of each sample, or a note where a grid has no surface
+        for name, label in (("mean", "mean SDF"), ("sample_00", "sample 00"), ("sample_01", "sample 01")):
+            mesh = tmp_path / f"s_{name}.ply"
+            assert mesh.is_file() != (f"the {label} has no zero crossing" in r.stderr), r.stderr
+            if mesh.is_file():
+                head = mesh.read_text().split("end_header")[0]
+                assert "element vertex" in head and "element face" in head and str(mesh) in r.stdout
+        with Image.open(out) as im:
+            assert im.size == (5 * 48 * 4 + 6 * 3, 48 * 4 + 6)  # truth | S | mean | 2 samples, 4x48-pixel panels
 
 
 @pytest.mark.skipif(EXE is None, reason="pt-plugin is not installed (pip install -e .)")
@@ -116,6 +128,25 @@ def test_curve_points_from_csv(kind_export, tmp_path):
     r = subprocess.run([EXE, "sample", "--model", str(folder), "--points", str(tmp_path / "bad.csv")],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode != 0 and "expected 2 per row" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.skipif(EXE is None, reason="pt-plugin is not installed (pip install -e .)")
+def test_volume_points_from_csv(kind_export, tmp_path):
+    kind, folder = kind_export
+    if kind != "volume":
+        pytest.skip("volumes only")
+    (tmp_path / "pts.csv").write_text("x,y,z,sdf\n0,0,0,-0.2\n0.5,0,0,0.1\n0,0.8,0,0.3\n-0.5,-0.5,0.5,0.25\n")
+    r = subprocess.run([EXE, "mean", "--model", str(folder), "--points", str(tmp_path / "pts.csv"), "--shape",
+                        "12x10x8", "--out", str(tmp_path / "m.obj")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "4 observed samples" in r.stdout and (tmp_path / "m.png").is_file()
+    assert (tmp_path / "m_mean.obj").is_file() != ("no zero crossing" in r.stderr)
+    (tmp_path / "bad.csv").write_text("x,y,z,sdf\n0.1,0.2,0.3\n")
+    (tmp_path / "far.csv").write_text("0,0,2,0.1\n")
+    for name, message in (("bad.csv", "expected 4 per row"), ("far.csv", "lies outside [-1, 1]")):
+        r = subprocess.run([EXE, "sample", "--model", str(folder), "--points", str(tmp_path / name)],
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr
 
 
 def test_a_missing_extra_is_named(monkeypatch):

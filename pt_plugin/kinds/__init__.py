@@ -1,14 +1,18 @@
 """One small module per signal kind (image, curve, video, volume), chosen by model.json's signal.kind."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..errors import InputError
 from ..signal import Signal
 from .base import Kind, Observation, Outputs
 from .curve import CurveKind
 from .image import ImageKind
+from .pictures import picture_format
 from .video import VideoKind
+from .volume import VolumeKind
 
-KINDS: dict[str, type[Kind]] = {"image": ImageKind, "curve": CurveKind, "video": VideoKind}
+KINDS: dict[str, type[Kind]] = {"image": ImageKind, "curve": CurveKind, "video": VideoKind, "volume": VolumeKind}
 
 
 def kind_for(signal: Signal) -> Kind:
@@ -19,4 +23,16 @@ def kind_for(signal: Signal) -> Kind:
     return KINDS[signal.kind]()
 
 
-__all__ = ["Kind", "Observation", "Outputs", "kind_for", "KINDS"]
+def check_out_name(path) -> None:
+    """Before the model is known: --out must end in a picture format, or in a suffix some kind writes (.ply)."""
+    others = {s: k.name for k in KINDS.values() for s in k.out_suffixes}
+    if Path(path).suffix.lower() not in others:
+        try:
+            picture_format(Path(path))
+        except InputError as e:
+            also = "; ".join(f"{name} models also write {', '.join(s for s in others if others[s] == name)}"
+                             for name in dict.fromkeys(others.values()))
+            raise InputError(f"{e}{'; ' + also if also else ''}") from None
+
+
+__all__ = ["Kind", "Observation", "Outputs", "kind_for", "check_out_name", "KINDS"]

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..grids import grid_positions
+from .pictures import picture_format
 
 if TYPE_CHECKING:
     from ..model import Model
@@ -45,16 +46,12 @@ class Kind:
     """Defaults shared by the kinds: demos from the model folder, random observation of grid cells."""
     name = "signal"
     input_help = "an input file"
+    out_suffixes: tuple[str, ...] = ()  # what --out may end in besides a picture format (volumes: .ply, .obj)
 
     def demo(self, model: "Model") -> Observation:
         """The model's demo signal (demo.npz in its folder: `truth` on the training grid, or dense
         true points `positions` / `values`), nothing observed yet."""
-        path = Path(model.path) / DEMO_FILE
-        if not path.is_file():
-            raise InputError(f"model {model.meta['name']!r} ships no demo signal ({path} is missing); give an input "
-                             f"({self.input_help}) instead of --demo")
-        with np.load(path, allow_pickle=False) as d:
-            arrays = {k: np.asarray(d[k], np.float32) for k in d.files}
+        arrays = self.demo_arrays(model)
         if "truth" in arrays:
             truth = arrays["truth"]
             return Observation(np.zeros((0, model.pos_dim), np.float32), np.zeros((0, model.val_dim), np.float32),
@@ -63,15 +60,24 @@ class Kind:
                            self.default_shape(model),
                            truth_positions=arrays["positions"], truth_values=arrays["values"], source="demo")
 
+    def demo_arrays(self, model: "Model") -> dict[str, np.ndarray]:
+        """The arrays of the model's demo.npz as float32, or an InputError when it ships none."""
+        path = Path(model.path) / DEMO_FILE
+        if not path.is_file():
+            raise InputError(f"model {model.meta['name']!r} ships no demo signal ({path} is missing); give an input "
+                             f"({self.input_help}) instead of --demo")
+        with np.load(path, allow_pickle=False) as d:
+            return {k: np.asarray(d[k], np.float32) for k in d.files}
+
     def default_shape(self, model: "Model") -> tuple[int, ...]:
         return model.grid_shape(None)
 
     def observe(self, obs: Observation, k: int, seed: int | None) -> Observation:
-        """k distinct random samples of the truth (grid cells, or dense true points)."""
-        if obs.truth is not None:
-            pos, val = grid_positions(*obs.shape), obs.truth.reshape(-1, obs.truth.shape[-1])
-        else:
+        """k distinct random samples of the truth: its dense true points where it has them, else its grid cells."""
+        if obs.truth_positions is not None:
             pos, val = obs.truth_positions, obs.truth_values
+        else:
+            pos, val = grid_positions(*obs.truth.shape[:-1]), obs.truth.reshape(-1, obs.truth.shape[-1])
         if not 1 <= k <= len(pos):
             raise InputError(f"cannot observe {k} samples of a signal of {len(pos)}: choose 1 to {len(pos)}")
         idx = np.sort(np.random.default_rng(seed).choice(len(pos), size=k, replace=False))
@@ -80,6 +86,10 @@ class Kind:
 
     def check_writer(self) -> None:
         """Fail before any work when writing this kind's output needs an extra that is not installed."""
+
+    def check_out(self, out: Path) -> None:
+        """Fail before any work when this kind cannot write --out (by default: not a picture format)."""
+        picture_format(out)
 
     def read(self, model: "Model", path: Path, resize: bool) -> Observation:
         raise NotImplementedError

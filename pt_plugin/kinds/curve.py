@@ -7,40 +7,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import InputError
 from ..grids import grid_positions
 from .base import Kind, Observation, Outputs
 from .extras import pyplot
 from .pictures import picture_format
+from .points import read_samples
 
 if TYPE_CHECKING:
     from ..model import Model
 
 DEFAULT_POINTS = 256  # the grid the mean, std and samples are computed on when no --shape is given
-
-
-def read_points(path: Path, columns: int) -> np.ndarray:
-    """A CSV of `columns` numbers per row ([N, columns] float32); a header row of names is skipped."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"points file not found: {path}")
-    rows = []
-    with open(path, newline="") as f:
-        for i, row in enumerate(csv.reader(f)):
-            cells = [c.strip() for c in row if c.strip()]
-            if not cells:
-                continue
-            try:
-                rows.append([float(c) for c in cells])
-            except ValueError:
-                if i == 0:
-                    continue  # a header
-                raise InputError(f"{path} line {i + 1}: {row!r} is not {columns} numbers") from None
-            if len(rows[-1]) != columns:
-                raise InputError(f"{path} line {i + 1} has {len(rows[-1])} values; expected {columns} per row")
-    if not rows:
-        raise InputError(f"{path} holds no points; expected rows of {columns} numbers")
-    return np.asarray(rows, np.float32)
 
 
 class CurveKind(Kind):
@@ -55,8 +31,8 @@ class CurveKind(Kind):
 
     def read(self, model: "Model", path: Path, resize: bool) -> Observation:
         """Observed points (x in [-1, 1], y): every row of the CSV is a sample of S."""
-        pts = read_points(path, 2)
-        return Observation(pts[:, :1], pts[:, 1:], self.default_shape(model), source=str(path))
+        pos, val = read_samples(path, ("x", "y"), 1, model.value_range)
+        return Observation(pos, val, self.default_shape(model), source=str(path))
 
     def write(self, out: Path, obs: Observation, res: Outputs, model: "Model", scale: int,
               out_dir: Path | None = None) -> list[Path]:
