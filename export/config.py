@@ -34,6 +34,8 @@ class ModelConfig:
     sigma_min: float = 1e-3       # floor of the per-bin standard deviation, in value units
     max_offset_bins: float = 2.0  # |offset| is kept below this many bin widths
     fourier_seed: int = 0         # seed of the fixed Fourier matrix
+    normalize_values: bool = False  # map value_range to [-1, 1] before the value embedding (values far
+    #                                 smaller than 1, like an SDF in ±0.3, are otherwise nearly invisible)
 
     def validate(self) -> None:
         if self.pos_dim < 1 or self.val_dim < 1:

@@ -6,7 +6,8 @@ the cube) and the same S is given to every method. Scored:
   NLL       nats per query at QUERIES fresh positions drawn the same way (probabilistic methods);
   MSE       of the mean (truncated) SDF at those queries;
   IoU       of the occupancy (sdf < 0) of the mean on the GRID³ cell centres against the truth's;
-  Chamfer   between the marching-cubes mesh of the mean at GRID³ and the true mesh at 2·GRID³:
+  Chamfer   between the marching-cubes mesh of the mean at GRID³ and the true mesh at 2·GRID³ (both
+            closed at the grid's border, as the CLI's meshes are):
             mean nearest-vertex distance both ways, summed (position units of the [-1, 1] cube).
             A mean with no zero crossing has no surface; it scores the Chamfer distance of a single
             point at the origin (a finite penalty, counted in `no_surface`).
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 
 from pt_plugin.grids import grid_positions
+from pt_plugin.kinds.meshes import extract_mesh
 
 from .checkpoint import load_checkpoint, total_steps
 from .model import Mixture, PixelTransformer
@@ -42,14 +44,12 @@ METHODS = {"model": "PixelTransformer", "knn": "kNN posterior", "rbf": "RBF", "n
 # ------------------------------------------------------------------------------------- scoring
 
 def mesh_vertices(grid: np.ndarray, max_points: int = 6000, seed: int = 0) -> np.ndarray | None:
-    """Vertices [P, 3] in (x, y, z) position units of the zero level set of an SDF grid [Z, Y, X]; None without one."""
-    from skimage.measure import marching_cubes
-
-    if not grid.min() < 0 < grid.max():
+    """Vertices [P, 3] (x, y, z) of the zero level set of an SDF grid [Z, Y, X], closed at the grid's border
+    as the CLI's meshes are (pt_plugin.kinds.meshes); None without a surface. At most max_points, seeded."""
+    mesh = extract_mesh(grid, 0.0, outside=TRUNCATION)
+    if mesh is None:
         return None
-    n = grid.shape[0]
-    verts, *_ = marching_cubes(grid, 0.0, spacing=(2 / n,) * 3)
-    xyz = verts[:, ::-1] - 1 + 1 / n  # array (z, y, x) -> (x, y, z); cell centres at (i + 0.5) / n * 2 - 1
+    xyz = mesh.vertices.astype(np.float64)
     if len(xyz) > max_points:
         xyz = xyz[np.random.default_rng(seed).choice(len(xyz), max_points, replace=False)]
     return xyz

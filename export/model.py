@@ -141,10 +141,14 @@ class Encoder(nn.Module):
         super().__init__()
         self.posenc = posenc
         self.value_embed = nn.Linear(cfg.val_dim, cfg.d_model // 2)
+        lo, hi = cfg.value_range
+        self.value_affine = ((lo + hi) / 2, 2 / (hi - lo)) if cfg.normalize_values else None
         self.blocks = nn.ModuleList(EncoderBlock(cfg) for _ in range(cfg.enc_layers))
         self.ln = nn.LayerNorm(cfg.d_model)
 
     def forward(self, positions: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.value_affine is not None:  # value_range -> [-1, 1]
+            values = (values - self.value_affine[0]) * self.value_affine[1]
         x = torch.cat([self.value_embed(values), self.posenc(positions)], dim=-1)
         bias = key_bias(mask, x.dtype)
         for blk in self.blocks:

@@ -29,6 +29,14 @@ from .shapes import ShapeSampler
 from .video import ClipSampler, shrink
 
 
+def parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     p = argparse.ArgumentParser(prog="python -m export.train", description=__doc__.splitlines()[0])
     p.add_argument("--config", help="JSON file with {'model': {...}, 'train': {...}}")
@@ -41,7 +49,7 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
         for f in dataclasses.fields(dc):
             if f.name in ("bin_centers", "value_range"):
                 continue
-            typ = {int: int, float: float, str: str}.get(type(f.default), str)
+            typ = {int: int, float: float, str: str, bool: parse_bool}.get(type(f.default), str)
             p.add_argument(f"--{f.name.replace('_', '-')}", dest=f"{prefix}.{f.name}", type=typ, default=None)
     args = p.parse_args(argv)
     cfg = Config.load(args.config) if args.config else Config()
