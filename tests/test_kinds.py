@@ -39,7 +39,7 @@ KINDS = {
     "video": ({"pos_dim": 3, "num_bins": 16},
               {"data": "moving-fashion", "limit": 300, "val_images": 50, "min_samples": 16, "max_samples": 256},
               "8,32,32"),
-    "volume": ({"pos_dim": 3, "num_bins": 16, "value_range": [-0.3, 0.3]},
+    "volume": ({"pos_dim": 3, "num_bins": 16, "value_range": [-0.3, 0.3], "normalize_values": True},
                {"data": "shapes", "min_samples": 4, "max_samples": 128}, "16,16,16"),
 }
 

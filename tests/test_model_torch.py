@@ -98,3 +98,17 @@ def test_key_bias_is_zero_for_samples_and_finite_for_padding():
     assert bias.shape == (1, 1, 1, 3)
     assert bias.flatten().tolist() == [0.0, MASK_FILL, 0.0]
     assert torch.isfinite(key_bias(torch.zeros(1, 2, dtype=torch.bool), torch.float16)).all()
+
+
+def test_normalize_values_maps_the_value_range_to_plus_minus_one():
+    """With normalize_values the encoder sees (v - centre) / half-range: the same as feeding those values raw."""
+    torch.manual_seed(0)
+    plain = ModelConfig(pos_dim=3, val_dim=1, d_model=32, n_heads=2, enc_layers=1, dec_layers=1, ffn=64,
+                        num_bins=8, value_range=(-0.3, 0.3))
+    scaled = ModelConfig(**{**plain.__dict__, "normalize_values": True})
+    a, b = PixelTransformer(plain).eval(), PixelTransformer(scaled).eval()
+    b.load_state_dict(a.state_dict())
+    pos, val = torch.rand(2, 5, 3) * 2 - 1, torch.rand(2, 5, 1) * 0.6 - 0.3
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    assert torch.allclose(b.encoder(pos, val, mask), a.encoder(pos, val / 0.3, mask), atol=1e-5)
+    assert not torch.allclose(b.encoder(pos, val, mask), a.encoder(pos, val, mask), atol=1e-3)
