@@ -202,6 +202,8 @@ class PixelTransformer(nn.Module):
         self.decoder = QueryDecoder(cfg, posenc)
         self.register_buffer("centers", bin_centers(cfg))
         self.apply(self._init)
+        if cfg.normalize_values:  # values in [-1, 1] embedded at the scale of the Fourier features, so that
+            nn.init.normal_(self.encoder.value_embed.weight, std=1.0)  # attention can use them from step 0
 
     @staticmethod
     def _init(m: nn.Module) -> None:
