@@ -24,6 +24,7 @@ from pt_plugin.metadata import sha256
 from .checkpoint import ExportError, load_checkpoint, total_steps  # noqa: F401 - re-exported for callers
 from .evaluate import summary
 from .evaluate_curves import summary as curves_summary
+from .evaluate_rgb import summary as rgb_summary
 from .model import PixelTransformer
 from .signals import graph_io, signal_for
 
@@ -221,13 +222,15 @@ def validate(model: PixelTransformer, out: Path, sizes=(1, 7, 64, 2048), batches
 
 
 def read_metrics(path: Path) -> dict:
-    """A JSON object for model.json's metrics: an export.evaluate report is summarised (images or curves)."""
+    """A JSON object for model.json's metrics: an export.evaluate report is summarised (gray or RGB images, curves)."""
     try:
         metrics = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise ExportError(f"--metrics {path} could not be read as JSON: {e}") from None
     if "settings" in metrics and "sizes" in metrics:  # a report of export.evaluate
-        return curves_summary(metrics) if "family" in metrics["settings"] else summary(metrics)
+        if "family" in metrics["settings"]:
+            return curves_summary(metrics)
+        return rgb_summary(metrics) if metrics["settings"].get("channels", 1) == 3 else summary(metrics)
     return metrics
 
 
