@@ -1,8 +1,9 @@
 """Classical predictors of unobserved pixels, the baselines of the evaluation (paper Fig. 6).
 
-Every function takes the values of the observed pixels, their flat (row-major) indices into an
+Every fill takes the values of the observed pixels, their flat (row-major) indices into an
 H×W grid and returns a full [H*W] prediction. Nearest and linear fill work on one grayscale
-image; ConditionalGaussian is a pixel-space Gaussian fitted on training images.
+image (or channel); ConditionalGaussian is a pixel-space Gaussian fitted on training images;
+KnnPosterior (RGB) weighs the training images by their agreement with S.
 
 The linear fill is true piecewise-linear interpolation over a Delaunay triangulation, built here
 with Bowyer-Watson in exact integer arithmetic (pixel centres sit on an integer grid), so no
@@ -180,17 +181,19 @@ class ConditionalGaussian:
         var.scatter_(1, idx, torch.zeros_like(val))
         return mean, var
 
-    def log_prob(self, observed_idx, observed_values, targets) -> torch.Tensor:
+    def log_prob(self, observed_idx, observed_values, targets, chunk: int = 32) -> torch.Tensor:
         """Discretised (256-level) natural-log likelihood of targets [B, D] for every pixel."""
-        mean, var = self.predict(observed_idx, observed_values)
+        mean, var = self.predict(observed_idx, observed_values, chunk)
         t = torch.as_tensor(np.asarray(targets), dtype=torch.float64)
         return discretized_gaussian_log_prob(t, mean, var.clamp_min(1e-12).sqrt())
 
 
 def select_ridge(train_images: np.ndarray, held_out: np.ndarray, ridges=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
-                 sizes=(4, 16, 64, 256), seed: int = 0) -> dict[float, float]:
-    """Mean NLL (bits/pixel over unobserved pixels and sizes) of each ridge on held-out training images.
+                 sizes=(4, 16, 64, 256), seed: int = 0, channels: int = 1, chunk: int = 32) -> dict[float, float]:
+    """Mean NLL (bits per (sub-)pixel over unobserved pixels and sizes) of each ridge on held-out training images.
 
+    With channels C the images are [N, D·C] vectors (pixel-major): |S| counts pixels and all C values of an
+    observed pixel are observed.
     DEFAULT_RIDGE was picked with select_ridge(train[:-500], train[-500:]) on the Fashion-MNIST
     training split (the last 500 are the images export.train holds out); the test split is never used.
     Result (bits/px): 1e-4 4.666, 1e-3 4.651, 3e-3 4.630, 7e-3 4.611, 1e-2 4.607, 1.5e-2 4.606,
@@ -206,10 +209,110 @@ def select_ridge(train_images: np.ndarray, held_out: np.ndarray, ridges=(1e-4, 3
         g.mean, g.cov = base.mean, base.cov + ridge * eye
         nll = []
         for k in sizes:
-            idx = np.random.default_rng([seed, k]).random((len(x), d)).argsort(1)[:, :k]
+            pix = np.random.default_rng([seed, k]).random((len(x), d // channels)).argsort(1)[:, :k]
+            idx = (pix[..., None] * channels + np.arange(channels)).reshape(len(x), -1)
             unobs = np.ones_like(x, dtype=bool)
             np.put_along_axis(unobs, idx, False, 1)
-            lp = g.log_prob(idx, np.take_along_axis(x, idx, 1), x).numpy()
+            lp = g.log_prob(idx, np.take_along_axis(x, idx, 1), x, chunk).numpy()
             nll.append(-lp[unobs].mean() / math.log(2))
         out[ridge] = float(np.mean(nll))
+    return out
+
+
+# ------------------------------------------------------------------------ kNN posterior (RGB)
+
+class KnnPosterior:
+    """Posterior over training images given S: w_i ∝ exp(−‖x_i[S] − v_S‖² / (2τ²)); τ = 0: the best match.
+
+    Mean Σ_i w_i x_i; density of a pixel Σ_i w_i Π_c P(v_c's level | N(x_ic, σ²)), the 256-level
+    discretised Gaussian of discretized_gaussian_log_prob (edge levels take the tails). Exact: no
+    training image is dropped. Images [N, D, C] hold values k/255.
+    """
+
+    def __init__(self, train_images: np.ndarray, levels: int = 256):
+        x = np.asarray(train_images, dtype=np.float32)
+        self.x = torch.from_numpy(x)
+        self.levels = levels
+        self.codes = torch.from_numpy(np.rint(x * (levels - 1)).astype(np.uint8 if levels <= 256 else np.int64))
+
+    def distances(self, observed_idx: np.ndarray, observed_values: np.ndarray) -> torch.Tensor:
+        """[N] squared distance of every training image to the observed values (over pixels and channels)."""
+        xs = self.x[:, torch.as_tensor(np.asarray(observed_idx), dtype=torch.long)].double()
+        return ((xs - torch.as_tensor(np.asarray(observed_values), dtype=torch.float64)) ** 2).sum((1, 2))
+
+    @staticmethod
+    def log_weights(dist: torch.Tensor, tau: float) -> torch.Tensor:
+        """Normalised log w [N] (τ = 0: all weight on the nearest images, ties shared)."""
+        logw = torch.where(dist == dist.min(), 0.0, -math.inf) if tau == 0 else -dist / (2 * tau ** 2)
+        return torch.log_softmax(logw.double(), 0)
+
+    def mean(self, logw: torch.Tensor) -> torch.Tensor:
+        """[D, C] posterior mean Σ_i w_i x_i."""
+        w = logw.exp()
+        keep = w > 0
+        n = int(keep.sum())
+        return (w[keep].float() @ self.x[keep].reshape(n, -1)).double().reshape(self.x.shape[1:])
+
+    def table(self, sigma: float) -> torch.Tensor:
+        """[levels²] log P(level a | N(b / (levels − 1), σ²)) at a·levels + b."""
+        v = torch.arange(self.levels, dtype=torch.float64) / (self.levels - 1)
+        return discretized_gaussian_log_prob(v[:, None], v[None, :], torch.tensor(sigma, dtype=torch.float64),
+                                             self.levels).float().flatten()
+
+    def pixel_terms(self, targets: np.ndarray, pixels: np.ndarray, sigma: float) -> torch.Tensor:
+        """[N, P] Σ_c log P(targets[p, c] | N(x_i[pixels[p], c], σ²)) for every training image i."""
+        t = torch.from_numpy(np.rint(np.asarray(targets) * (self.levels - 1)).astype(np.int64))  # [P, C]
+        tab, pix = self.table(sigma), torch.as_tensor(np.asarray(pixels), dtype=torch.long)
+        codes = self.codes[:, pix]                                                         # [N, P, C]
+        return sum(tab[t[:, c] * self.levels + codes[..., c].long()] for c in range(codes.shape[-1]))
+
+    @staticmethod
+    def log_prob(logw: torch.Tensor, terms: torch.Tensor) -> torch.Tensor:
+        """[P] natural-log mixture likelihood log Σ_i w_i Π_c P(...) from pixel_terms."""
+        return torch.logsumexp(logw[:, None] + terms.double(), 0)
+
+    def predict(self, observed_idx, observed_values, targets, tau_mean: float, tau: float,
+                sigma: float) -> tuple[np.ndarray, np.ndarray]:
+        """Mean [D, C] (weights of tau_mean) and per-pixel log-likelihood [D] of targets [D, C] (tau, sigma)."""
+        dist = self.distances(observed_idx, observed_values)
+        mean = self.mean(self.log_weights(dist, tau_mean)).numpy()
+        terms = self.pixel_terms(targets, np.arange(self.x.shape[1]), sigma)
+        return mean, self.log_prob(self.log_weights(dist, tau), terms).numpy()
+
+
+KNN_TAUS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+KNN_SIGMAS = (0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4)
+
+
+def select_knn(knn: KnnPosterior, held_out: np.ndarray, sizes=(4, 16, 64, 256), seed: int = 0,
+               taus=KNN_TAUS, sigmas=KNN_SIGMAS, pixels: int = 128) -> dict[str, dict]:
+    """Per |S|, on held-out *training* images [n, D, C]: τ of the mean by MSE, (τ, σ) of the density by NLL.
+
+    Observed pixels drawn as in export.evaluate (rng [seed, |S|]); the NLL (bits per sub-pixel) on up to
+    `pixels` random unobserved pixels per image, the MSE on all of them. `edge` flags a choice on the
+    border of its grid (widen the grid).
+    """
+    x = np.asarray(held_out, dtype=np.float64)
+    n, d, c = x.shape
+    out = {}
+    for size in sizes:
+        idx = np.random.default_rng([seed, size]).random((n, d)).argsort(1)[:, :size]
+        rng = np.random.default_rng([seed, size, 1])
+        mse, nll = np.zeros(len(taus)), np.zeros((len(taus), len(sigmas)))
+        for i in range(n):
+            dist = knn.distances(idx[i], x[i, idx[i]])
+            unobs = np.setdiff1d(np.arange(d), idx[i])
+            sub = rng.choice(unobs, min(pixels, len(unobs)), replace=False)
+            terms = [knn.pixel_terms(x[i, sub], sub, s) for s in sigmas]
+            for a, tau in enumerate(taus):
+                logw = knn.log_weights(dist, tau)
+                mse[a] += ((knn.mean(logw).numpy()[unobs] - x[i, unobs]) ** 2).mean() / n
+                for b, t in enumerate(terms):
+                    nll[a, b] -= float(knn.log_prob(logw, t).mean()) / (n * c * math.log(2))
+        am = int(mse.argmin())
+        a, b = np.unravel_index(int(nll.argmin()), nll.shape)
+        out[str(size)] = {"tau_mean": taus[am], "tau": taus[a], "sigma": sigmas[b],
+                          "held_out_mse": float(mse[am]), "held_out_nll_bits": float(nll[a, b]),
+                          "edge": bool(am == len(taus) - 1 or a == len(taus) - 1 or b in (0, len(sigmas) - 1)),
+                          "mse_by_tau": mse.round(6).tolist(), "nll_bits_by_tau_sigma": nll.round(4).tolist()}
     return out

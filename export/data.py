@@ -70,14 +70,20 @@ def load_idx_images(directory: str | Path, split: str = "train") -> np.ndarray:
     raise DataError(f"no {split} images in {directory}: expected one of {expected}{hint}")
 
 
-def load_image_folder(directory: str | Path, channels: int = 3, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Every image in a folder -> [N, H, W, C]; RGBA is composited on white; sizes must agree unless size= is given."""
+def image_files(directory: str | Path) -> list[Path]:
+    """The image files of a folder in the order load_image_folder reads them (sorted by name)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise DataError(f"image folder not found: {directory}")
     files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {directory}")
+    return files
+
+
+def load_image_folder(directory: str | Path, channels: int = 3, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Every image in a folder -> [N, H, W, C]; RGBA is composited on white; sizes must agree unless size= is given."""
+    files = image_files(directory)
     out = []
     for p in files:
         try:

@@ -1,7 +1,8 @@
 """Evaluation on Fashion-MNIST test images: `python -m export.evaluate CHECKPOINT [--out DIR] ...`.
 
 Curve models (polynomials, gp-curves) are evaluated against the exact posterior instead
-(export.evaluate_curves), shape (SDF) models on procedural shapes (export.evaluate_volume).
+(export.evaluate_curves), shape (SDF) models on procedural shapes (export.evaluate_volume), RGB
+image models (val_dim 3) on their image folder's test split (export.evaluate_rgb).
 
 Protocol (paper Fig. 6): for each |S| and each fixed, seeded test image, |S| pixel centres are
 observed (the same draws for every method) and the unobserved pixels are predicted by the
@@ -37,7 +38,7 @@ from pt_plugin.sampling import step_sizes
 
 from .baselines import DEFAULT_RIDGE, ConditionalGaussian, linear_fill, nearest_fill
 from .data import DataError, load_idx_images, pixel_centers
-from .model import PixelTransformer
+from .model import Mixture, PixelTransformer
 from .checkpoint import ExportError, load_checkpoint, total_steps
 from .curves import FAMILIES
 from .evaluate_curves import evaluate_curves
@@ -85,42 +86,57 @@ def unobserved_mask(idx: np.ndarray, d: int) -> np.ndarray:
     return mask
 
 
+def channels_last(images: torch.Tensor) -> torch.Tensor:
+    """[n, D] gray or [n, D, V] values as [n, D, V]."""
+    return images if images.dim() == 3 else images.unsqueeze(-1)
+
+
+def take_pixels(values: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Rows idx [n, k] of values [n, D, V] -> [n, k, V]."""
+    return values.gather(1, idx.unsqueeze(-1).expand(-1, -1, values.shape[-1]))
+
+
 @torch.no_grad()
 def model_predict(model: PixelTransformer, images: np.ndarray, idx: np.ndarray, centers: torch.Tensor,
-                  batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Model mean and natural-log likelihood (256 levels) of the true value at every pixel, [n, D] each."""
+                  batch_size: int, dtype: torch.dtype = torch.float32) -> tuple[np.ndarray, np.ndarray]:
+    """Model mean [n, D] (gray images [n, D]) or [n, D, V] (images [n, D, V]) and the natural-log likelihood
+    [n, D] of the true value at every pixel, 256 levels per channel; the mixture evaluated in `dtype`."""
     means, logps = [], []
     for i in range(0, len(images), batch_size):
-        img = torch.from_numpy(images[i:i + batch_size])
+        img = channels_last(torch.from_numpy(images[i:i + batch_size]))
         obs = torch.from_numpy(idx[i:i + batch_size])
-        b, d = img.shape
-        mix = model(centers[obs], img.gather(1, obs).unsqueeze(-1), torch.ones_like(obs, dtype=torch.bool),
+        b, d, _ = img.shape
+        mix = model(centers[obs], take_pixels(img, obs), torch.ones_like(obs, dtype=torch.bool),
                     centers.expand(b, d, 2))
-        means.append(mix.mean()[..., 0].double().numpy())
-        logps.append(mix.discretized_log_prob(img.unsqueeze(-1), 256, 0.0, 1.0).double().numpy())
-    return np.concatenate(means), np.concatenate(logps)
+        mix = Mixture(*(t.to(dtype) for t in (mix.logits, mix.offsets, mix.log_sigma, mix.centers)))
+        means.append(mix.mean().double().numpy())
+        logps.append(mix.discretized_log_prob(img.to(dtype), 256, 0.0, 1.0).double().numpy())
+    mean = np.concatenate(means)
+    return (mean if images.ndim == 3 else mean[..., 0]), np.concatenate(logps)
 
 
 @torch.no_grad()
 def ar_sample(model: PixelTransformer, images: np.ndarray, idx: np.ndarray, centers: torch.Tensor,
               n_samples: int, frac: float, gen: torch.Generator) -> np.ndarray:
-    """[n, n_samples, D] hybrid autoregressive samples: the unobserved pixels in a random order, in
-    steps of max(1, ceil(frac·|current set|)) pixels, each step conditioned on S plus all drawn so far."""
-    img = torch.from_numpy(images).double().repeat_interleave(n_samples, 0)
+    """[n, n_samples, D(, V)] hybrid autoregressive samples of images [n, D] or [n, D, V]: the unobserved
+    pixels in a random order, in steps of max(1, ceil(frac·|current set|)) pixels, each step conditioned
+    on S plus all drawn so far."""
+    img = channels_last(torch.from_numpy(images).double()).repeat_interleave(n_samples, 0)
     obs = torch.from_numpy(idx).repeat_interleave(n_samples, 0)
-    b, d = img.shape
+    b, d, v = img.shape
     k = obs.shape[1]
     score = torch.rand(b, d, generator=gen).scatter_(1, obs, math.inf)
     order = score.argsort(1)[:, :d - k]                  # unobserved pixels, random order per sample
-    pos, val = centers[obs], img.gather(1, obs).float().unsqueeze(-1)
+    pos, val = centers[obs], take_pixels(img, obs).float()
     out, t = img.clone(), 0
     for step in step_sizes(k, d - k, frac):  # the runtime's schedule (pt_plugin.sampling)
         q = order[:, t:t + step]
         mix = model(pos, val, torch.ones(pos.shape[:2], dtype=torch.bool), centers[q])
-        v = mix.sample(gen).clamp(0.0, 1.0)
-        out.scatter_(1, q, v[..., 0].double())
-        pos, val, t = torch.cat([pos, centers[q]], 1), torch.cat([val, v], 1), t + step
-    return out.view(-1, n_samples, d).numpy()
+        s = mix.sample(gen).clamp(0.0, 1.0)
+        out.scatter_(1, q.unsqueeze(-1).expand(-1, -1, v), s.double())
+        pos, val, t = torch.cat([pos, centers[q]], 1), torch.cat([val, s], 1), t + step
+    out = out.view(-1, n_samples, d, v).numpy()
+    return out if images.ndim == 3 else out[..., 0]
 
 
 # ------------------------------------------------------------------------------------- metrics
@@ -152,33 +168,49 @@ def psnr(mse: float) -> float:
     return 10 * math.log10(1 / mse) if mse > 0 else math.inf
 
 
+def paste(pred: np.ndarray, images: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """A copy of pred [n, D(, V)] with the observed pixels idx [n, k] set to their known values."""
+    ix = idx if images.ndim == 2 else idx[..., None]
+    out = pred.copy()
+    np.put_along_axis(out, ix, np.take_along_axis(images, ix, 1), 1)
+    return out
+
+
 def score(pred: np.ndarray, logp: np.ndarray | None, images: np.ndarray, idx: np.ndarray,
           h: int, w: int) -> dict[str, float | None]:
     """NLL (bits/px), MSE, PSNR over unobserved pixels and SSIM of the image with S pasted in.
 
-    With no unobserved pixel (S = every pixel) the prediction is scored as is, on all pixels.
+    Images [n, D] or [n, D, V] (logp [n, D] summed over channels): NLL in bits per sub-pixel, MSE over
+    sub-pixels, SSIM the mean over channels. With no unobserved pixel (S = every pixel) the prediction
+    is scored as is, on all pixels.
     """
     target = unobserved_mask(idx, h * w)
     full = not target.any()
     if full:
         target = np.ones_like(target)
     else:
-        pred = pred.copy()
-        np.put_along_axis(pred, idx, np.take_along_axis(images, idx, 1), 1)
+        pred = paste(pred, images, idx)
     err = ((pred - images) ** 2)[target].mean()
-    nll = None if logp is None else float(-logp[target].mean() / LN2)
-    return {"nll_bits": nll, "mse": float(err), "psnr": psnr(err), "ssim": float(ssim(pred, images, h, w).mean())}
+    ch = images.shape[2] if images.ndim == 3 else 1
+    nll = None if logp is None else float(-logp[target].mean() / (ch * LN2))
+    sim = ssim(pred, images, h, w) if ch == 1 else np.mean([ssim(pred[..., c], images[..., c], h, w)
+                                                            for c in range(ch)], 0)
+    return {"nll_bits": nll, "mse": float(err), "psnr": psnr(err), "ssim": float(sim.mean())}
 
 
 def fill(fn: Callable, images: np.ndarray, idx: np.ndarray, h: int, w: int) -> np.ndarray:
-    """Apply a per-image baseline fill (nearest_fill or linear_fill) to every image, [n, D]."""
+    """Apply a per-image baseline fill (nearest_fill or linear_fill) to every image [n, D], or to every
+    channel of images [n, D, V]."""
+    if images.ndim == 3:
+        return np.stack([fill(fn, images[..., c], idx, h, w) for c in range(images.shape[2])], -1)
     if idx.shape[1] == h * w:
         return images.astype(np.float64)  # everything observed: both fills return the input
     return np.stack([fn(img[o], o, h, w) for img, o in zip(images, idx)])
 
 
 def sample_stats(samples: np.ndarray, images: np.ndarray, idx: np.ndarray) -> dict[str, float | None]:
-    """Per-pixel std across samples (ddof 1; None for a single sample) and the samples' MSE, over unobserved pixels."""
+    """Per-pixel std across samples (ddof 1; None for a single sample) and the samples' MSE, over unobserved
+    pixels (and channels: samples [n, S, D(, V)])."""
     target = unobserved_mask(idx, images.shape[1])
     std = float(samples.std(1, ddof=1)[target].mean()) if samples.shape[1] > 1 else None
     mse = ((samples - images[:, None]) ** 2).mean(1)
@@ -229,7 +261,8 @@ def markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_metrics(res: dict, path: Path) -> None:
+def plot_metrics(res: dict, path: Path, methods: dict[str, str] = METHODS, title: str | None = None,
+                 nll_unit: str = "bits/pixel") -> None:
     """NLL, MSE, PSNR and SSIM against |S| (log x), one line per method (paper Fig. 6)."""
     import matplotlib
     matplotlib.use("Agg")
@@ -237,9 +270,9 @@ def plot_metrics(res: dict, path: Path) -> None:
 
     sizes = [int(s) for s in res["sizes"]]
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
-    for ax, (key, label) in zip(axes, [("nll_bits", "NLL (bits/pixel)"), ("mse", "MSE"),
+    for ax, (key, label) in zip(axes, [("nll_bits", f"NLL ({nll_unit})"), ("mse", "MSE"),
                                        ("psnr", "PSNR (dB)"), ("ssim", "SSIM")]):
-        for m, name in METHODS.items():
+        for m, name in methods.items():
             pts = [(s, r[m][key]) for s, r in zip(sizes, res["sizes"].values())
                    if r[m][key] is not None and math.isfinite(r[m][key]) and not (key == "mse" and r[m][key] <= 0)]
             if pts:
@@ -250,9 +283,9 @@ def plot_metrics(res: dict, path: Path) -> None:
         ax.set_xlabel("|S| observed pixels")
         ax.set_title(label)
         ax.grid(alpha=0.3)
-    fig.legend(*axes[1].get_legend_handles_labels(), loc="upper right", ncol=len(METHODS), fontsize=9)
-    fig.suptitle(f"Fashion-MNIST test, {res['settings']['images']} images, step {res['settings']['step']}",
-                 x=0.02, ha="left")
+    fig.legend(*axes[1].get_legend_handles_labels(), loc="upper right", ncol=len(methods), fontsize=9)
+    title = title or f"Fashion-MNIST test, {res['settings']['images']} images, step {res['settings']['step']}"
+    fig.suptitle(title, x=0.02, ha="left")
     fig.tight_layout(rect=(0, 0, 1, 0.93))
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -345,8 +378,7 @@ def evaluate(checkpoint_path: str | Path, out: str | Path = "runs/eval", images:
                             "mean_mse": float(((mean[:n_sub] - imgs[:n_sub]) ** 2)[sub_mask].mean())}
             msg += f"; samples std {fmt(r['samples']['std'], 4)}"
         if size in fig_sizes:
-            pasted = mean.copy()
-            np.put_along_axis(pasted, idx, obs_vals, 1)
+            pasted = paste(mean, imgs, idx)
             for i in range(min(fig_images, n_sub or images)):  # sampled images only, when sampling
                 panels.append({"image": i, "size": size, "truth": imgs[i], "idx": idx[i], "mean": pasted[i],
                                "samples": smp[i] if n_sub else []})
@@ -389,15 +421,20 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="runs/eval")
     p.add_argument("--images", type=int, default=256, help="number of seeded test images")
     p.add_argument("--sizes", default=DEFAULT_SIZES, help="comma-separated |S| values (curve models: their own "
-                                                              "default, 1..32 or 2..20)")
+                                                              "default, 1..32 or 2..20; RGB models: 4,16,64,256)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--samples", type=int, default=3, help="samples per image (0 = no sampling)")
     p.add_argument("--sample-images", type=int, default=16, help="sample only the first N images")
     p.add_argument("--ar-frac", type=float, default=0.05, help="pixels per autoregressive step / set size")
-    p.add_argument("--data-dir", default=DATA_DIR)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--ridge", type=float, default=DEFAULT_RIDGE, help="conditional-Gaussian covariance ridge")
-    p.add_argument("--gauss-train", type=int, default=0, help="fit the Gaussian on the first N train images (0 = all)")
+    p.add_argument("--data-dir", help=f"gray models: the IDX folder (default {DATA_DIR}); RGB models: a folder "
+                                      "with train/ and test/ (default: from the checkpoint's folder:DIR/train)")
+    p.add_argument("--batch-size", type=int, help="images per model call (default 32 gray, 4 RGB)")
+    p.add_argument("--ridge", type=float, help=f"conditional-Gaussian covariance ridge (default {DEFAULT_RIDGE:g} "
+                                               "gray; RGB: chosen on held-out training images)")
+    p.add_argument("--gauss-train", type=int, default=0, help="fit the Gaussian (RGB: and the kNN) on the first N "
+                                                              "train images (0 = all)")
+    p.add_argument("--tune-images", type=int, default=32, help="RGB models: held-out training images that tune "
+                                                               "the baselines")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--curves", type=int, default=400, help="curve models: evaluation curves per |S|")
     p.add_argument("--joint-samples", type=int, default=300, help="curve models: samples per set for the joint check")
@@ -406,7 +443,7 @@ def main(argv=None) -> int:
     p.add_argument("--bank", type=int, default=2000, help="shape models: training shapes of the kNN posterior")
     a = p.parse_args(argv)
     try:
-        _, ck = load_checkpoint(a.checkpoint)
+        model, ck = load_checkpoint(a.checkpoint)
         if ck["config"]["train"].get("data") in FAMILIES:  # a curve model: held against the exact posterior
             sizes = tuple(int(s) for s in a.sizes.split(",")) if a.sizes != DEFAULT_SIZES else None
             res = evaluate_curves(a.checkpoint, a.out, a.curves, sizes=sizes, seed=a.seed,
@@ -420,8 +457,18 @@ def main(argv=None) -> int:
             print(volumes_markdown(res), end="")
             return 0
         sizes = tuple(int(s) for s in a.sizes.split(",") if s.strip())
+        if model.cfg.val_dim == 3:  # an RGB image model: its folder's test split, the kNN posterior as well
+            from .evaluate_rgb import SIZES, evaluate_rgb
+            from .evaluate_rgb import markdown as rgb_markdown
+
+            res = evaluate_rgb(a.checkpoint, a.out, a.images, SIZES if a.sizes == DEFAULT_SIZES else sizes, a.seed,
+                               a.samples, a.sample_images, a.ar_frac, a.data_dir, a.batch_size or 4, a.ridge,
+                               a.gauss_train, a.tune_images, threads=a.threads)
+            print(rgb_markdown(res), end="")
+            return 0
         res = evaluate(a.checkpoint, a.out, a.images, sizes, a.seed, a.samples, a.sample_images, a.ar_frac,
-                       a.data_dir, a.batch_size, a.ridge, a.gauss_train, threads=a.threads)
+                       a.data_dir or DATA_DIR, a.batch_size or 32, DEFAULT_RIDGE if a.ridge is None else a.ridge,
+                       a.gauss_train, threads=a.threads)
     except (DataError, ExportError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

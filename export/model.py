@@ -268,13 +268,14 @@ class Mixture:
         return mu + sigma * eps
 
     def discretized_log_prob(self, v: torch.Tensor, levels: int = 256, lo: float = 0.0, hi: float = 1.0):
-        """log P(v's level) for scalar values quantised to `levels` on [lo, hi]; edge levels take the tails."""
+        """log P(v's level) for values v [..., V] quantised to `levels` per channel on [lo, hi]; edge levels
+        take the tails. Given a component the channels are independent (shared σ_b): their masses multiply."""
         h = (hi - lo) / (levels - 1) / 2
-        sigma = self.log_sigma.exp()
-        m = self.component_means[..., 0]
-        vv = v[..., :1]
+        sigma = self.log_sigma.exp().unsqueeze(-1)  # [..., NB, 1]
+        m = self.component_means                    # [..., NB, V]
+        vv = v.unsqueeze(-2)                        # [..., 1, V]
         upper = torch.where(vv >= hi - h / 2, torch.full_like(vv, math.inf), vv + h)
         lower = torch.where(vv <= lo + h / 2, torch.full_like(vv, -math.inf), vv - h)
         cdf = lambda x: 0.5 * (1 + torch.erf((x - m) / (sigma * math.sqrt(2))))  # noqa: E731
         mass = (cdf(upper) - cdf(lower)).clamp_min(1e-12)
-        return torch.logsumexp(torch.log_softmax(self.logits, -1) + mass.log(), -1)
+        return torch.logsumexp(torch.log_softmax(self.logits, -1) + mass.log().sum(-1), -1)

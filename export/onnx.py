@@ -24,6 +24,7 @@ from pt_plugin.metadata import sha256
 from .checkpoint import ExportError, load_checkpoint, total_steps  # noqa: F401 - re-exported for callers
 from .evaluate import summary
 from .evaluate_curves import summary as curves_summary
+from .evaluate_rgb import summary as rgb_summary
 from .evaluate_volume import summary as volumes_summary
 from .model import PixelTransformer
 from .signals import graph_io, signal_for
@@ -222,7 +223,8 @@ def validate(model: PixelTransformer, out: Path, sizes=(1, 7, 64, 2048), batches
 
 
 def read_metrics(path: Path) -> dict:
-    """A JSON object for model.json's metrics: an export.evaluate report is summarised (images, curves, shapes)."""
+    """A JSON object for model.json's metrics: an export.evaluate report is summarised (gray or RGB images,
+    curves, shapes)."""
     try:
         metrics = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
@@ -232,7 +234,7 @@ def read_metrics(path: Path) -> dict:
             return curves_summary(metrics)
         if "truncation" in metrics["settings"]:
             return volumes_summary(metrics)
-        return summary(metrics)
+        return rgb_summary(metrics) if metrics["settings"].get("channels", 1) == 3 else summary(metrics)
     return metrics
 
 

@@ -80,6 +80,14 @@ def validation_batches(images: np.ndarray, tc: TrainConfig, n_batches: int = 8):
     return [sampler.batch() for _ in range(n_batches)]
 
 
+def holdout_split(images: np.ndarray, spec: str, val_images: int) -> tuple[np.ndarray, np.ndarray]:
+    """(held-out, training) images of a data set as training splits them: the last val_images, after a
+    seeded shuffle for a folder (its files are sorted by name: not the last names)."""
+    if spec.startswith("folder:"):
+        images = images[np.random.default_rng(12345).permutation(len(images))]
+    return images[-val_images:], images[:-val_images]
+
+
 def data_sources(cfg: Config, rank: int):
     """(training sampler factory: first step -> sampler, fixed validation batches, what it trains on).
 
@@ -128,9 +136,7 @@ def data_sources(cfg: Config, rank: int):
     images = load_dataset(tc.data, tc.data_dir, "train")
     if tc.val_images >= len(images):
         raise DataError(f"val_images={tc.val_images} leaves no training images (dataset has {len(images)})")
-    if tc.data.startswith("folder:"):  # files sorted by name: hold out a seeded random share, not the last names
-        images = images[np.random.default_rng(12345).permutation(len(images))]
-    val_imgs, train_imgs = images[-tc.val_images:], images[:-tc.val_images]
+    val_imgs, train_imgs = holdout_split(images, tc.data, tc.val_images)
     if tc.limit:
         train_imgs = train_imgs[:tc.limit]
     if mc.val_dim != images.shape[-1]:

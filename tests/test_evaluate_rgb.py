@@ -1,0 +1,199 @@
+"""The RGB evaluation (issue 12): the per-channel discretised likelihood, the kNN posterior, the whole protocol.
+
+A tiny random (untrained) PixelTransformer with val_dim 3 and synthetic 8×8 images: no data set, no training.
+"""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from export.baselines import KNN_SIGMAS, KnnPosterior, select_knn
+from export.checkpoint import load_checkpoint
+from export.config import Config
+from export.data import pixel_centers
+from export.evaluate import model_predict, observed_indices
+from export.model import Mixture, PixelTransformer
+
+PALETTE = [[r, g, b] for r in (0.0, 0.5, 1.0) for g in (0.0, 0.5, 1.0) for b in (0.0, 0.5, 1.0)]
+TINY = {"val_dim": 3, "d_model": 16, "n_heads": 2, "enc_layers": 1, "dec_layers": 1, "ffn": 32, "bin_centers": PALETTE}
+
+
+def level_mass(v: float, m: float, s: float, levels: int = 256) -> float:
+    """Brute force: N(m, s²) mass of v's level on [0, 1], the edge levels open to ±∞."""
+    h = 1 / (levels - 1) / 2
+    lo = -math.inf if v <= h / 2 else (v - h - m) / s
+    hi = math.inf if v >= 1 - h / 2 else (v + h - m) / s
+    tail = lambda z: 0.5 * math.erfc(z / math.sqrt(2))  # noqa: E731 - P(Z > z), accurate in both tails
+    mass = tail(lo) - tail(hi) if lo > -1 else tail(-hi) - tail(-lo)
+    return max(mass, 1e-12)
+
+
+def brute_log_prob(logits, offsets, log_sigma, centers, v, levels=256) -> float:
+    """log Σ_b q_b Π_c mass(v_c | c_bc + μ_bc, σ_b) for one query."""
+    q = np.exp(logits - logits.max())
+    q /= q.sum()
+    total = sum(q[b] * np.prod([level_mass(v[c], centers[b, c] + offsets[b, c], math.exp(log_sigma[b]), levels)
+                                for c in range(len(v))]) for b in range(len(q)))
+    return math.log(total)
+
+
+def random_mixture(n: int = 5, bins: int = 4, seed: int = 0) -> Mixture:
+    g = torch.Generator().manual_seed(seed)
+    return Mixture(torch.randn(n, bins, generator=g, dtype=torch.float64),
+                   0.1 * torch.randn(n, bins, 3, generator=g, dtype=torch.float64),
+                   torch.empty(n, bins, dtype=torch.float64).uniform_(-4, -1, generator=g),
+                   torch.rand(bins, 3, generator=g, dtype=torch.float64))
+
+
+def test_rgb_discretized_log_prob_matches_brute_force():
+    mix = random_mixture()
+    v = torch.tensor([[0.0, 1.0, 0.5], [10 / 255, 250 / 255, 1.0], [0.2, 0.2, 0.2], [1.0, 0.0, 0.0],
+                      [128 / 255, 3 / 255, 77 / 255]], dtype=torch.float64)
+    got = mix.discretized_log_prob(v).numpy()
+    want = [brute_log_prob(mix.logits[i].numpy(), mix.offsets[i].numpy(), mix.log_sigma[i].numpy(),
+                           mix.centers.numpy(), v[i].numpy()) for i in range(len(v))]
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+
+
+def test_rgb_discretized_probabilities_sum_to_one():
+    """Over all levels³ values (4 levels per channel) the discretised mixture is a distribution."""
+    mix = random_mixture(n=1)
+    lv = torch.arange(4, dtype=torch.float64) / 3
+    grid = torch.cartesian_prod(lv, lv, lv)                          # [64, 3]
+    wide = Mixture(*(t.expand(len(grid), *t.shape[1:]) for t in (mix.logits, mix.offsets, mix.log_sigma)), mix.centers)
+    assert math.isclose(wide.discretized_log_prob(grid, levels=4).exp().sum().item(), 1.0, rel_tol=1e-9)
+
+
+def tiny_model(seed: int = 0) -> PixelTransformer:
+    cfg = Config.from_dict({"model": TINY})
+    torch.manual_seed(seed)
+    model = PixelTransformer(cfg.model).eval()
+    with torch.no_grad():  # spread the untrained head so logits, offsets and σ differ between bins
+        model.decoder.head.weight.normal_(0, 0.5)
+    return model
+
+
+def test_model_predict_rgb_sums_channels_per_component():
+    model = tiny_model()
+    h = w = 4
+    img = np.random.default_rng(0).integers(0, 256, (1, h * w, 3)).astype(np.float32) / 255
+    idx = observed_indices(1, h * w, 5, 0)
+    centers = torch.from_numpy(pixel_centers(h, w))
+    mean, logp = model_predict(model, img, idx, centers, 1, torch.float64)
+    assert mean.shape == (1, h * w, 3) and logp.shape == (1, h * w)
+    with torch.no_grad():
+        obs = torch.from_numpy(idx)
+        mix = model(centers[obs], torch.from_numpy(img[0, idx[0]])[None], torch.ones(1, 5, dtype=torch.bool),
+                    centers[None])
+    for j in (0, 7, 15):
+        want = brute_log_prob(mix.logits[0, j].double().numpy(), mix.offsets[0, j].double().numpy(),
+                              mix.log_sigma[0, j].double().numpy(), mix.centers.double().numpy(), img[0, j])
+        # the model's cdf difference (erf) loses ~1e-4 of the mass far out in a tail, even in float64
+        assert abs(logp[0, j] - want) < 1e-3, (j, logp[0, j], want)
+
+
+def test_knn_posterior_with_tau_zero_is_the_best_match():
+    rng = np.random.default_rng(1)
+    train = rng.integers(0, 256, (20, 16, 3)).astype(np.float32) / 255
+    knn = KnnPosterior(train)
+    truth = train[7].copy()
+    idx = np.array([0, 5, 9, 14])
+    noisy = np.clip(truth[idx] + rng.normal(0, 0.01, (4, 3)), 0, 1)  # still nearest to image 7
+    for tau in (0.0, 1e-4):
+        mean, _ = knn.predict(idx, noisy, truth, tau, tau, 0.05)
+        np.testing.assert_allclose(mean, train[7], atol=1e-6)
+    # a very wide τ weighs every image alike: the mean is the training mean
+    np.testing.assert_allclose(knn.predict(idx, noisy, truth, 1e6, 1e6, 0.05)[0], train.mean(0), atol=1e-5)
+
+
+def test_knn_log_prob_matches_brute_force():
+    rng = np.random.default_rng(2)
+    train = rng.integers(0, 256, (6, 9, 3)).astype(np.float32) / 255
+    target = rng.integers(0, 256, (9, 3)).astype(np.float32) / 255
+    target[0] = [0.0, 1.0, 1.0]  # edge levels
+    idx, tau, sigma = np.array([2, 4]), 0.3, 0.08
+    knn = KnnPosterior(train)
+    _, logp = knn.predict(idx, target[idx], target, 0.0, tau, sigma)
+    dist = ((train[:, idx].astype(np.float64) - target[idx]) ** 2).sum((1, 2))
+    wts = np.exp(-dist / (2 * tau ** 2))
+    wts /= wts.sum()
+    for j in range(9):
+        p = sum(wts[i] * np.prod([level_mass(target[j, c], train[i, j, c], sigma) for c in range(3)]) for i in range(6))
+        assert math.isclose(logp[j], math.log(p), rel_tol=1e-5), j
+
+
+def test_select_knn_prefers_a_sharp_tau_when_images_repeat():
+    """Held-out images that are copies of training images: the mean is best from the nearest image alone."""
+    rng = np.random.default_rng(3)
+    train = rng.integers(0, 256, (30, 16, 3)).astype(np.float32) / 255
+    choice = select_knn(KnnPosterior(train), train[:6], sizes=(8,), pixels=8)["8"]
+    assert choice["tau_mean"] <= 0.05 and choice["held_out_mse"] < 1e-6
+    assert choice["sigma"] == min(KNN_SIGMAS)  # the copies match exactly: the sharpest σ of the grid
+
+
+def synthetic_images(n: int, seed: int, size: int = 8) -> np.ndarray:
+    """n smooth colour images with a square of another colour, [n, size, size, 3] uint8."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / (size - 1)
+    out = []
+    for _ in range(n):
+        base = rng.random(3) + rng.normal(0, 0.3, 3) * xx[..., None] + rng.normal(0, 0.3, 3) * yy[..., None]
+        y0, x0 = rng.integers(0, size - 3, 2)
+        base[y0:y0 + 3, x0:x0 + 3] = rng.random(3)
+        out.append(np.clip(np.rint(base * 255), 0, 255).astype(np.uint8))
+    return np.stack(out)
+
+
+@pytest.fixture
+def rgb_run(tmp_path):
+    """A folder with train/ (40) and test/ (10) PNGs and a tiny RGB checkpoint that trained on folder:.../train."""
+    for split, n, seed in (("train", 40, 0), ("test", 10, 1)):
+        (tmp_path / "rgb" / split).mkdir(parents=True)
+        for i, im in enumerate(synthetic_images(n, seed)):
+            Image.fromarray(im).save(tmp_path / "rgb" / split / f"im{i:02d}.png")
+    cfg = Config.from_dict({"model": TINY, "train": {"data": f"folder:{tmp_path}/rgb/train", "val_images": 8}})
+    model = tiny_model()
+    torch.save({"config": cfg.to_dict(), "model": model.state_dict(), "step": 3}, tmp_path / "model.pt")
+    return tmp_path
+
+
+def test_evaluate_rgb_end_to_end(rgb_run):
+    from export.evaluate import main, model_predict, unobserved_mask
+    from export.evaluate_rgb import load_split
+    from export.onnx import read_metrics
+
+    out = rgb_run / "eval"
+    assert main([str(rgb_run / "model.pt"), "--out", str(out), "--images", "6", "--sizes", "4,16", "--samples", "2",
+                 "--sample-images", "2", "--ar-frac", "0.5", "--tune-images", "6", "--threads", "1"]) == 0
+    for name in ("metrics.json", "metrics.md", "metrics.png", "samples.png", "composition.png"):
+        assert (out / name).is_file(), name
+    res = json.loads((out / "metrics.json").read_text())
+    st = res["settings"]
+    assert st["channels"] == 3 and st["pixels"] == 64 and st["step"] == 3 and st["tuning"]["train_images"] == 32
+    for size in ("4", "16"):
+        r = res["sizes"][size]
+        for m in ("model", "cond_gauss", "knn"):
+            assert 0 < r[m]["nll_bits"] < 16, (size, m)
+        for m in ("model", "cond_gauss", "knn", "linear", "nearest"):
+            assert 0 < r[m]["mse"] < 1 and -1 <= r[m]["ssim"] <= 1, (size, m)
+        assert r["linear"]["nll_bits"] is None and r["samples"]["std"] > 0
+        assert isinstance(r["targets"]["nll_1bit_below_cond_gauss"], bool)
+        assert r["targets"]["best_baseline_mse"] == min(r[m]["mse"] for m in ("cond_gauss", "knn", "linear", "nearest"))
+        assert r["targets"]["mse_below_best_baseline"] == (r["model"]["mse"] < r["targets"]["best_baseline_mse"])
+    tg = res["targets"]
+    assert tg["pass"] == (tg["nll_1bit_below_cond_gauss"] and tg["mse_below_best_baseline"])
+    # the model's NLL is bits per sub-pixel: the per-pixel log-likelihood over unobserved pixels / (3 ln 2)
+    test, h, w = load_split(rgb_run / "rgb", "test")
+    imgs = test[st["test_indices"]]
+    idx = observed_indices(6, 64, 16, 0)
+    model, _ = load_checkpoint(rgb_run / "model.pt")
+    _, logp = model_predict(model, imgs, idx, torch.from_numpy(pixel_centers(h, w)), 4, torch.float64)
+    want = -logp[unobserved_mask(idx, 64)].mean() / (3 * math.log(2))
+    assert math.isclose(res["sizes"]["16"]["model"]["nll_bits"], want, rel_tol=1e-9)
+    summary = read_metrics(out / "metrics.json")  # what export.onnx --metrics records in model.json
+    assert summary["sizes"]["16"]["knn_nll_bits"] == res["sizes"]["16"]["knn"]["nll_bits"]
+    assert "RGB" in summary["protocol"] and "pass" in summary["targets"]
+    assert "| 16 |" in (out / "metrics.md").read_text()
