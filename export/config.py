@@ -34,6 +34,8 @@ class ModelConfig:
     sigma_min: float = 1e-3       # floor of the per-bin standard deviation, in value units
     max_offset_bins: float = 2.0  # |offset| is kept below this many bin widths
     fourier_seed: int = 0         # seed of the fixed Fourier matrix
+    init_std: float = 0.02        # std of the Linear weights at init; 0 = 1/sqrt(fan_in)
+    locality_init: float = 0.0    # > 0: start every attention layer local (module docstring of export.model)
     normalize_values: bool = False  # map value_range to [-1, 1] before the value embedding and start that
     #   embedding at unit scale (std 1, not 0.02): otherwise the values enter the encoder ~35x weaker than the
     #   Fourier features and a model can train for thousands of steps on positions alone, ignoring S

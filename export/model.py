@@ -201,14 +201,34 @@ class PixelTransformer(nn.Module):
         self.encoder = Encoder(cfg, posenc)
         self.decoder = QueryDecoder(cfg, posenc)
         self.register_buffer("centers", bin_centers(cfg))
-        self.apply(self._init)
+        self.apply(lambda m: self._init(m, cfg.init_std))
         if cfg.normalize_values:  # values in [-1, 1] embedded at the scale of the Fourier features, so that
             nn.init.normal_(self.encoder.value_embed.weight, std=1.0)  # attention can use them from step 0
+        if cfg.locality_init:
+            self.init_local_attention(cfg.locality_init)
+
+    @torch.no_grad()
+    def init_local_attention(self, alpha: float) -> None:
+        """Add alpha to the query and key weights that copy a head's share of the Fourier features: each head
+        then starts with scores alpha²·Σ_f cos(2π ω_f·(x − y)) (+ the random part), a kernel peaked where
+        query and key positions agree. Without it, attention starts uniform and a model can spend thousands
+        of steps predicting from positions alone before it learns to look at nearby samples."""
+        d, nf = self.cfg.d_model, self.cfg.d_model // 4  # Fourier features: sin at d/2 + f, cos at d/2 + nf + f
+        for blk in [*self.encoder.blocks, *self.decoder.blocks]:
+            att = blk.att
+            per = att.dh // 2  # frequencies per head (a sin and a cos dimension each)
+            for head in range(att.h):
+                freqs = (torch.arange(per) + head * per) % nf
+                rows = head * att.dh + torch.arange(att.dh)
+                cols = torch.cat([d // 2 + freqs, d // 2 + nf + freqs])
+                att.q.weight[rows, cols] += alpha
+                att.kv.weight[rows, cols] += alpha  # the first d rows of kv are the keys
 
     @staticmethod
-    def _init(m: nn.Module) -> None:
+    def _init(m: nn.Module, std: float = 0.02) -> None:
+        """Linear weights ~ N(0, std²), or N(0, 1/fan_in) with std 0 (a unit-scale signal through each layer)."""
         if isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, std=0.02)
+            nn.init.normal_(m.weight, std=std or m.in_features ** -0.5)
             nn.init.zeros_(m.bias)
 
     def forward(self, sample_pos, sample_val, sample_mask, query_pos) -> "Mixture":

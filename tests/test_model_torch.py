@@ -112,3 +112,35 @@ def test_normalize_values_maps_the_value_range_to_plus_minus_one():
     mask = torch.ones(2, 5, dtype=torch.bool)
     assert torch.allclose(b.encoder(pos, val, mask), a.encoder(pos, val / 0.3, mask), atol=1e-5)
     assert not torch.allclose(b.encoder(pos, val, mask), a.encoder(pos, val, mask), atol=1e-3)
+
+
+def test_init_std_zero_scales_by_fan_in():
+    torch.manual_seed(0)
+    m = PixelTransformer(ModelConfig(d_model=64, n_heads=2, enc_layers=1, dec_layers=1, ffn=256, num_bins=8,
+                                     init_std=0.0))
+    w = m.decoder.blocks[0].ff[2].weight  # 256 -> 64
+    assert abs(float(w.std()) - 256 ** -0.5) < 0.1 * 256 ** -0.5
+
+
+@torch.no_grad()
+def test_locality_init_makes_attention_peak_at_the_same_position():
+    """With locality_init, a fresh decoder's first cross-attention gives a query most weight on the sample
+    at its own position; without it, attention is nearly uniform."""
+    def first_layer_weights(alpha):
+        torch.manual_seed(0)
+        cfg = ModelConfig(pos_dim=2, d_model=64, n_heads=2, enc_layers=1, dec_layers=1, ffn=64, num_bins=8,
+                          locality_init=alpha)
+        m = PixelTransformer(cfg).eval()
+        pos = torch.rand(1, 32, 2) * 2 - 1
+        mem = m.encoder(pos, torch.rand(1, 32, 1), torch.ones(1, 32, dtype=torch.bool))
+        att = m.decoder.blocks[0].att
+        q_in = m.decoder.blocks[0].ln1(torch.cat([m.decoder.query_token.expand(1, 32, -1),
+                                                  m.decoder.posenc(pos)], -1))
+        q = att.q(q_in).view(1, 32, att.h, att.dh).transpose(1, 2)
+        k = att.kv(mem).view(1, 32, 2, att.h, att.dh)[:, :, 0].transpose(1, 2)
+        w = torch.softmax(q @ k.transpose(-1, -2) / att.dh ** 0.5, -1)[0].mean(0)  # [queries, keys]
+        return float(w.diagonal().mean()), float(w.mean())
+    own, avg = first_layer_weights(1.5)
+    assert own > 5 * avg
+    own0, avg0 = first_layer_weights(0.0)
+    assert own0 < 1.5 * avg0
