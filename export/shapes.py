@@ -8,7 +8,10 @@ proportions. Each shape is scaled so that its longest side spans [-0.9, 0.9] and
 [-1, 1]³ position cube; y is up, the front faces +z. Values are the SDF truncated to ±TRUNCATION.
 
 Positions for training and evaluation are uniform in the cube, except a share NEAR_SHARE drawn
-uniformly from the shell |sdf| < NEAR_BAND around the surface (by rejection). Training,
+uniformly from the shell |sdf| < NEAR_BAND around the surface (by rejection). In training, a share
+NEIGHBOUR_SHARE of the queries is instead put next to a sample of S (its position plus N(0, NEIGHBOUR_STD²)
+per axis): samples never coincide with continuous queries, and without such neighbours a model can train
+for thousands of steps on positions alone before it learns to read nearby samples. Training,
 validation and evaluation shapes come from disjoint seed streams (export.curves.seed_sequence).
 """
 from __future__ import annotations
@@ -26,6 +29,8 @@ TRUNCATION = 0.3   # values are clip(sdf, -TRUNCATION, TRUNCATION)
 EXTENT = 0.9       # the longest side of every shape spans [-EXTENT, EXTENT]
 NEAR_SHARE = 0.5   # share of positions drawn from the near-surface shell
 NEAR_BAND = 0.05   # the shell: |sdf| < NEAR_BAND
+NEIGHBOUR_SHARE = 0.25  # training queries placed next to a sample of S
+NEIGHBOUR_STD = 0.03
 KIND_WEIGHTS = {"chair": 0.6, "stool": 0.2, "table": 0.2}
 
 
@@ -199,10 +204,11 @@ class ShapeSampler:
     """Training batches (S positions, S values, S mask, Q positions, Q values) of fresh shapes, [B, ·, 3 | 1]."""
 
     def __init__(self, min_samples: int, max_samples: int, num_queries: int, batch_size: int,
-                 seed: np.random.SeedSequence, max_set_tokens: int = 0, near_share: float = NEAR_SHARE):
+                 seed: np.random.SeedSequence, max_set_tokens: int = 0, near_share: float = NEAR_SHARE,
+                 neighbour_share: float = NEIGHBOUR_SHARE):
         self.kmin, self.kmax, self.nq, self.bs, self.max_tokens = min_samples, max_samples, num_queries, batch_size, \
             max_set_tokens
-        self.near = near_share
+        self.near, self.neighbours = near_share, neighbour_share
         self.rng = np.random.default_rng(seed)
         self.g = torch.Generator().manual_seed(int(self.rng.integers(2**62)))
 
@@ -213,6 +219,10 @@ class ShapeSampler:
         for _ in range(bs):
             shape = random_shape(self.rng)
             p = shape.positions(k + self.nq, self.rng, self.near)
+            m = int(self.rng.binomial(self.nq, self.neighbours))  # queries next to a sample of S
+            if m:
+                near_s = p[self.rng.integers(k, size=m)] + self.rng.normal(0, NEIGHBOUR_STD, (m, 3))
+                p[k:k + m] = np.clip(near_s, -1, 1)
             pos.append(p)
             val.append(shape.values(p))
         pos, val = torch.from_numpy(np.stack(pos)), torch.from_numpy(np.stack(val))

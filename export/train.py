@@ -131,7 +131,8 @@ def data_sources(cfg: Config, rank: int):
         def shape_sampler(step: int) -> ShapeSampler:
             return ShapeSampler(tc.min_samples, tc.max_samples, tc.num_queries, tc.batch_size,
                                 seed_sequence("train", tc.seed, rank, step), tc.max_set_tokens)
-        val = ShapeSampler(tc.min_samples, tc.max_samples, tc.num_queries, 8, seed_sequence("val"), tc.max_set_tokens)
+        val = ShapeSampler(tc.min_samples, tc.max_samples, tc.num_queries, 8, seed_sequence("val"), tc.max_set_tokens,
+                           neighbour_share=0.0)  # validation queries as evaluation draws them
         return shape_sampler, [val.batch() for _ in range(8)], "procedural chairs, stools and tables drawn on the fly"
     images = load_dataset(tc.data, tc.data_dir, "train")
     if tc.val_images >= len(images):
