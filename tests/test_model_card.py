@@ -93,3 +93,19 @@ def test_curve_cards_and_readme_quote_their_evaluation(name):
     row = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith(f"| `{name}` |"))
     assert f"{min(gaps):.2f}–{max(gaps):.2f} nats" in row
     assert meta["training"]["steps"] == json.loads(report.read_text())["settings"]["step"]
+
+
+@pytest.mark.parametrize("name", ["shapes", "emoji"])
+def test_shape_and_emoji_cards_are_fresh_renderings(name):
+    """The emoji and shapes cards show exactly what their reports and checkpoints hold, and model.json
+    records the same training steps as the report."""
+    import subprocess
+    import sys
+
+    card, report = ROOT / "weights" / name / "MODEL_CARD.md", ROOT / "docs" / name / "metrics.json"
+    ck = ROOT / "weights" / "checkpoints" / f"{name}.pt"
+    r = subprocess.run([sys.executable, "-m", "export.model_card", str(card), "--metrics", str(report),
+                        "--checkpoint", str(ck), "--check"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr
+    meta = json.loads((ROOT / "weights" / name / "model.json").read_text())
+    assert meta["training"]["steps"] == json.loads(report.read_text())["settings"]["step"]
