@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .data import pixel_centers
-from .evaluate import ar_sample, model_predict, observed_indices, paste
+from .image_eval import ar_sample, model_predict, observed_indices, paste
 from .model import PixelTransformer
 
 CHECKER = (0.5, 0.62)  # the two grays of the checkerboard behind unobserved pixels

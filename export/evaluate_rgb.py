@@ -32,7 +32,7 @@ from .checkpoint import load_checkpoint, total_steps
 from .compose import observed_picture, plot_rows, write_composition
 from .data import image_files, load_image_folder, pixel_centers
 from .emoji import PACKAGES, split_key
-from .evaluate import (ar_sample, finite_or_none, fill, fmt, model_predict, observed_indices, paste,
+from .image_eval import (ar_sample, finite_or_none, fill, fmt, model_predict, observed_indices, paste,
                        plot_metrics, sample_stats, score, unobserved_mask)
 from .train import holdout_split
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .evaluate import fmt
+from .image_eval import fmt
 
 BEGIN, END = "<!-- generated: {} -->", "<!-- end generated: {} -->"
 
