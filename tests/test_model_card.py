@@ -76,9 +76,8 @@ def test_readme_shows_the_shipped_numbers():
         assert f"{m['cond_gauss_nll_bits']:.2f} bits / {m['cond_gauss_mse']:.4f}" in readme, size
 
 
-@pytest.mark.parametrize("name", ["gp-curves", "polynomials"])
-def test_curve_cards_and_readme_quote_their_evaluation(name):
-    """A curve model's card is a fresh rendering of its report, and the README row quotes model.json."""
+def check_card_is_fresh(name):
+    """`export.model_card --check` passes on the bundled card; returns (model.json, the evaluation report)."""
     import subprocess
     import sys
 
@@ -87,25 +86,23 @@ def test_curve_cards_and_readme_quote_their_evaluation(name):
     r = subprocess.run([sys.executable, "-m", "export.model_card", str(card), "--metrics", str(report),
                         "--checkpoint", str(ck), "--check"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stderr
-    meta = json.loads((ROOT / "weights" / name / "model.json").read_text())
+    return json.loads((ROOT / "weights" / name / "model.json").read_text()), json.loads(report.read_text())
+
+
+@pytest.mark.parametrize("name", ["gp-curves", "polynomials"])
+def test_curve_cards_and_readme_quote_their_evaluation(name):
+    """A curve model's card is a fresh rendering of its report, and the README row quotes model.json."""
+    meta, report = check_card_is_fresh(name)
     sizes = meta["metrics"]["sizes"]
     gaps = [v["gap"] for v in sizes.values()]
     row = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith(f"| `{name}` |"))
     assert f"{min(gaps):.2f}–{max(gaps):.2f} nats" in row
-    assert meta["training"]["steps"] == json.loads(report.read_text())["settings"]["step"]
+    assert meta["training"]["steps"] == report["settings"]["step"]
 
 
 @pytest.mark.parametrize("name", ["shapes", "emoji"])
 def test_shape_and_emoji_cards_are_fresh_renderings(name):
     """The emoji and shapes cards show exactly what their reports and checkpoints hold, and model.json
     records the same training steps as the report."""
-    import subprocess
-    import sys
-
-    card, report = ROOT / "weights" / name / "MODEL_CARD.md", ROOT / "docs" / name / "metrics.json"
-    ck = ROOT / "weights" / "checkpoints" / f"{name}.pt"
-    r = subprocess.run([sys.executable, "-m", "export.model_card", str(card), "--metrics", str(report),
-                        "--checkpoint", str(ck), "--check"], capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert r.returncode == 0, r.stderr
-    meta = json.loads((ROOT / "weights" / name / "model.json").read_text())
-    assert meta["training"]["steps"] == json.loads(report.read_text())["settings"]["step"]
+    meta, report = check_card_is_fresh(name)
+    assert meta["training"]["steps"] == report["settings"]["step"]
