@@ -40,7 +40,7 @@ from .evaluate_curves import evaluate_curves
 from .evaluate_curves import markdown as curves_markdown
 from .evaluate_volume import evaluate_volumes
 from .evaluate_volume import markdown as volumes_markdown
-from .image_eval import (LN2, METHODS, SSIM_SIGMA, SSIM_WINDOW, load_model, test_images, observed_indices, unobserved_mask, channels_last, take_pixels, model_predict, ar_sample, gaussian_window, ssim, psnr, paste, score, fill, sample_stats, fmt, markdown, plot_metrics, plot_samples, finite_or_none)  # noqa: F401 - also this module's API
+from .image_eval import (LN2, METHODS, SSIM_SIGMA, SSIM_WINDOW, sample_and_score, samples_lines, load_model, test_images, observed_indices, unobserved_mask, channels_last, take_pixels, model_predict, ar_sample, gaussian_window, ssim, psnr, paste, score, fill, sample_stats, fmt, markdown, plot_metrics, plot_samples, finite_or_none)  # noqa: F401 - also this module's API
 
 DATA_DIR = "/usr/share/datasets/fashion-mnist"
 DEFAULT_SIZES = "4,16,64,256,784"
@@ -91,10 +91,8 @@ def evaluate(checkpoint_path: str | Path, out: str | Path = "runs/eval", images:
             "nll_diff_bits": m["nll_bits"] - g["nll_bits"] if g["nll_bits"] is not None else None}
         msg = f"|S|={size}: model/CG/linear/nearest MSE " + " ".join(f"{r[k]['mse']:.4f}" for k in METHODS)
         if n_sub and size < d:
-            smp = ar_sample(model, imgs[:n_sub], idx[:n_sub], centers, samples, ar_frac, gen)
-            sub_mask = unobserved_mask(idx[:n_sub], d)
-            r["samples"] = {**sample_stats(smp, imgs[:n_sub], idx[:n_sub]),
-                            "mean_mse": float(((mean[:n_sub] - imgs[:n_sub]) ** 2)[sub_mask].mean())}
+            smp, r["samples"] = sample_and_score(model, imgs[:n_sub], idx[:n_sub], mean[:n_sub], centers, samples,
+                                                 ar_frac, gen)
             msg += f"; samples std {fmt(r['samples']['std'], 4)}"
         if size in fig_sizes:
             pasted = paste(mean, imgs, idx)

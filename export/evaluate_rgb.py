@@ -32,8 +32,8 @@ from .checkpoint import load_checkpoint, total_steps
 from .compose import observed_picture, plot_rows, write_composition
 from .data import image_files, load_image_folder, pixel_centers
 from .emoji import PACKAGES, split_key
-from .image_eval import (ar_sample, finite_or_none, fill, fmt, model_predict, observed_indices, paste,
-                       plot_metrics, sample_stats, score, unobserved_mask)
+from .image_eval import (finite_or_none, fill, fmt, model_predict, observed_indices, paste,
+                       plot_metrics, sample_and_score, samples_lines, score)
 from .train import holdout_split
 
 METHODS = {"model": "PixelTransformer", "cond_gauss": "Cond. Gaussian", "knn": "kNN posterior",
@@ -168,14 +168,7 @@ def markdown(res: dict) -> str:
         t = r["targets"]
         row.append(("pass" if t["mse_below_best_baseline"] else "FAIL") + f" ({METHODS[t['best_baseline']]})")
         lines.append("| " + " | ".join(row) + " |")
-    if any("samples" in r for r in res["sizes"].values()):
-        lines += ["", f"Samples ({st['samples']} per image, first {st['sample_images']} images, hybrid autoregressive, "
-                  f"ar_frac {st['ar_frac']}):", "",
-                  r"| \|S\| | per-pixel std | sample MSE | mean MSE (same images) |", "|---:|---:|---:|---:|"]
-        for size, r in res["sizes"].items():
-            if "samples" in r:
-                s = r["samples"]
-                lines.append(f"| {size} | {fmt(s['std'], 4)} | {s['mse']:.5f} | {s['mean_mse']:.5f} |")
+    lines += samples_lines(res)
     lines += ["", f"Baselines: conditional-Gaussian ridge {tu['ridge']:g}; kNN posterior per |S| (τ of the mean, "
               "τ and σ of the density; held-out MSE and NLL):", "",
               r"| \|S\| | τ mean | τ | σ | held-out MSE | held-out NLL | on grid edge |",
@@ -258,10 +251,8 @@ def evaluate_rgb(checkpoint_path: str | Path, out: str | Path = "runs/eval", ima
         msg = f"|S|={size}: NLL model/CG/kNN " + " ".join(f"{r[m]['nll_bits']:.3f}" for m in DENSITIES)
         msg += "; MSE " + " ".join(f"{r[m]['mse']:.4f}" for m in METHODS)
         if n_sub:
-            smp = ar_sample(model, imgs[:n_sub], idx[:n_sub], centers, samples, ar_frac, gen)
-            sub_mask = unobserved_mask(idx[:n_sub], d)
-            r["samples"] = {**sample_stats(smp, imgs[:n_sub], idx[:n_sub]),
-                            "mean_mse": float(((mean[:n_sub] - imgs[:n_sub]) ** 2)[sub_mask].mean())}
+            smp, r["samples"] = sample_and_score(model, imgs[:n_sub], idx[:n_sub], mean[:n_sub], centers, samples,
+                                                 ar_frac, gen)
             msg += f"; samples std {fmt(r['samples']['std'], 4)}"
         if size in fig_sizes:
             pasted = paste(mean, imgs, idx)

@@ -198,6 +198,30 @@ def fmt(v: float | None, digits: int) -> str:
     return f"{v:.{digits}f}"
 
 
+def samples_lines(res: dict) -> list[str]:
+    """The report's samples table (markdown lines), or nothing when no samples were drawn."""
+    st, lines = res["settings"], []
+    if any("samples" in r for r in res["sizes"].values()):
+        lines += ["", f"Samples ({st['samples']} per image, first {st['sample_images']} images, "
+                  f"hybrid autoregressive, ar_frac {st['ar_frac']}):", "",
+                  r"| \|S\| | per-pixel std | sample MSE | mean MSE (same images) |", "|---:|---:|---:|---:|"]
+        for size, r in res["sizes"].items():
+            if "samples" in r:
+                s = r["samples"]
+                lines.append(f"| {size} | {fmt(s['std'], 4)} | {s['mse']:.5f} | {s['mean_mse']:.5f} |")
+    return lines
+
+
+def sample_and_score(model: PixelTransformer, imgs: np.ndarray, idx: np.ndarray, mean: np.ndarray,
+                     centers: torch.Tensor, n_samples: int, ar_frac: float, gen: torch.Generator):
+    """Hybrid autoregressive samples of imgs given idx, and their stats (sample_stats plus the mean's MSE on
+    the same images and unobserved pixels)."""
+    smp = ar_sample(model, imgs, idx, centers, n_samples, ar_frac, gen)
+    sub_mask = unobserved_mask(idx, imgs.shape[1])
+    stats = {**sample_stats(smp, imgs, idx), "mean_mse": float(((mean - imgs) ** 2)[sub_mask].mean())}
+    return smp, stats
+
+
 def markdown(res: dict) -> str:
     """Markdown tables of the results: one row per |S|."""
     st = res["settings"]
@@ -216,14 +240,7 @@ def markdown(res: dict) -> str:
             row += [fmt(r[m]["nll_bits"], 3), fmt(r[m]["mse"], 5), fmt(r[m]["psnr"], 2), fmt(r[m]["ssim"], 4)]
         row += [fmt(r["model_vs_gauss"]["mse_ratio"], 3), fmt(r["model_vs_gauss"]["nll_diff_bits"], 3)]
         lines.append("| " + " | ".join(row) + " |")
-    if any("samples" in r for r in res["sizes"].values()):
-        lines += ["", f"Samples ({st['samples']} per image, first {st['sample_images']} images, "
-                  f"hybrid autoregressive, ar_frac {st['ar_frac']}):", "",
-                  r"| \|S\| | per-pixel std | sample MSE | mean MSE (same images) |", "|---:|---:|---:|---:|"]
-        for size, r in res["sizes"].items():
-            if "samples" in r:
-                s = r["samples"]
-                lines.append(f"| {size} | {fmt(s['std'], 4)} | {s['mse']:.5f} | {s['mean_mse']:.5f} |")
+    lines += samples_lines(res)
     if st["pixels"] in st["sizes"]:
         lines += ["", f"Row |S| = {st['pixels']} (everything observed): every method scored on all pixels without "
                   "pasting; the baselines reproduce the input exactly, the model's numbers are a reconstruction."]
