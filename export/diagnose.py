@@ -1,0 +1,56 @@
+"""Does a checkpoint use its samples? `python -m export.diagnose CHECKPOINT [CHECKPOINT ...]`.
+
+A training diagnostic: the validation log-likelihood (nats per value) with S as given, against the
+same batches with S's values shuffled across the batch (each set paired with another signal's values).
+A model that learnt only p(value | position) scores the same on both (gain ≈ 0); fashion-mnist gains
+2.4 nats. The runs that gained nothing are what made the `normalize_values`, `init_std` and
+`locality_init` model options necessary (CHANGELOG).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from .checkpoint import ExportError, load_checkpoint
+from .config import Config
+from .data import DataError
+from .model import PixelTransformer
+
+
+@torch.no_grad()
+def conditioning_gain(model: PixelTransformer, batches: list) -> dict[str, float]:
+    """Mean log-likelihood of the query values with S, with S's values shuffled across each batch, and the gain."""
+    model.eval()
+    given = shuffled = 0.0
+    for spos, sval, mask, qpos, qval in batches:
+        other = torch.roll(torch.arange(len(sval)), 1)  # set i gets set i-1's values: none keeps its own
+        given += model(spos, sval, mask, qpos).log_prob(qval).mean().item()
+        shuffled += model(spos, sval[other], mask, qpos).log_prob(qval).mean().item()
+    n = max(1, len(batches))
+    return {"with_s": given / n, "shuffled_s": shuffled / n, "gain": (given - shuffled) / n}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m export.diagnose", description=__doc__.splitlines()[0])
+    p.add_argument("checkpoints", nargs="+")
+    p.add_argument("--batches", type=int, default=4, help="validation batches to average over")
+    a = p.parse_args(argv)
+    from .train import data_sources  # heavy: only when run
+
+    for path in a.checkpoints:
+        try:
+            model, ck = load_checkpoint(path)
+            _, val, _ = data_sources(Config.from_dict(ck["config"]), 0)
+        except (DataError, ExportError, FileNotFoundError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        r = conditioning_gain(model, val[:a.batches])
+        print(f"{path} (step {ck.get('step')}): val log-lik with S {r['with_s']:.3f}, with shuffled S "
+              f"{r['shuffled_s']:.3f}, gain {r['gain']:.3f} nats/value")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
