@@ -2,7 +2,8 @@
 
 Curve models (polynomials, gp-curves) are evaluated against the exact posterior instead
 (export.evaluate_curves), shape (SDF) models on procedural shapes (export.evaluate_volume), RGB
-image models (val_dim 3) on their image folder's test split (export.evaluate_rgb).
+image models (val_dim 3) on their image folder's test split (export.evaluate_rgb), video models on
+moving Fashion-MNIST test clips (export.evaluate_video).
 
 Protocol (paper Fig. 6): for each |S| and each fixed, seeded test image, |S| pixel centres are
 observed (the same draws for every method) and the unobserved pixels are predicted by the
@@ -157,6 +158,7 @@ def main(argv=None) -> int:
     p.add_argument("--joint-samples", type=int, default=300, help="curve models: samples per set for the joint check")
     p.add_argument("--joint-sets", type=int, default=6, help="curve models: sets for the joint check (0 = skip it)")
     p.add_argument("--shapes", type=int, default=64, help="shape (SDF) models: evaluation shapes per |S|")
+    p.add_argument("--clips", type=int, default=64, help="video models: evaluation clips per |S|")
     p.add_argument("--bank", type=int, default=2000, help="shape models: training shapes of the kNN posterior")
     a = p.parse_args(argv)
     try:
@@ -172,6 +174,16 @@ def main(argv=None) -> int:
             res = evaluate_volumes(a.checkpoint, a.out, a.shapes, sizes=sizes, seed=a.seed, bank=a.bank,
                                    threads=a.threads)
             print(volumes_markdown(res), end="")
+            return 0
+        if ck["config"]["train"].get("data") == "moving-fashion":  # a video model: clips and 3-D baselines
+            from .evaluate_video import evaluate_video
+            from .evaluate_video import markdown as video_markdown
+
+            sizes = tuple(int(s) for s in a.sizes.split(",")) if a.sizes != DEFAULT_SIZES else None
+            res = evaluate_video(a.checkpoint, a.out, a.clips, **({"sizes": sizes} if sizes else {}), seed=a.seed,
+                                 samples=a.samples, sample_clips=a.sample_images, gauss_train=a.gauss_train or 10000,
+                                 threads=a.threads)
+            print(video_markdown(res), end="")
             return 0
         sizes = tuple(int(s) for s in a.sizes.split(",") if s.strip())
         if model.cfg.val_dim == 3:  # an RGB image model: its folder's test split, the kNN posterior as well

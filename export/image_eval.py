@@ -24,11 +24,12 @@ LN2 = math.log(2)
 
 # ---------------------------------------------------------------------------- data and model
 
-def load_model(path: str | Path) -> tuple[PixelTransformer, int]:
+def load_model(path: str | Path, pos_dim: int = 2) -> tuple[PixelTransformer, int]:
     """PixelTransformer from an export.train checkpoint, in eval mode, and its training steps (with earlier runs)."""
     model, ck = load_checkpoint(path)
-    if model.cfg.pos_dim != 2 or model.cfg.val_dim != 1:
-        raise ValueError(f"{path}: evaluation needs a grayscale image model (pos_dim 2, val_dim 1), "
+    if model.cfg.pos_dim != pos_dim or model.cfg.val_dim != 1:
+        what = "grayscale image" if pos_dim == 2 else f"gray {pos_dim}-D"
+        raise ValueError(f"{path}: evaluation needs a {what} model (pos_dim {pos_dim}, val_dim 1), "
                          f"got pos_dim {model.cfg.pos_dim}, val_dim {model.cfg.val_dim}")
     return model, total_steps(ck)
 
@@ -76,7 +77,7 @@ def model_predict(model: PixelTransformer, images: np.ndarray, idx: np.ndarray, 
         obs = torch.from_numpy(idx[i:i + batch_size])
         b, d, _ = img.shape
         mix = model(centers[obs], take_pixels(img, obs), torch.ones_like(obs, dtype=torch.bool),
-                    centers.expand(b, d, 2))
+                    centers.expand(b, d, centers.shape[-1]))
         mix = Mixture(*(t.to(dtype) for t in (mix.logits, mix.offsets, mix.log_sigma, mix.centers)))
         means.append(mix.mean().double().numpy())
         logps.append(mix.discretized_log_prob(img.to(dtype), 256, 0.0, 1.0).double().numpy())
@@ -86,10 +87,11 @@ def model_predict(model: PixelTransformer, images: np.ndarray, idx: np.ndarray, 
 
 @torch.no_grad()
 def ar_sample(model: PixelTransformer, images: np.ndarray, idx: np.ndarray, centers: torch.Tensor,
-              n_samples: int, frac: float, gen: torch.Generator) -> np.ndarray:
+              n_samples: int, frac: float, gen: torch.Generator, autoregressive: int | None = None) -> np.ndarray:
     """[n, n_samples, D(, V)] hybrid autoregressive samples of images [n, D] or [n, D, V]: the unobserved
     pixels in a random order, in steps of max(1, ceil(frac·|current set|)) pixels, each step conditioned
-    on S plus all drawn so far."""
+    on S plus all drawn so far. With `autoregressive` = N' only the first N' are drawn; the rest take the
+    mean given the grown set (the runtime's hybrid sampler)."""
     img = channels_last(torch.from_numpy(images).double()).repeat_interleave(n_samples, 0)
     obs = torch.from_numpy(idx).repeat_interleave(n_samples, 0)
     b, d, v = img.shape
@@ -98,12 +100,17 @@ def ar_sample(model: PixelTransformer, images: np.ndarray, idx: np.ndarray, cent
     order = score.argsort(1)[:, :d - k]                  # unobserved pixels, random order per sample
     pos, val = centers[obs], take_pixels(img, obs).float()
     out, t = img.clone(), 0
-    for step in step_sizes(k, d - k, frac):  # the runtime's schedule (pt_plugin.sampling)
+    drawn = d - k if autoregressive is None else min(autoregressive, d - k)
+    for step in step_sizes(k, drawn, frac):  # the runtime's schedule (pt_plugin.sampling)
         q = order[:, t:t + step]
         mix = model(pos, val, torch.ones(pos.shape[:2], dtype=torch.bool), centers[q])
         s = mix.sample(gen).clamp(0.0, 1.0)
         out.scatter_(1, q.unsqueeze(-1).expand(-1, -1, v), s.double())
         pos, val, t = torch.cat([pos, centers[q]], 1), torch.cat([val, s], 1), t + step
+    if t < d - k:  # the rest: the mean given S and the N' drawn values
+        q = order[:, t:]
+        mean = model(pos, val, torch.ones(pos.shape[:2], dtype=torch.bool), centers[q]).mean()
+        out.scatter_(1, q.unsqueeze(-1).expand(-1, -1, v), mean.double())
     out = out.view(-1, n_samples, d, v).numpy()
     return out if images.ndim == 3 else out[..., 0]
 

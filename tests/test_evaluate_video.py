@@ -1,0 +1,39 @@
+"""export.evaluate_video baselines: space-time nearest and per-frame linear fill on clips with known answers."""
+import numpy as np
+
+from export.evaluate_video import D, nearest_spacetime, per_frame_linear, score, voxel_coords
+from export.video import FRAMES, SIZE
+
+
+def plane_clip() -> np.ndarray:
+    """A clip linear in x and y inside each frame, a different plane per frame: [1, D]."""
+    t, y, x = voxel_coords().T
+    return (0.01 * x + 0.02 * y + 0.05 * t)[None].astype(np.float64)
+
+
+def test_nearest_keeps_observed_values_and_copies_the_closest():
+    clip = plane_clip()
+    idx = np.array([[0, D - 1]])  # the first voxel of frame 0, the last of the last frame
+    near = nearest_spacetime(clip, idx)
+    assert near[0, 0] == clip[0, 0] and near[0, D - 1] == clip[0, D - 1]
+    assert near[0, 1] == clip[0, 0]  # (t 0, y 0, x 1) is next to voxel 0
+    assert near[0, D - 2] == clip[0, D - 1]
+
+
+def test_per_frame_linear_reproduces_a_plane_inside_the_hull():
+    clip = plane_clip()
+    corners = [0, SIZE - 1, SIZE * (SIZE - 1), SIZE * SIZE - 1]
+    idx = np.array([[t * SIZE * SIZE + c for t in range(FRAMES) for c in corners]])
+    fill = per_frame_linear(clip, idx, nearest_spacetime(clip, idx))
+    np.testing.assert_allclose(fill, clip, atol=1e-12)  # each frame's four corners span the whole frame
+    assert score(fill, None, clip, idx)["mse"] < 1e-20
+
+
+def test_a_frame_without_samples_takes_the_spacetime_nearest():
+    clip = plane_clip()
+    corners = [0, SIZE - 1, SIZE * (SIZE - 1), SIZE * SIZE - 1]
+    idx = np.array([[c for c in corners]])  # frame 0 only
+    near = nearest_spacetime(clip, idx)
+    fill = per_frame_linear(clip, idx, near)
+    np.testing.assert_array_equal(fill[0, SIZE * SIZE:], near[0, SIZE * SIZE:])
+    assert not np.allclose(fill[0, SIZE * SIZE:], clip[0, SIZE * SIZE:])
