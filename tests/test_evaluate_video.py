@@ -37,3 +37,29 @@ def test_a_frame_without_samples_takes_the_spacetime_nearest():
     fill = per_frame_linear(clip, idx, near)
     np.testing.assert_array_equal(fill[0, SIZE * SIZE:], near[0, SIZE * SIZE:])
     assert not np.allclose(fill[0, SIZE * SIZE:], clip[0, SIZE * SIZE:])
+
+
+def test_ar_sample_with_no_autoregressive_steps_is_the_mean():
+    """N' = 0: every unobserved position takes the mean given S; N' = all: every one is a draw."""
+    import torch
+
+    from export.config import ModelConfig
+    from export.image_eval import ar_sample, model_predict
+    from export.model import PixelTransformer
+    from pt_plugin import grid_positions
+
+    torch.manual_seed(0)
+    model = PixelTransformer(ModelConfig(pos_dim=2, val_dim=1, d_model=32, n_heads=2, enc_layers=1, dec_layers=1,
+                                         ffn=64, num_bins=8)).eval()
+    images = np.random.default_rng(0).random((2, 16)).astype(np.float32)
+    idx = np.array([[0, 5, 9], [3, 4, 15]])
+    centers = torch.from_numpy(grid_positions(4, 4))
+    mean, _ = model_predict(model, images, idx, centers, 2)
+    gen = torch.Generator().manual_seed(0)
+    frozen = ar_sample(model, images, idx, centers, 2, 0.1, gen, autoregressive=0)
+    for i in range(2):
+        rest = np.setdiff1d(np.arange(16), idx[i])
+        np.testing.assert_allclose(frozen[i, :, rest].T, np.repeat(mean[i, rest][None], 2, 0), atol=1e-5)
+        np.testing.assert_array_equal(frozen[i, :, idx[i]].T, np.repeat(images[i, idx[i]][None], 2, 0))
+    drawn = ar_sample(model, images, idx, centers, 2, 0.1, gen, autoregressive=16)
+    assert not np.allclose(drawn[0, 0], drawn[0, 1])  # independent draws differ
