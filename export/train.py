@@ -121,7 +121,7 @@ def data_sources(cfg: Config, rank: int):
             return ClipSampler(train_g, tc.min_samples, tc.max_samples, tc.num_queries, tc.batch_size,
                                seed_sequence("train", tc.seed, rank, step), tc.snap_fraction, tc.max_set_tokens)
         val = ClipSampler(val_g, tc.min_samples, tc.max_samples, tc.num_queries, 16, seed_sequence("val"),
-                          tc.snap_fraction)
+                          tc.snap_fraction, neighbour_share=0.0)  # validation queries as evaluation draws them
         return clip_sampler, [val.batch() for _ in range(8)], f"moving-fashion clips of {len(train_g)} garments"
     if tc.data == "shapes":
         if (mc.pos_dim, mc.val_dim) != (3, 1):

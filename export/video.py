@@ -5,6 +5,11 @@ position in the frame and moves with a velocity uniform in [-2, 2] px/frame per 
 the edges (its top-left corner stays in [0, 12]; rendered at whole pixels). Training clips use
 training garments, evaluation clips test garments, from disjoint seed streams. Values at continuous
 (x, y, t) are trilinear (align_corners=False on every axis, t too), as images use bilinear.
+
+NEIGHBOUR_SHARE of the training queries sit next to a sample of S (its position plus half a voxel of
+Gaussian noise per axis), as for shapes: among 8,192 voxels a query rarely meets a sample, and a model
+trained without such neighbours learnt almost nothing from S (export.diagnose gain 0.00 nats after 500
+steps, 0.17 after 7,600).
 """
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ from .data import load_idx_images, log_uniform_int
 
 FRAMES, SIZE, GARMENT = 8, 32, 20
 MAX_SPEED = 2.0
+NEIGHBOUR_SHARE = 0.25  # training queries placed next to a sample of S
+NEIGHBOUR_STD = np.array([1 / SIZE, 1 / SIZE, 1 / FRAMES], np.float32)  # half a voxel per axis (x, y, t)
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 
 
@@ -86,9 +93,10 @@ class ClipSampler:
     """Training batches (S positions, S values, S mask, Q positions, Q values) of fresh clips, [B, ·, 3 | 1]."""
 
     def __init__(self, garments: np.ndarray, min_samples: int, max_samples: int, num_queries: int, batch_size: int,
-                 seed: np.random.SeedSequence, snap_fraction: float = 0.5, max_set_tokens: int = 0):
+                 seed: np.random.SeedSequence, snap_fraction: float = 0.5, max_set_tokens: int = 0,
+                 neighbour_share: float = NEIGHBOUR_SHARE):
         self.garments, self.kmin, self.kmax, self.nq, self.bs = garments, min_samples, max_samples, num_queries, batch_size
-        self.snap, self.max_tokens = snap_fraction, max_set_tokens
+        self.snap, self.max_tokens, self.neighbours = snap_fraction, max_set_tokens, neighbour_share
         self.rng = np.random.default_rng(seed)
         self.g = torch.Generator().manual_seed(int(self.rng.integers(2**62)))
 
@@ -97,5 +105,10 @@ class ClipSampler:
         bs = min(self.bs, max(1, self.max_tokens // k)) if self.max_tokens else self.bs
         clips = torch.from_numpy(make_clips(self.garments, bs, self.rng))
         spos, qpos = random_positions(bs, k, self.snap, self.g), random_positions(bs, self.nq, self.snap, self.g)
+        m = int(self.rng.binomial(self.nq, self.neighbours))  # the first m queries: next to a sample of S
+        if m:
+            pick = torch.from_numpy(self.rng.integers(k, size=(bs, m)))
+            noise = torch.from_numpy(self.rng.normal(size=(bs, m, 3)).astype(np.float32) * NEIGHBOUR_STD)
+            qpos[:, :m] = (spos.gather(1, pick[..., None].expand(-1, -1, 3)) + noise).clamp(-1, 1)
         mask = torch.ones(bs, k, dtype=torch.bool)
         return spos, trilinear(clips, spos), mask, qpos, trilinear(clips, qpos)
