@@ -10,6 +10,8 @@ but never to each other, so every query is independent given S.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
@@ -71,11 +73,14 @@ class FourierFeatures(nn.Module):
 class Attention(nn.Module):
     """Multi-head attention with an additive key bias [B, 1, 1, K] (key_bias: 0 real, MASK_FILL padding).
 
-    The bias rides along in the score product as one more feature: [q / √dh, 1] · [k, bias] =
-    q·k / √dh + bias. The exported graph then has one MatMul and no full-size Add or Where per
-    layer over [B, heads, queries, K] (those passes cost 10-33% of the ONNX graphs' time: issue 18).
-    Keys come out of the projection already transposed ([B, heads, dh, K]), so no Transpose of k
-    is left for the MatMul either. Same weights and state_dict as the plain formulation.
+    Laid out for the exported graphs (issue 18), with the same weights and state_dict as the plain
+    formulation:
+    - the 1/√dh scale and a constant-1 feature per head are folded into the query projection, so q
+      comes out as [q / √dh, 1] with no Mul or Concat;
+    - the key bias rides along in the score product as that extra feature: [q / √dh, 1] · [k, bias] =
+      q·k / √dh + bias, so no full-size Add or Where over [B, heads, queries, K] is left in any layer;
+    - keys come out of the projection already transposed ([B, heads, dh, K]) for the score MatMul.
+    At export (frozen_for_export) the folded query weights are fixed tensors, i.e. plain initializers.
     """
 
     def __init__(self, d: int, heads: int, dropout: float):
@@ -85,19 +90,45 @@ class Attention(nn.Module):
         self.kv = nn.Linear(d, 2 * d)
         self.proj = nn.Linear(d, d)
         self.drop = nn.Dropout(dropout)
+        self.frozen: tuple[torch.Tensor, ...] | None = None  # set by frozen_for_export; not in the state_dict
+
+    def projections(self) -> tuple[torch.Tensor, ...]:
+        """(wq, bq): weight [H·(dh+1), d] and bias giving [q / √dh, 1] per head in one projection."""
+        if self.frozen is not None:
+            return self.frozen
+        h, dh = self.h, self.dh
+        scale = 1.0 / math.sqrt(dh)
+        wq = (self.q.weight * scale).view(h, dh, -1)
+        bq = (self.q.bias * scale).view(h, dh)
+        wq = torch.cat([wq, wq.new_zeros(h, 1, wq.shape[-1])], dim=1).reshape(h * (dh + 1), -1)
+        bq = torch.cat([bq, bq.new_ones(h, 1)], dim=1).reshape(-1)
+        return wq, bq
 
     def forward(self, x: torch.Tensor, mem: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        b, lq, d = x.shape
-        lk = mem.shape[1]
-        q = self.q(x).view(b, lq, self.h, self.dh).transpose(1, 2) * (1.0 / math.sqrt(self.dh))
-        kv = self.kv(mem).view(b, lk, 2, self.h, self.dh)
+        b, lq, _ = x.shape
+        h, dh, lk = self.h, self.dh, mem.shape[1]
+        q1 = F.linear(x, *self.projections()).view(b, lq, h, dh + 1).transpose(1, 2)  # [B,H,Lq,dh+1]
+        kv = self.kv(mem).view(b, lk, 2, h, dh)
         k_t, v = kv[:, :, 0].permute(0, 2, 3, 1), kv[:, :, 1].transpose(1, 2)  # [B,H,dh,K], [B,H,K,dh]
-        q1 = torch.cat([q, q.new_ones(b, self.h, lq, 1)], dim=-1)
-        k_t1 = torch.cat([k_t, bias.expand(b, self.h, 1, lk)], dim=-2)
-        scores = q1 @ k_t1
-        att = self.drop(torch.softmax(scores, dim=-1))
-        out = (att @ v).transpose(1, 2).reshape(b, lq, d)
+        k_t1 = torch.cat([k_t, bias.expand(b, h, 1, lk)], dim=-2)
+        att = self.drop(torch.softmax(q1 @ k_t1, dim=-1))
+        out = (att @ v).transpose(1, 2).reshape(b, lq, h * dh)
         return self.proj(out)
+
+
+@contextmanager
+def frozen_for_export(model: nn.Module) -> Iterator[nn.Module]:
+    """Within the block every Attention uses its folded query projection as fixed tensors (export only:
+    training must see the live weights)."""
+    atts = [m for m in model.modules() if isinstance(m, Attention)]
+    with torch.no_grad():
+        for att in atts:
+            att.frozen = tuple(t.clone() for t in att.projections())
+    try:
+        yield model
+    finally:
+        for att in atts:
+            att.frozen = None
 
 
 class FeedForward(nn.Sequential):

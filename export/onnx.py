@@ -26,14 +26,14 @@ from .evaluate import summary
 from .evaluate_curves import summary as curves_summary
 from .evaluate_rgb import summary as rgb_summary
 from .evaluate_volume import summary as volumes_summary
-from .model import PixelTransformer
+from .model import PixelTransformer, frozen_for_export
 from .signals import graph_io, signal_for
 
 ENCODER_INPUTS = ["sample_positions", "sample_values", "sample_mask"]
 ENCODER_OUTPUTS = ["memory"]
 DECODER_INPUTS = ["memory", "sample_mask", "query_positions"]
 DECODER_OUTPUTS = ["logits", "offsets", "log_sigma"]
-OPSET = 18
+OPSET = 20  # 20: GELU as one standard Gelu node (issue 18)
 EXPORT_FILES = ("encoder.onnx", "decoder.onnx", "model.json")
 FORMAT_VERSION = 2  # 2: signal, graph_io and files blocks
 
@@ -158,12 +158,13 @@ def export(model: PixelTransformer, ck: dict[str, Any], out: Path, name: str, ve
         mem = enc(pos, val, mask)
     meta = model_metadata(model, ck, name, version, grid, metrics, kind)
     tmp = [f.with_suffix(".onnx.tmp") for f in files[:2]]
-    _export(enc, (pos, val, mask), tmp[0], ENCODER_INPUTS, ENCODER_OUTPUTS,
-            {"sample_positions": {0: batch, 1: ns}, "sample_values": {0: batch, 1: ns},
-             "sample_mask": {0: batch, 1: ns}})
-    _export(dec, (mem, mask, qpos), tmp[1], DECODER_INPUTS, DECODER_OUTPUTS,
-            {"memory": {0: batch, 1: ns}, "sample_mask": {0: batch, 1: ns},
-             "query_positions": {0: batch, 1: nq}})
+    with frozen_for_export(model):  # the folded query projections as initializers (issue 18)
+        _export(enc, (pos, val, mask), tmp[0], ENCODER_INPUTS, ENCODER_OUTPUTS,
+                {"sample_positions": {0: batch, 1: ns}, "sample_values": {0: batch, 1: ns},
+                 "sample_mask": {0: batch, 1: ns}})
+        _export(dec, (mem, mask, qpos), tmp[1], DECODER_INPUTS, DECODER_OUTPUTS,
+                {"memory": {0: batch, 1: ns}, "sample_mask": {0: batch, 1: ns},
+                 "query_positions": {0: batch, 1: nq}})
     for t in tmp:
         _attach_metadata(t, meta)
     meta["files"] = {f.name: f"sha256:{sha256(t)}" for t, f in zip(tmp, files[:2])}

@@ -107,6 +107,22 @@ def test_graph_io_contract_without_pt_plugin(tiny_export, runtime_model):
     assert np.all(second - mean ** 2 > -1e-6)
 
 
+def test_graphs_mask_once_and_fuse_gelu(tiny_export):
+    """Issue 18: the mask is one Where over [batch, samples] per graph (no full-size Where or Add per layer),
+    GELU is one standard Gelu node per layer, and the query projections are plain initializers (int8 sees
+    them) with no Mul or Concat on their output."""
+    import onnx
+
+    for name in ("encoder.onnx", "decoder.onnx"):
+        model = onnx.load(str(tiny_export / name))
+        ops = [n.op_type for n in model.graph.node]
+        assert ops.count("Where") == 1, name
+        assert "Erf" not in ops and ops.count("Gelu") >= 1, name
+        inits = {i.name for i in model.graph.initializer}
+        products = [n for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and n.input[1] not in inits]
+        assert len(products) == 2 * ops.count("Softmax"), name  # only scores and weights·values multiply activations
+
+
 def test_graphs_use_standard_operators_only(tiny_export):
     """Issue 18: the default graphs run in onnx's reference evaluator (standard ops, no contrib ops), with
     padding, and agree with onnxruntime."""

@@ -91,6 +91,31 @@ def test_padding_changes_no_real_output_in_a_batch():
             torch.testing.assert_close(getattr(batched, name)[i:i + 1], getattr(alone, name), atol=1e-5, rtol=1e-5)
 
 
+@torch.no_grad()
+def test_folded_attention_equals_plain_multi_head_attention():
+    """Issue 18 folds 1/sqrt(dh), a constant-1 feature and the key bias into the projections; the result is
+    still softmax(q k^T / sqrt(dh) + bias) v with the module's own weights, live and frozen for export."""
+    import math
+
+    from export.model import MASK_FILL, Attention, frozen_for_export, key_bias
+
+    torch.manual_seed(0)
+    att = Attention(32, 4, 0.0).eval()
+    x, mem = torch.randn(2, 5, 32), torch.randn(2, 7, 32)
+    mask = torch.tensor([[True] * 7, [True] * 3 + [False] * 4])
+    h, dh = 4, 8
+    q = att.q(x).view(2, 5, h, dh).transpose(1, 2)
+    k, v = (t.view(2, 7, h, dh).transpose(1, 2) for t in att.kv(mem).chunk(2, dim=-1))
+    scores = q @ k.transpose(-1, -2) / math.sqrt(dh) + torch.where(mask, 0.0, MASK_FILL)[:, None, None, :]
+    want = att.proj((scores.softmax(-1) @ v).transpose(1, 2).reshape(2, 5, 32))
+    torch.testing.assert_close(att(x, mem, key_bias(mask)), want, atol=1e-5, rtol=1e-5)
+    with frozen_for_export(att):
+        assert att.frozen is not None
+        torch.testing.assert_close(att(x, mem, key_bias(mask)), want, atol=1e-5, rtol=1e-5)
+    assert att.frozen is None
+    assert set(att.state_dict()) == {f"{n}.{p}" for n in ("q", "kv", "proj") for p in ("weight", "bias")}
+
+
 def test_key_bias_is_zero_for_samples_and_finite_for_padding():
     from export.model import MASK_FILL, key_bias
 
