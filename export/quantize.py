@@ -24,8 +24,8 @@ Reads EXPORT_DIR/encoder.onnx and decoder.onnx (written by export.onnx) and writ
 With neither flag, both are made.
 
 Each variant is checked against the float32 graphs in onnxruntime on the CPU before it is kept:
-random sample sets of sizes 1, 64, 784 (batch of 3, padded), 784 random queries each, both graphs
-end to end. Gated: the mean value at each query (Σ_b q_b (c_b + μ_b), model.json bin_centers), its
+random sample sets of sizes 1, 64, 784 (batch of 3, padded; or, with --parity-data, sets drawn from
+a data set's test split), 784 random queries each, both graphs end to end. Gated: the mean value at each query (Σ_b q_b (c_b + μ_b), model.json bin_centers), its
 largest and average absolute difference to float32, against TOLERANCES (fractions of the width of
 the value range). Also printed: raw output and probability differences. Then batch independence
 (`independence`): one set alone vs. in a padded batch with other sets, its queries split over other
@@ -178,11 +178,16 @@ def _session(path: Path):
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def random_sets(meta: dict[str, Any], size: int, batch: int, num_queries: int, rng: np.random.Generator):
-    """A padded batch of random sets (lengths size, size-3, ...) and random queries, as graph inputs."""
+def random_sets(meta: dict[str, Any], size: int, batch: int, num_queries: int, rng: np.random.Generator,
+                images: np.ndarray | None = None):
+    """A padded batch of sets (lengths size, size-3, ...) and random queries, as graph inputs: random
+    positions and values, or samples of `images` drawn as training draws them."""
     lo, hi = meta["value_range"]
-    pos = rng.uniform(-1, 1, (batch, size, meta["pos_dim"])).astype(np.float32)
-    val = rng.uniform(lo, hi, (batch, size, meta["val_dim"])).astype(np.float32)
+    if images is None:
+        pos = rng.uniform(-1, 1, (batch, size, meta["pos_dim"])).astype(np.float32)
+        val = rng.uniform(lo, hi, (batch, size, meta["val_dim"])).astype(np.float32)
+    else:
+        pos, val = _image_signal(images, meta, batch, size, rng)
     lengths = np.array([max(1, size - 3 * i) for i in range(batch)])
     mask = np.arange(size)[None, :] < lengths[:, None]
     val[~mask] = lo
@@ -216,14 +221,16 @@ def _image_signal(images: np.ndarray, meta: dict[str, Any], n: int, k: int, rng:
     return pos.numpy(), bilinear(imgs, pos).numpy().astype(np.float32)
 
 
-def _calibration_images(meta: dict[str, Any], source: str, data_dir: Path | None) -> np.ndarray | None:
-    """Training-split images for `source` ("random": None); refuses data that does not fit the model."""
+def _calibration_images(meta: dict[str, Any], source: str, data_dir: Path | None,
+                        split: str = "train") -> np.ndarray | None:
+    """Images of `split` for a data spec (fashion-mnist, idx:DIR, folder:DIR, cifar10:DIR; "random": None);
+    refuses data that does not fit the model."""
     if source == "random":
         return None
     from .data import DataError, load_dataset
 
     try:
-        images = load_dataset(source, str(data_dir or FASHION_DIR), "train")
+        images = load_dataset(source, str(data_dir or FASHION_DIR), split)
     except DataError as e:
         raise ExportError(f"calibration data {source!r}: {e}") from None
     if meta["pos_dim"] != 2 or images.shape[-1] != meta["val_dim"]:
@@ -315,8 +322,11 @@ def independence(encoder: Path, decoder: Path, meta: dict[str, Any], seed: int =
 
 
 def parity(folder: Path, encoder: Path, decoder: Path, meta: dict[str, Any], sizes=SET_SIZES, batch: int = 3,
-           num_queries: int = 784, seed: int = 0, verbose: bool = True) -> dict[str, Any]:
-    """Differences of a variant (encoder, decoder paths) to the float32 graphs in `folder`."""
+           num_queries: int = 784, seed: int = 0, verbose: bool = True, data: str = "random",
+           data_dir: Path | None = None) -> dict[str, Any]:
+    """Differences of a variant (encoder, decoder paths) to the float32 graphs in `folder`, on random sets or
+    on sets drawn from the test split of a data spec (`data`; a palette model's outputs on random colours are
+    off its domain)."""
     import onnxruntime as ort
 
     from pt_plugin.distribution import Distribution
@@ -330,10 +340,11 @@ def parity(folder: Path, encoder: Path, decoder: Path, meta: dict[str, Any], siz
     centers = np.asarray(meta["bin_centers"], np.float64)
     width = float(meta["value_range"][1] - meta["value_range"][0]) or 1.0
     rng = np.random.default_rng(seed)
+    images = _calibration_images(meta, data, data_dir, split="test")
     worst = {k: 0.0 for k in ("memory", *DECODER_OUTPUTS, "probs", "mean_value")}
     total, count = 0.0, 0
     for size in sizes:
-        pos, val, mask, qpos = random_sets(meta, size, batch, num_queries, rng)
+        pos, val, mask, qpos = random_sets(meta, size, batch, num_queries, rng, images)
         outs = []
         for enc, dec in (ref, var):
             (mem,) = enc.run(None, {"sample_positions": pos, "sample_values": val, "sample_mask": mask})
@@ -357,7 +368,7 @@ def parity(folder: Path, encoder: Path, decoder: Path, meta: dict[str, Any], siz
                   f"{row['probs']:.2e}; mean value max {row['mean_value']:.2e}, mean {dm.mean():.2e}")
     out = {f"{k}_max_abs_diff": v for k, v in worst.items()}
     out["mean_value_mean_abs_diff"] = total / count
-    out.update({"set_sizes": list(sizes), "batch": batch, "num_queries": num_queries, "seed": seed,
+    out.update({"sets": data, "set_sizes": list(sizes), "batch": batch, "num_queries": num_queries, "seed": seed,
                 "provider": "CPUExecutionProvider", "onnxruntime": ort.__version__,
                 "note": "mean-value differences are fractions of the value range width"})
     return out
@@ -396,7 +407,7 @@ def _make_graphs(folder: Path, precision: str, tmp: list[Path], calibration: str
 
 
 def make_variant(folder: Path, precision: str, force: bool = False, calibration: str = "auto",
-                 data_dir: Path | None = None) -> tuple[bool, dict[str, Any]]:
+                 data_dir: Path | None = None, parity_data: str = "random") -> tuple[bool, dict[str, Any]]:
     """Write, check and (if within tolerance and batch-independent) keep one variant; returns (ok, its entry)."""
     files = [folder / f for f in variant_files(precision)]
     existing = [str(f) for f in files if f.exists()]
@@ -408,7 +419,7 @@ def make_variant(folder: Path, precision: str, force: bool = False, calibration:
     try:
         _make_graphs(folder, precision, tmp, calibration, data_dir, meta)
         print(f"{precision}: parity against float32 (onnxruntime CPU)")
-        figures = parity(folder, tmp[0], tmp[1], meta)
+        figures = parity(folder, tmp[0], tmp[1], meta, data=parity_data, data_dir=data_dir)
         tol = TOLERANCES[precision]
         figures["tolerance"] = tol
         alone = independence(tmp[0], tmp[1], meta)
@@ -431,15 +442,29 @@ def make_variant(folder: Path, precision: str, force: bool = False, calibration:
     return ok, entry
 
 
+def data_source(spec: str) -> str:
+    """argparse type: auto, random, or an image data spec of export.data (fashion-mnist, idx:DIR, folder:DIR,
+    cifar10:DIR)."""
+    kind, sep, where = spec.partition(":")
+    if spec in ("auto", *CALIBRATION_SOURCES) or (kind in ("idx", "folder", "cifar10") and sep and where):
+        return spec
+    raise argparse.ArgumentTypeError(f"{spec!r}: expected auto, random, fashion-mnist, idx:DIR, folder:DIR "
+                                     "or cifar10:DIR")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m export.quantize", description=__doc__.splitlines()[0])
     p.add_argument("export_dir", help="folder with encoder.onnx, decoder.onnx, model.json (from export.onnx)")
     p.add_argument("--int8", action="store_true", help="int8 static quantization (CPU)")
     p.add_argument("--fp16", action="store_true", help="float16 weights and compute (GPU)")
     p.add_argument("--force", action="store_true", help="replace existing variant files")
-    p.add_argument("--calibration-data", choices=("auto", *CALIBRATION_SOURCES), default="auto",
-                   help="int8 activation scales from random sets or Fashion-MNIST images; auto: the model's "
-                        "training data when it is fashion-mnist and readable, else random")
+    p.add_argument("--calibration-data", type=data_source, default="auto",
+                   help="int8 activation scales from random sets or images (fashion-mnist, idx:DIR, folder:DIR, "
+                        "cifar10:DIR; their training split); auto: the model's training data when it is "
+                        "fashion-mnist and readable, else random")
+    p.add_argument("--parity-data", type=data_source, default="random",
+                   help="the sets the parity gate runs on: random (default) or images as for --calibration-data, "
+                        "their test split (folder:DIR: every image in DIR; use held-out images)")
     p.add_argument("--data-dir", type=Path, help=f"Fashion-MNIST folder (default {FASHION_DIR})")
     a = p.parse_args(argv)
     folder = Path(a.export_dir)
@@ -452,7 +477,7 @@ def main(argv=None) -> int:
     failed = []
     for precision in wanted:
         try:
-            ok, entry = make_variant(folder, precision, a.force, a.calibration_data, a.data_dir)
+            ok, entry = make_variant(folder, precision, a.force, a.calibration_data, a.data_dir, a.parity_data)
         except ExportError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

@@ -189,3 +189,21 @@ def test_registered_variant_is_fetched_on_demand(registered, tmp_path, monkeypat
             server_root / "tiny" / "encoder.int8.onnx")
     finally:
         server.shutdown()
+
+
+def test_parity_can_run_on_held_out_data(tiny_export, tmp_path):
+    """--parity-data gates int8 on sets drawn from a data set's test split, and records which sets it used."""
+    folder = copy_export(tiny_export, tmp_path / "tiny")
+    assert quantize.main([str(folder), "--int8", "--calibration-data", "fashion-mnist",
+                          "--parity-data", "fashion-mnist"]) == 0
+    parity = json.loads((folder / "model.json").read_text())["variants"]["int8"]["parity"]
+    assert parity["sets"] == "fashion-mnist"
+    assert parity["mean_value_max_abs_diff"] <= quantize.TOLERANCES["int8"]["mean_value_max_abs_diff"]
+
+
+@pytest.mark.parametrize("spec", ["emoji", "folder:", "idx", "fashion"])
+def test_unknown_data_source_is_refused_by_name(tiny_export, spec, capsys):
+    with pytest.raises(SystemExit) as e:
+        quantize.main([str(tiny_export), "--int8", "--parity-data", spec])
+    assert e.value.code == 2
+    assert f"{spec!r}: expected auto, random, fashion-mnist, idx:DIR, folder:DIR or cifar10:DIR" in capsys.readouterr().err
