@@ -42,6 +42,7 @@ import logging
 import sys
 import warnings
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -67,11 +68,12 @@ SET_SIZES = (1, 64, 784)
 INT8_FORMAT = "QDQ"  # QuantizeLinear/DequantizeLinear around float MatMuls: onnxruntime fuses them (see METHODS)
 INT8_CALIBRATION = "MinMax"
 CALIB_PERCENTILE = 99.999
-CALIBRATION_SOURCES = ("random", "fashion-mnist")
+CALIBRATION_SOURCES = ("random", "fashion-mnist", "shapes")
 CALIBRATION_BATCHES = 24
 CALIBRATION_MAX_SET = 2048
 CALIBRATION_TOKENS = 4096  # sets per calibration batch x |S|, so that large sets come in small batches
 CALIBRATION_QUERIES = 256
+CALIBRATION_GRID_QUERIES = 4096  # a whole 28x28 or 32x32 image; a 32³ volume is subsampled (memory)
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 # A set's outputs alone vs. batched: the largest |Δ| allowed (float32 rounding: exp/log of log_sigma differ
 # by 1 ulp with the row's place in the batch, 4.8e-7 on the shipped model; quantization noise is 1e-2..1).
@@ -178,19 +180,14 @@ def _session(path: Path):
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def random_sets(meta: dict[str, Any], size: int, batch: int, num_queries: int, rng: np.random.Generator,
-                images: np.ndarray | None = None):
-    """A padded batch of sets (lengths size, size-3, ...) and random queries, as graph inputs: random
-    positions and values, or samples of `images` drawn as training draws them."""
-    lo, hi = meta["value_range"]
-    if images is None:
-        pos = rng.uniform(-1, 1, (batch, size, meta["pos_dim"])).astype(np.float32)
-        val = rng.uniform(lo, hi, (batch, size, meta["val_dim"])).astype(np.float32)
-    else:
-        pos, val = _image_signal(images, meta, batch, size, rng)
+def padded_sets(meta: dict[str, Any], size: int, batch: int, num_queries: int, rng: np.random.Generator,
+                draw: "SignalDraw | None" = None):
+    """A padded batch of sets (lengths size, size-3, ...) and random queries, as graph inputs; the samples
+    come from `draw` (signal_source), random positions and values by default."""
+    pos, val = (draw or _random_signal)(meta, batch, size, rng)
     lengths = np.array([max(1, size - 3 * i) for i in range(batch)])
     mask = np.arange(size)[None, :] < lengths[:, None]
-    val[~mask] = lo
+    val[~mask] = meta["value_range"][0]
     qpos = rng.uniform(-1, 1, (batch, num_queries, meta["pos_dim"])).astype(np.float32)
     return pos, val, mask, qpos
 
@@ -221,12 +218,33 @@ def _image_signal(images: np.ndarray, meta: dict[str, Any], n: int, k: int, rng:
     return pos.numpy(), bilinear(imgs, pos).numpy().astype(np.float32)
 
 
-def _calibration_images(meta: dict[str, Any], source: str, data_dir: Path | None,
-                        split: str = "train") -> np.ndarray | None:
-    """Images of `split` for a data spec (fashion-mnist, idx:DIR, folder:DIR, cifar10:DIR; "random": None);
-    refuses data that does not fit the model."""
+SignalDraw = Callable[[dict, int, int, np.random.Generator], tuple[np.ndarray, np.ndarray]]
+
+
+def _shape_signal(split: str) -> SignalDraw:
+    """Sets of procedural shapes (export.shapes), positions drawn as training draws them (half near the
+    surface); calibration uses the training stream, parity the evaluation stream."""
+    from .shapes import shapes
+
+    def draw(meta: dict[str, Any], n: int, k: int, rng: np.random.Generator):
+        bodies = shapes(n, "train" if split == "train" else "eval", seed=int(rng.integers(2**31)))
+        pos = np.stack([body.positions(k, rng) for body in bodies]).astype(np.float32)
+        val = np.stack([body.values(p) for body, p in zip(bodies, pos)]).astype(np.float32)
+        return pos, val
+    return draw
+
+
+def signal_source(meta: dict[str, Any], source: str, data_dir: Path | None, split: str = "train") -> SignalDraw:
+    """Where calibration or parity sets come from: "random" (uniform positions and values), "shapes"
+    (procedural SDFs) or an image data spec (fashion-mnist, idx:DIR, folder:DIR, cifar10:DIR) read at
+    `split`; refuses data that does not fit the model."""
     if source == "random":
-        return None
+        return _random_signal
+    if source == "shapes":
+        if (meta["pos_dim"], meta["val_dim"]) != (3, 1):
+            raise ExportError(f"calibration data 'shapes' are 3-D SDFs; the model takes pos_dim {meta['pos_dim']}, "
+                              f"val_dim {meta['val_dim']}")
+        return _shape_signal(split)
     from .data import DataError, load_dataset
 
     try:
@@ -236,7 +254,7 @@ def _calibration_images(meta: dict[str, Any], source: str, data_dir: Path | None
     if meta["pos_dim"] != 2 or images.shape[-1] != meta["val_dim"]:
         raise ExportError(f"calibration data {source!r} holds {images.shape[-1]}-channel images; the model "
                           f"takes pos_dim {meta['pos_dim']}, val_dim {meta['val_dim']}")
-    return images
+    return lambda meta, n, k, rng: _image_signal(images, meta, n, k, rng)
 
 
 def calibration_sets(meta: dict[str, Any], source: str = "random", data_dir: Path | None = None,
@@ -247,17 +265,19 @@ def calibration_sets(meta: dict[str, Any], source: str = "random", data_dir: Pat
     position 0, the lowest value); queries are the model's grid (every other batch) or random positions.
     """
     rng = np.random.default_rng(seed)
-    images = _calibration_images(meta, source, data_dir)
+    draw = signal_source(meta, source, data_dir)
     grid = _grid(meta)
     out = []
     for i, k in enumerate(_log_uniform_sizes(batches, CALIBRATION_MAX_SET, rng)):
         b = int(np.clip(CALIBRATION_TOKENS // k, 1, 8))
-        pos, val = (_random_signal(meta, b, k, rng) if images is None else _image_signal(images, meta, b, k, rng))
+        pos, val = draw(meta, b, k, rng)
         lengths = np.concatenate([[k], _log_uniform_sizes(b - 1, k, rng)])
         mask = np.arange(k)[None, :] < lengths[:, None]
         pos[~mask], val[~mask] = 0.0, meta["value_range"][0]
-        if grid is not None and i % 2 == 0:
-            qpos = np.broadcast_to(grid, (b,) + grid.shape).copy()
+        if grid is not None and i % 2 == 0:  # grid cells (at most CALIBRATION_GRID_QUERIES: a 32³ volume
+            cells = grid if len(grid) <= CALIBRATION_GRID_QUERIES else \
+                grid[np.sort(rng.choice(len(grid), CALIBRATION_GRID_QUERIES, replace=False))]  # would not fit)
+            qpos = np.broadcast_to(cells, (b,) + cells.shape).copy()
         else:
             qpos = rng.uniform(-1, 1, (b, CALIBRATION_QUERIES, meta["pos_dim"])).astype(np.float32)
         out.append((pos, val, mask, qpos))
@@ -340,11 +360,11 @@ def parity(folder: Path, encoder: Path, decoder: Path, meta: dict[str, Any], siz
     centers = np.asarray(meta["bin_centers"], np.float64)
     width = float(meta["value_range"][1] - meta["value_range"][0]) or 1.0
     rng = np.random.default_rng(seed)
-    images = _calibration_images(meta, data, data_dir, split="test")
+    draw = signal_source(meta, data, data_dir, split="test")
     worst = {k: 0.0 for k in ("memory", *DECODER_OUTPUTS, "probs", "mean_value")}
     total, count = 0.0, 0
     for size in sizes:
-        pos, val, mask, qpos = random_sets(meta, size, batch, num_queries, rng, images)
+        pos, val, mask, qpos = padded_sets(meta, size, batch, num_queries, rng, draw)
         outs = []
         for enc, dec in (ref, var):
             (mem,) = enc.run(None, {"sample_positions": pos, "sample_values": val, "sample_mask": mask})
@@ -379,11 +399,14 @@ def within(figures: dict[str, Any], tolerance: dict[str, float]) -> bool:
 
 
 def resolve_calibration(meta: dict[str, Any], source: str, data_dir: Path | None) -> str:
-    """"auto": the model's own training data where it can be read here (fashion-mnist), else random sets."""
+    """"auto": the model's own training data where it can be had here (fashion-mnist when readable, shapes
+    always: they are generated), else random sets."""
     if source != "auto":
         return source
     trained_on = meta.get("training", {}).get("data")
     here = (data_dir or FASHION_DIR) / "train-images-idx3-ubyte.gz"
+    if trained_on == "shapes":
+        return "shapes"
     return "fashion-mnist" if trained_on == "fashion-mnist" and here.is_file() else "random"
 
 
@@ -448,8 +471,8 @@ def data_source(spec: str) -> str:
     kind, sep, where = spec.partition(":")
     if spec in ("auto", *CALIBRATION_SOURCES) or (kind in ("idx", "folder", "cifar10") and sep and where):
         return spec
-    raise argparse.ArgumentTypeError(f"{spec!r}: expected auto, random, fashion-mnist, idx:DIR, folder:DIR "
-                                     "or cifar10:DIR")
+    raise argparse.ArgumentTypeError(f"{spec!r}: expected auto, random, fashion-mnist, shapes, idx:DIR, "
+                                     "folder:DIR or cifar10:DIR")
 
 
 def main(argv=None) -> int:

@@ -206,4 +206,16 @@ def test_unknown_data_source_is_refused_by_name(tiny_export, spec, capsys):
     with pytest.raises(SystemExit) as e:
         quantize.main([str(tiny_export), "--int8", "--parity-data", spec])
     assert e.value.code == 2
-    assert f"{spec!r}: expected auto, random, fashion-mnist, idx:DIR, folder:DIR or cifar10:DIR" in capsys.readouterr().err
+    assert f"{spec!r}: expected auto, random, fashion-mnist, shapes, idx:DIR, folder:DIR or cifar10:DIR" in capsys.readouterr().err
+
+
+def test_shape_sets_for_calibration_are_truncated_sdfs():
+    """The "shapes" source draws procedural SDF sets (train stream for calibration, eval stream for parity)."""
+    meta = {"pos_dim": 3, "val_dim": 1, "value_range": [-0.3, 0.3]}
+    rng = np.random.default_rng(0)
+    pos, val = quantize.signal_source(meta, "shapes", None)(meta, 2, 50, rng)
+    assert pos.shape == (2, 50, 3) and val.shape == (2, 50, 1)
+    assert np.abs(pos).max() <= 1 and np.abs(val).max() <= 0.3 + 1e-6
+    assert (val < 0).any() and (val > 0).any()  # inside and outside
+    with pytest.raises(quantize.ExportError, match="3-D SDFs; the model takes pos_dim 2"):
+        quantize.signal_source({**meta, "pos_dim": 2}, "shapes", None)
