@@ -24,15 +24,16 @@ Reads EXPORT_DIR/encoder.onnx and decoder.onnx (written by export.onnx) and writ
 With neither flag, both are made.
 
 Each variant is checked against the float32 graphs in onnxruntime on the CPU before it is kept:
-random sample sets of sizes 1, 64, 784 (batch of 3, padded; or, with --parity-data, sets drawn from
-a data set's test split), 784 random queries each, both graphs end to end. Gated: the mean value at each query (Σ_b q_b (c_b + μ_b), model.json bin_centers), its
-largest and average absolute difference to float32, against TOLERANCES (fractions of the width of
-the value range). Also printed: raw output and probability differences. Then batch independence
-(`independence`): one set alone vs. in a padded batch with other sets, its queries split over other
-decoder calls; every output within INDEPENDENCE_TOLERANCE (float16: FP16_INDEPENDENCE_TOLERANCE). A variant within both is moved into
-place and recorded in model.json under "variants" (files, method, parity and batch-independence
-figures); one over either is deleted and the command exits 1. model.json changes, so a bundled
-model needs `python -m export.registry` afterwards.
+random sample sets of sizes 1, 64, 784 (batch of 3, padded; with --parity-data, sets drawn from
+a data set's test split), 784 random queries each, both graphs end to end. Gated: the mean value at
+each query (Σ_b q_b (c_b + μ_b), model.json bin_centers), its largest and average absolute
+difference to float32, against TOLERANCES (fractions of the width of the value range). Also
+printed: raw output and probability differences. Then batch independence (`independence`): one
+set alone vs. in a padded batch with other sets, its queries split over other decoder calls;
+every output within INDEPENDENCE_TOLERANCE (float16: FP16_INDEPENDENCE_TOLERANCE). A variant
+within both is moved into place and recorded in model.json under "variants" (files, method,
+parity and batch-independence figures); one over either is deleted and the command exits 1.
+model.json changes, so a bundled model needs `python -m export.registry` afterwards.
 """
 from __future__ import annotations
 
@@ -41,8 +42,8 @@ import json
 import logging
 import sys
 import warnings
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -438,6 +439,7 @@ def make_variant(folder: Path, precision: str, force: bool = False, calibration:
         raise ExportError(f"{', '.join(existing)} already exist; pass --force to replace them")
     meta = json.loads((folder / "model.json").read_text())
     calibration = resolve_calibration(meta, calibration, data_dir)
+    parity_data = resolve_calibration(meta, parity_data, data_dir)
     tmp = [f.with_suffix(".onnx.tmp") for f in files]
     try:
         _make_graphs(folder, precision, tmp, calibration, data_dir, meta)
@@ -466,8 +468,8 @@ def make_variant(folder: Path, precision: str, force: bool = False, calibration:
 
 
 def data_source(spec: str) -> str:
-    """argparse type: auto, random, or an image data spec of export.data (fashion-mnist, idx:DIR, folder:DIR,
-    cifar10:DIR)."""
+    """argparse type: auto, random, shapes, or an image data spec of export.data (fashion-mnist, idx:DIR,
+    folder:DIR, cifar10:DIR)."""
     kind, sep, where = spec.partition(":")
     if spec in ("auto", *CALIBRATION_SOURCES) or (kind in ("idx", "folder", "cifar10") and sep and where):
         return spec
@@ -482,12 +484,13 @@ def main(argv=None) -> int:
     p.add_argument("--fp16", action="store_true", help="float16 weights and compute (GPU)")
     p.add_argument("--force", action="store_true", help="replace existing variant files")
     p.add_argument("--calibration-data", type=data_source, default="auto",
-                   help="int8 activation scales from random sets or images (fashion-mnist, idx:DIR, folder:DIR, "
-                        "cifar10:DIR; their training split); auto: the model's training data when it is "
-                        "fashion-mnist and readable, else random")
+                   help="int8 activation scales from random sets, procedural shapes or images (fashion-mnist, "
+                        "idx:DIR, folder:DIR, cifar10:DIR; their training split); auto: the model's training data "
+                        "when it is fashion-mnist (and readable) or shapes, else random")
     p.add_argument("--parity-data", type=data_source, default="random",
-                   help="the sets the parity gate runs on: random (default) or images as for --calibration-data, "
-                        "their test split (folder:DIR: every image in DIR; use held-out images)")
+                   help="the sets the parity gate runs on: random (default), shapes, or images as for "
+                        "--calibration-data, their test split (folder:DIR: every image in DIR; use held-out "
+                        "images); auto as for --calibration-data")
     p.add_argument("--data-dir", type=Path, help=f"Fashion-MNIST folder (default {FASHION_DIR})")
     a = p.parse_args(argv)
     folder = Path(a.export_dir)
