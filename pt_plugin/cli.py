@@ -59,7 +59,8 @@ def parse_shape(text: str | None) -> tuple[int, ...] | None:
 
 def observation_options(fn):
     fn = click.option("--observed", "-k", type=click.IntRange(1, None), default=None,
-                      help="number of random samples observed [default: 64]")(fn)
+                      help="number of random samples observed [default: 64, or the largest set the model was "
+                           "trained on when that is smaller]")(fn)
     fn = click.option("--mask", "mask_path", type=click.Path(), default=None,
                       help="images: a picture whose white pixels are the observed ones (instead of --observed)")(fn)
     fn = click.option("--points", "points_path", type=click.Path(), default=None,
@@ -102,6 +103,14 @@ def _load_model(model_name, device, threads, precision="fp32"):
     return load(model_name, device=device, threads=threads, precision=precision)
 
 
+def default_observed(model) -> int:
+    """64 samples, or fewer for a model trained on smaller sets (polynomials: 1…20), which would be asked
+    to extrapolate beyond the set sizes it has seen."""
+    trained = (model.meta.get("training") or {}).get("samples_range") or [None, None]
+    top = trained[1] if len(trained) > 1 else None
+    return min(64, top) if isinstance(top, int) and top > 0 else 64
+
+
 def _observe(model, kind, source, demo, mask_path, points_path, observed, seed, resize, shape):
     """The Observation the command-line arguments describe, with the output grid set."""
     if points_path:
@@ -115,7 +124,7 @@ def _observe(model, kind, source, demo, mask_path, points_path, observed, seed, 
             raise click.UsageError(f"--mask is for images; model {model.meta['name']} is a {kind.name} model")
         obs = kind.observe_mask(obs, Path(mask_path))
     elif not len(obs.positions):
-        obs = kind.observe(obs, 64 if observed is None else observed, seed)
+        obs = kind.observe(obs, default_observed(model) if observed is None else observed, seed)
     if shape is not None:
         obs.shape = model.grid_shape(shape)
     return obs

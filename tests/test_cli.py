@@ -126,3 +126,16 @@ def test_download_succeeds_offline_for_bundled_models(tmp_path):
     r = subprocess.run([EXE, "download", "fashion-mnist"], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "fashion-mnist: bundled" in r.stdout and not (tmp_path / "cache").exists()
+
+
+def test_default_observed_stays_within_the_trained_set_sizes():
+    """--observed defaults to 64, or to the largest set a model was trained on (polynomials: 20)."""
+    from types import SimpleNamespace
+
+    import pt_plugin
+    from pt_plugin.cli import default_observed
+
+    assert default_observed(pt_plugin.load("polynomials", device="cpu")) == 20
+    assert default_observed(pt_plugin.load("fashion-mnist", device="cpu")) == 64
+    assert default_observed(SimpleNamespace(meta={"training": {"samples_range": [4, None]}})) == 64
+    assert default_observed(SimpleNamespace(meta={})) == 64
