@@ -206,7 +206,8 @@ def test_unknown_data_source_is_refused_by_name(tiny_export, spec, capsys):
     with pytest.raises(SystemExit) as e:
         quantize.main([str(tiny_export), "--int8", "--parity-data", spec])
     assert e.value.code == 2
-    assert f"{spec!r}: expected auto, random, fashion-mnist, shapes, idx:DIR, folder:DIR or cifar10:DIR" in capsys.readouterr().err
+    expected = "expected auto, random, fashion-mnist, shapes, idx:DIR, folder:DIR or cifar10:DIR"
+    assert f"{spec!r}: {expected}" in capsys.readouterr().err
 
 
 def test_shape_sets_for_calibration_are_truncated_sdfs():
