@@ -153,6 +153,15 @@ def log_uniform_int(lo: int, hi: int, g: torch.Generator) -> int:
     return int(round(math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))))
 
 
+def positions_near(samples: np.ndarray, m: int, std, rng: np.random.Generator) -> np.ndarray:
+    """m positions [..., m, P] next to random samples of [..., k, P]: a sample's position plus N(0, std²) per
+    axis, clipped to [-1, 1]. Continuous training queries rarely meet a sample; these make the model learn to
+    read nearby values (shapes, moving-fashion: NEIGHBOUR_SHARE of their queries)."""
+    pick = rng.integers(samples.shape[-2], size=samples.shape[:-2] + (m,))
+    chosen = np.take_along_axis(samples, pick[..., None], axis=-2)
+    return np.clip(chosen + rng.normal(0, std, chosen.shape), -1, 1)
+
+
 class SetSampler:
     """Draws training batches (S positions, S values, S mask, Q positions, Q values) from images."""
 

@@ -399,7 +399,7 @@ def within(figures: dict[str, Any], tolerance: dict[str, float]) -> bool:
     return all(figures[k] <= v for k, v in tolerance.items())
 
 
-def resolve_calibration(meta: dict[str, Any], source: str, data_dir: Path | None) -> str:
+def resolve_data_source(meta: dict[str, Any], source: str, data_dir: Path | None) -> str:
     """"auto": the model's own training data where it can be had here (fashion-mnist when readable, shapes
     always: they are generated), else random sets."""
     if source != "auto":
@@ -438,8 +438,8 @@ def make_variant(folder: Path, precision: str, force: bool = False, calibration:
     if existing and not force:
         raise ExportError(f"{', '.join(existing)} already exist; pass --force to replace them")
     meta = json.loads((folder / "model.json").read_text())
-    calibration = resolve_calibration(meta, calibration, data_dir)
-    parity_data = resolve_calibration(meta, parity_data, data_dir)
+    calibration = resolve_data_source(meta, calibration, data_dir)
+    parity_data = resolve_data_source(meta, parity_data, data_dir)
     tmp = [f.with_suffix(".onnx.tmp") for f in files]
     try:
         _make_graphs(folder, precision, tmp, calibration, data_dir, meta)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .curves import seed_sequence
-from .data import log_uniform_int
+from .data import log_uniform_int, positions_near
 
 TRUNCATION = 0.3   # values are clip(sdf, -TRUNCATION, TRUNCATION)
 EXTENT = 0.9       # the longest side of every shape spans [-EXTENT, EXTENT]
@@ -221,8 +221,7 @@ class ShapeSampler:
             p = shape.positions(k + self.nq, self.rng, self.near)
             m = int(self.rng.binomial(self.nq, self.neighbours))  # queries next to a sample of S
             if m:
-                near_s = p[self.rng.integers(k, size=m)] + self.rng.normal(0, NEIGHBOUR_STD, (m, 3))
-                p[k:k + m] = np.clip(near_s, -1, 1)
+                p[k:k + m] = positions_near(p[:k], m, NEIGHBOUR_STD, self.rng)
             pos.append(p)
             val.append(shape.values(p))
         pos, val = torch.from_numpy(np.stack(pos)), torch.from_numpy(np.stack(val))

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .curves import seed_sequence
-from .data import load_idx_images, log_uniform_int
+from .data import load_idx_images, log_uniform_int, positions_near
 
 FRAMES, SIZE, GARMENT = 8, 32, 20
 MAX_SPEED = 2.0
@@ -107,8 +107,6 @@ class ClipSampler:
         spos, qpos = random_positions(bs, k, self.snap, self.g), random_positions(bs, self.nq, self.snap, self.g)
         m = int(self.rng.binomial(self.nq, self.neighbours))  # the first m queries: next to a sample of S
         if m:
-            pick = torch.from_numpy(self.rng.integers(k, size=(bs, m)))
-            noise = torch.from_numpy(self.rng.normal(size=(bs, m, 3)).astype(np.float32) * NEIGHBOUR_STD)
-            qpos[:, :m] = (spos.gather(1, pick[..., None].expand(-1, -1, 3)) + noise).clamp(-1, 1)
+            qpos[:, :m] = torch.from_numpy(positions_near(spos.numpy(), m, NEIGHBOUR_STD, self.rng).astype(np.float32))
         mask = torch.ones(bs, k, dtype=torch.bool)
         return spos, trilinear(clips, spos), mask, qpos, trilinear(clips, qpos)
