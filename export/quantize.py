@@ -33,6 +33,9 @@ set alone vs. in a padded batch with other sets, its queries split over other de
 every output within INDEPENDENCE_TOLERANCE (float16: FP16_INDEPENDENCE_TOLERANCE). A variant
 within both is moved into place and recorded in model.json under "variants" (files, method,
 parity and batch-independence figures); one over either is deleted and the command exits 1.
+An int8 variant over the gate first gets the fewest MatMuls back in float32 that bring it inside,
+ranked by their error alone on training sets (export.int8_fallback; at most a third of them;
+recorded as "float32_matmuls"); --no-float-fallback skips that.
 model.json changes, so a bundled model needs `python -m export.registry` afterwards.
 """
 from __future__ import annotations
@@ -344,10 +347,10 @@ def independence(encoder: Path, decoder: Path, meta: dict[str, Any], seed: int =
 
 def parity(folder: Path, encoder: Path, decoder: Path, meta: dict[str, Any], sizes=SET_SIZES, batch: int = 3,
            num_queries: int = 784, seed: int = 0, verbose: bool = True, data: str = "random",
-           data_dir: Path | None = None) -> dict[str, Any]:
+           data_dir: Path | None = None, split: str = "test") -> dict[str, Any]:
     """Differences of a variant (encoder, decoder paths) to the float32 graphs in `folder`, on random sets or
-    on sets drawn from the test split of a data spec (`data`; a palette model's outputs on random colours are
-    off its domain)."""
+    on sets drawn from a split (the held-out test split by default) of a data spec (`data`; a palette model's
+    outputs on random colours are off its domain)."""
     import onnxruntime as ort
 
     from pt_plugin.distribution import Distribution
@@ -361,7 +364,7 @@ def parity(folder: Path, encoder: Path, decoder: Path, meta: dict[str, Any], siz
     centers = np.asarray(meta["bin_centers"], np.float64)
     width = float(meta["value_range"][1] - meta["value_range"][0]) or 1.0
     rng = np.random.default_rng(seed)
-    draw = signal_source(meta, data, data_dir, split="test")
+    draw = signal_source(meta, data, data_dir, split=split)
     worst = {k: 0.0 for k in ("memory", *DECODER_OUTPUTS, "probs", "mean_value")}
     total, count = 0.0, 0
     for size in sizes:
@@ -389,7 +392,7 @@ def parity(folder: Path, encoder: Path, decoder: Path, meta: dict[str, Any], siz
                   f"{row['probs']:.2e}; mean value max {row['mean_value']:.2e}, mean {dm.mean():.2e}")
     out = {f"{k}_max_abs_diff": v for k, v in worst.items()}
     out["mean_value_mean_abs_diff"] = total / count
-    out.update({"sets": data, "set_sizes": list(sizes), "batch": batch, "num_queries": num_queries, "seed": seed,
+    out.update({"sets": data, "split": split, "set_sizes": list(sizes), "batch": batch, "num_queries": num_queries, "seed": seed,
                 "provider": "CPUExecutionProvider", "onnxruntime": ort.__version__,
                 "note": "mean-value differences are fractions of the value range width"})
     return out
@@ -430,9 +433,36 @@ def _make_graphs(folder: Path, precision: str, tmp: list[Path], calibration: str
         make_int8(src, t, feeds)
 
 
+def _float_fallback(folder: Path, tmp: list[Path], meta: dict[str, Any], calibration: str,
+                    data_dir: Path | None) -> dict[str, list[str]]:
+    """Full int8 missed the gate: put the fewest sensitivity-ranked MatMuls back in float32 (export.int8_fallback,
+    ranked on the calibration data's training split) and rewrite tmp with them. Returns the MatMuls kept float32
+    per graph; none (tmp unchanged) when more than a third of them would have to be."""
+    from .int8_fallback import Pair, choose_float_nodes
+
+    print("int8: over the gate; ranking the quantized MatMuls by their error alone (training split)")
+    pair = Pair((folder / "encoder.onnx", folder / "decoder.onnx"), (tmp[0], tmp[1]))
+    try:
+        def on_training_sets(enc: Path, dec: Path) -> dict[str, Any]:
+            return parity(folder, enc, dec, meta, data=calibration, data_dir=data_dir, split="train",
+                          verbose=False, seed=1)
+        chosen = choose_float_nodes(pair, on_training_sets, TOLERANCES["int8"])
+        if chosen is None:
+            print("int8: more than a third of the quantized MatMuls would have to stay float32")
+            return {}
+        enc, dec = pair.write(set(chosen), "chosen")
+        enc.replace(tmp[0])
+        dec.replace(tmp[1])
+    finally:
+        pair.cleanup()
+    return {role: [n for g, n in chosen if g == i] for i, role in enumerate(("encoder", "decoder"))}
+
+
 def make_variant(folder: Path, precision: str, force: bool = False, calibration: str = "auto",
-                 data_dir: Path | None = None, parity_data: str = "random") -> tuple[bool, dict[str, Any]]:
-    """Write, check and (if within tolerance and batch-independent) keep one variant; returns (ok, its entry)."""
+                 data_dir: Path | None = None, parity_data: str = "random",
+                 float_fallback: bool = True) -> tuple[bool, dict[str, Any]]:
+    """Write, check and (if within tolerance and batch-independent) keep one variant; returns (ok, its entry).
+    An int8 variant over the gate gets a few MatMuls back in float32 first (`float_fallback`)."""
     files = [folder / f for f in variant_files(precision)]
     existing = [str(f) for f in files if f.exists()]
     if existing and not force:
@@ -441,11 +471,17 @@ def make_variant(folder: Path, precision: str, force: bool = False, calibration:
     calibration = resolve_data_source(meta, calibration, data_dir)
     parity_data = resolve_data_source(meta, parity_data, data_dir)
     tmp = [f.with_suffix(".onnx.tmp") for f in files]
+    kept: dict[str, list[str]] = {}
     try:
         _make_graphs(folder, precision, tmp, calibration, data_dir, meta)
         print(f"{precision}: parity against float32 (onnxruntime CPU)")
         figures = parity(folder, tmp[0], tmp[1], meta, data=parity_data, data_dir=data_dir)
         tol = TOLERANCES[precision]
+        if precision == "int8" and not within(figures, tol) and float_fallback:
+            kept = _float_fallback(folder, tmp, meta, calibration, data_dir)
+            if kept:
+                print(f"int8: {sum(map(len, kept.values()))} MatMuls kept float32; parity again")
+                figures = parity(folder, tmp[0], tmp[1], meta, data=parity_data, data_dir=data_dir)
         figures["tolerance"] = tol
         alone = independence(tmp[0], tmp[1], meta)
         ok = within(figures, tol) and independence_ok(alone, precision)
@@ -457,8 +493,13 @@ def make_variant(folder: Path, precision: str, force: bool = False, calibration:
             t.unlink(missing_ok=True)
     sizes = {f.name: f.stat().st_size for f in files if f.exists()}
     method = METHODS[precision] + (f"; calibrated on {calibration} sets" if precision == "int8" else "")
+    if kept:
+        method += (f"; {sum(map(len, kept.values()))} MatMuls kept float32, those with the largest error alone "
+                   "(export.int8_fallback, ranked on training sets)")
     entry = {"files": [f.name for f in files], "method": method, "bytes": sizes, "parity": figures,
              "batch_independence": {**alone, "tolerance": independence_tolerance(precision)}}
+    if kept:
+        entry["float32_matmuls"] = kept
     print(f"{precision}: mean value max |Δ| {figures['mean_value_max_abs_diff']:.2e} (tolerance "
           f"{tol['mean_value_max_abs_diff']:.0e}), mean |Δ| {figures['mean_value_mean_abs_diff']:.2e} (tolerance "
           f"{tol['mean_value_mean_abs_diff']:.0e}); a set alone vs. in a padded batch and other query chunks: max "
@@ -491,6 +532,9 @@ def main(argv=None) -> int:
                    help="the sets the parity gate runs on: random (default), shapes, or images as for "
                         "--calibration-data, their test split (folder:DIR: every image in DIR; use held-out "
                         "images); auto as for --calibration-data")
+    p.add_argument("--no-float-fallback", dest="float_fallback", action="store_false",
+                   help="int8 over the gate fails at once (by default the MatMuls with the largest error alone, "
+                        "at most a third, go back to float32 until the rest passes)")
     p.add_argument("--data-dir", type=Path, help=f"Fashion-MNIST folder (default {FASHION_DIR})")
     a = p.parse_args(argv)
     folder = Path(a.export_dir)
@@ -503,7 +547,8 @@ def main(argv=None) -> int:
     failed = []
     for precision in wanted:
         try:
-            ok, entry = make_variant(folder, precision, a.force, a.calibration_data, a.data_dir, a.parity_data)
+            ok, entry = make_variant(folder, precision, a.force, a.calibration_data, a.data_dir, a.parity_data,
+                                     a.float_fallback)
         except ExportError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

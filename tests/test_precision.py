@@ -124,7 +124,7 @@ def test_over_tolerance_is_not_kept(tiny_export, tmp_path, monkeypatch):
     folder = copy_export(tiny_export, tmp_path / "tiny")
     monkeypatch.setitem(quantize.TOLERANCES, "int8", {"mean_value_max_abs_diff": 0.0,
                                                       "mean_value_mean_abs_diff": 0.0})
-    assert quantize.main([str(folder), "--int8"]) == 1
+    assert quantize.main([str(folder), "--int8", "--no-float-fallback"]) == 1
     assert sorted(p.name for p in folder.iterdir()) == sorted(weights.MODEL_FILES)
     assert "variants" not in json.loads((folder / "model.json").read_text())
 
