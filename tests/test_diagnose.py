@@ -30,3 +30,16 @@ def test_gain_is_the_difference_and_values_matter():
     r = conditioning_gain(small_model(), [batch(vals)] * 2)
     assert abs(r["gain"] - (r["with_s"] - r["shuffled_s"])) < 1e-9
     assert r["gain"] != 0.0  # other sets' values change the prediction
+
+
+def test_copy_error_is_measured_at_the_samples_own_positions():
+    vals = torch.stack([torch.full((5, 1), v) for v in (0.0, 0.5, 1.0)])
+    pos, v, mask, _, _ = batch(vals)
+    far = torch.full((3, 5, 2), 0.99)  # queries elsewhere, with other values: copy_mse must not see them
+    r = conditioning_gain(small_model(), [(pos, v, mask, far, 1 - v)])
+    model = small_model().eval()
+    with torch.no_grad():
+        want = ((model(pos, v, mask, pos).mean() - v) ** 2).mean().item()
+        at_queries = ((model(pos, v, mask, far).mean() - (1 - v)) ** 2).mean().item()
+    assert abs(r["copy_mse"] - want) < 1e-6 and abs(r["query_mse"] - at_queries) < 1e-6
+    assert r["copy_mse"] != r["query_mse"]
