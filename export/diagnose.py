@@ -4,8 +4,8 @@ A training diagnostic: the validation log-likelihood (nats per value) with S as 
 same batches with S's values shuffled across the batch (each set paired with another signal's values).
 A model that learnt only p(value | position) scores the same on both (gain ≈ 0); fashion-mnist gains
 2.4 nats. Also printed: the mean value's MSE at S's own positions, which a model that uses S keeps
-near zero (it was handed those values), against its MSE at the queries. The runs that gained nothing are what made the `normalize_values`, `init_std` and
-`locality_init` model options necessary (CHANGELOG).
+near zero (it was handed those values), against its MSE at the queries. The runs that gained nothing
+are what made the `normalize_values`, `init_std` and `locality_init` model options necessary (CHANGELOG).
 """
 from __future__ import annotations
 

@@ -392,7 +392,8 @@ def parity(folder: Path, encoder: Path, decoder: Path, meta: dict[str, Any], siz
                   f"{row['probs']:.2e}; mean value max {row['mean_value']:.2e}, mean {dm.mean():.2e}")
     out = {f"{k}_max_abs_diff": v for k, v in worst.items()}
     out["mean_value_mean_abs_diff"] = total / count
-    out.update({"sets": data, "split": split, "set_sizes": list(sizes), "batch": batch, "num_queries": num_queries, "seed": seed,
+    out.update({"sets": data, "split": split, "set_sizes": list(sizes), "batch": batch, "num_queries": num_queries,
+                "seed": seed,
                 "provider": "CPUExecutionProvider", "onnxruntime": ort.__version__,
                 "note": "mean-value differences are fractions of the value range width"})
     return out

@@ -74,18 +74,29 @@ def additive_parity(pair):
 TOL = {"mean_value_max_abs_diff": 1.0, "mean_value_mean_abs_diff": 1.0}
 
 
+def quiet(line):
+    pass
+
+
 def test_the_fewest_worst_matmuls_go_back_to_float():
     pair = FakePair({"a": 0.1, "b": 0.9, "c": 0.05, "d": 0.6, "e": 0.2, "f": 0.01, "g": 0.0, "h": 0.0, "i": 0.0})
     # total 1.86: dropping b (0.9) leaves 0.96 <= 1
-    assert int8_fallback.choose_float_nodes(pair, additive_parity(pair), TOL, log=lambda s: None) == [(0, "b")]
+    assert int8_fallback.choose_float_nodes(pair, additive_parity(pair), TOL, log=quiet, target=1.0) == [(0, "b")]
     pair.errors["d"] = 0.95  # total 2.21: dropping d leaves 1.26, d and b 0.36
-    assert int8_fallback.choose_float_nodes(pair, additive_parity(pair), TOL, log=lambda s: None) == \
+    assert int8_fallback.choose_float_nodes(pair, additive_parity(pair), TOL, log=quiet, target=1.0) == \
         [(0, "d"), (0, "b")]
+
+
+def test_the_choice_keeps_headroom_for_the_held_out_gate():
+    pair = FakePair({"a": 0.1, "b": 0.9, "c": 0.05, "d": 0.6, "e": 0.2, "f": 0.01, "g": 0.0, "h": 0.0, "i": 0.0})
+    # dropping b leaves 0.96: inside the gate, not inside 0.7 of it; b and d leave 0.36
+    assert int8_fallback.choose_float_nodes(pair, additive_parity(pair), TOL, log=quiet, target=0.7) == \
+        [(0, "b"), (0, "d")]
 
 
 def test_no_choice_when_more_than_a_third_would_stay_float():
     pair = FakePair({n: 0.5 for n in "abcdefghi"})  # 4.5: seven would have to go back, three may
-    assert int8_fallback.choose_float_nodes(pair, additive_parity(pair), TOL, log=lambda s: None) is None
+    assert int8_fallback.choose_float_nodes(pair, additive_parity(pair), TOL, log=quiet, target=1.0) is None
 
 
 def test_quantize_records_the_matmuls_kept_float(tiny_export, tmp_path, monkeypatch):
