@@ -27,6 +27,8 @@ class ModelConfig:
     ffn: int = 256
     dropout: float = 0.0
     fourier_scale: float = 2.0    # std of the Gaussian frequency matrix (positions in [-1, 1])
+    fourier_axis_scales: list[float] | None = None  # per position axis, times fourier_scale: a smaller one
+    #   widens the attention kernel along that axis (video: t, whose cells are 4x wider than x and y's)
     num_bins: int = 64            # uniform bins over value_range when bin_centers is None
     bin_centers: list[list[float]] | None = None  # explicit [bins, val_dim] centres (RGB palette)
     value_range: tuple[float, float] = (0.0, 1.0)
@@ -47,6 +49,10 @@ class ModelConfig:
             raise ConfigError(f"d_model must be divisible by 4 (half of it is sin/cos features), got {self.d_model}")
         if self.d_model % self.n_heads:
             raise ConfigError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+        axes = self.fourier_axis_scales
+        if axes is not None and (len(axes) != self.pos_dim or any(not a > 0 for a in axes)):
+            raise ConfigError(f"fourier_axis_scales must be {self.pos_dim} positive numbers (one per position "
+                              f"axis), got {axes}")
         lo, hi = self.value_range
         if not hi > lo:
             raise ConfigError(f"value_range must be (low, high) with high > low, got {self.value_range}")

@@ -58,12 +58,17 @@ def bin_width(cfg: ModelConfig) -> float:
 
 
 class FourierFeatures(nn.Module):
-    """Random Fourier position features [sin, cos](2π x B), B fixed ~ N(0, scale²) (Tancik et al.)."""
+    """Random Fourier position features [sin, cos](2π x B), B fixed ~ N(0, scale²) (Tancik et al.), its
+    row for axis i times axis_scales[i] when given (an anisotropic kernel)."""
 
-    def __init__(self, pos_dim: int, num_features: int, scale: float, seed: int):
+    def __init__(self, pos_dim: int, num_features: int, scale: float, seed: int,
+                 axis_scales: list[float] | None = None):
         super().__init__()
         g = torch.Generator().manual_seed(seed)
-        self.register_buffer("B", torch.randn(pos_dim, num_features, generator=g) * scale)
+        b = torch.randn(pos_dim, num_features, generator=g) * scale
+        if axis_scales is not None:
+            b = b * torch.tensor(axis_scales, dtype=b.dtype)[:, None]
+        self.register_buffer("B", b)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         proj = 2 * math.pi * (x @ self.B)
@@ -228,7 +233,8 @@ class PixelTransformer(nn.Module):
         super().__init__()
         cfg.validate()
         self.cfg = cfg
-        posenc = FourierFeatures(cfg.pos_dim, cfg.d_model // 4, cfg.fourier_scale, cfg.fourier_seed)
+        posenc = FourierFeatures(cfg.pos_dim, cfg.d_model // 4, cfg.fourier_scale, cfg.fourier_seed,
+                                 cfg.fourier_axis_scales)
         self.encoder = Encoder(cfg, posenc)
         self.decoder = QueryDecoder(cfg, posenc)
         self.register_buffer("centers", bin_centers(cfg))

@@ -169,3 +169,21 @@ def test_locality_init_makes_attention_peak_at_the_same_position():
     assert own > 5 * avg
     own0, avg0 = first_layer_weights(0.0)
     assert own0 < 1.5 * avg0
+
+
+def test_fourier_axis_scales_scale_each_axis_of_the_frequency_matrix():
+    base = ModelConfig(pos_dim=3, d_model=32, n_heads=2, enc_layers=1, dec_layers=1, ffn=32, num_bins=4)
+    plain = PixelTransformer(base).encoder.posenc.B
+    wide_t = ModelConfig(**{**base.__dict__, "fourier_axis_scales": [1.0, 2.0, 0.25]})
+    scaled = PixelTransformer(wide_t).encoder.posenc.B
+    torch.testing.assert_close(scaled, plain * torch.tensor([1.0, 2.0, 0.25])[:, None])
+
+
+def test_fourier_axis_scales_need_one_positive_number_per_axis():
+    import pytest
+
+    from export.config import ConfigError
+
+    for bad in ([1.0, 1.0], [1.0, 0.0, 1.0]):
+        with pytest.raises(ConfigError, match="fourier_axis_scales must be 3 positive numbers"):
+            ModelConfig(pos_dim=3, fourier_axis_scales=bad).validate()
