@@ -17,6 +17,7 @@ ranks them and puts back float32 on the fewest that bring the variant inside the
 from __future__ import annotations
 
 import copy
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -98,20 +99,15 @@ class Pair:
 
         paths = []
         for g, role in enumerate(("encoder", "decoder")):
-            names = {n for gg, n in float_nodes if gg == g}
-            if names == set(self.names[g]):
-                model = self.fp[g]  # nothing quantized: the float graph itself
-            else:
-                model = keep_float(self.qdq[g], self.fp[g], names) if names else self.qdq[g]
+            names = {n for gg, n in float_nodes if gg == g}  # the QDQ model keeps its precision tag
+            model = keep_float(self.qdq[g], self.fp[g], names) if names else self.qdq[g]
             path = self.dir / f"{role}.{tag}.onnx"
             onnx.save(model, str(path))
             paths.append(path)
         return paths[0], paths[1]
 
     def cleanup(self) -> None:
-        for p in self.dir.glob("*"):
-            p.unlink()
-        self.dir.rmdir()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def sensitivities(pair: Pair, parity: ParityFn, tolerance: dict[str, float]) -> list[tuple[float, int, str]]:

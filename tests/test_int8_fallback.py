@@ -112,3 +112,5 @@ def test_quantize_records_the_matmuls_kept_float(tiny_export, tmp_path, monkeypa
     assert "kept float32" in entry["method"]
     assert entry["parity"]["mean_value_max_abs_diff"] <= 1e-9
     assert not list(folder.glob("*.tmp"))
+    meta = {p.key: p.value for p in onnx.load(str(folder / "encoder.int8.onnx")).metadata_props}
+    assert meta["pt_plugin_precision"] == "int8"
