@@ -17,7 +17,7 @@ import torch
 from .checkpoint import ExportError, load_checkpoint
 from .config import Config
 from .data import DataError
-from .model import PixelTransformer
+from .model import Mixture, PixelTransformer
 
 
 @torch.no_grad()
@@ -29,12 +29,13 @@ def conditioning_gain(model: PixelTransformer, batches: list) -> dict[str, float
     given = shuffled = copy = query = 0.0
     for spos, sval, mask, qpos, qval in batches:
         other = torch.roll(torch.arange(len(sval)), 1)  # set i gets set i-1's values: none keeps its own
-        out = model(spos, sval, mask, qpos)
+        memory = model.encoder(spos, sval, mask)  # S encoded once, decoded at the queries and at S itself
+        out = Mixture(*model.decoder(memory, mask, qpos), model.centers)
         given += out.log_prob(qval).mean().item()
         query += ((out.mean() - qval) ** 2).mean().item()
         shuffled += model(spos, sval[other], mask, qpos).log_prob(qval).mean().item()
-        err = ((model(spos, sval, mask, spos).mean() - sval) ** 2).mean(-1)
-        copy += (err[mask].mean()).item()
+        at_s = Mixture(*model.decoder(memory, mask, spos), model.centers)
+        copy += ((at_s.mean() - sval) ** 2).mean(-1)[mask].mean().item()
     n = max(1, len(batches))
     return {"with_s": given / n, "shuffled_s": shuffled / n, "gain": (given - shuffled) / n,
             "copy_mse": copy / n, "query_mse": query / n}
