@@ -130,8 +130,21 @@ def _observe(model, kind, source, demo, mask_path, points_path, observed, seed, 
     return obs
 
 
-def _default_out(kind, stem: str) -> str:
-    return f"{stem}.gif" if kind.name == "video" else f"{stem}.png"
+def _prepare(source, demo, seed, shape_text, resize, points_path, mask_path, observed, out, stem: str, model_name,
+             device, threads, precision):
+    """What `sample` and `mean` share: every argument checked (and the output path writable) before the model
+    runs, then the model, its signal kind, the observation and the output path (STEM + kind.default_suffix)."""
+    from .kinds import kind_for
+
+    _check_sources(source, demo, mask_path, points_path, observed, out)
+    shape = parse_shape(shape_text)
+    model = _load_model(model_name, device, threads, precision)
+    kind = kind_for(model.signal)
+    kind.check_writer()
+    if out is not None:
+        kind.check_out(Path(out))
+    obs = _observe(model, kind, source, demo, mask_path, points_path, observed, seed, resize, shape)
+    return model, kind, obs, out or f"{stem}{kind.default_suffix}"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -161,17 +174,10 @@ def main() -> None:
 def sample(source, demo, seed, shape_text, resize, points_path, mask_path, observed, num_samples, autoregressive,
            step_fraction, temperature, out, out_dir, scale, model_name, device, threads, precision):
     """Draw whole signals from p(signal | observed samples) by hybrid autoregressive sampling."""
-    from .kinds import Outputs, kind_for
+    from .kinds import Outputs
 
-    _check_sources(source, demo, mask_path, points_path, observed, out)
-    shape = parse_shape(shape_text)
-    model = _load_model(model_name, device, threads, precision)
-    kind = kind_for(model.signal)
-    kind.check_writer()
-    if out is not None:
-        kind.check_out(Path(out))
-    obs = _observe(model, kind, source, demo, mask_path, points_path, observed, seed, resize, shape)
-    out = out or _default_out(kind, "samples")
+    model, kind, obs, out = _prepare(source, demo, seed, shape_text, resize, points_path, mask_path, observed, out,
+                                     "samples", model_name, device, threads, precision)
     mean, std = model.mean_grid(obs.positions, obs.values, obs.shape, return_std=True)
     total = min(autoregressive, int(np.prod(obs.shape)))
     with click.progressbar(length=total, label=f"sampling {_plural(num_samples, model.signal.kind)}",
@@ -201,17 +207,10 @@ def sample(source, demo, seed, shape_text, resize, points_path, mask_path, obser
 def mean(source, demo, seed, shape_text, resize, points_path, mask_path, observed, out, scale, model_name, device,
          threads, precision):
     """The mean signal given the observed samples, and its standard deviation."""
-    from .kinds import Outputs, kind_for
+    from .kinds import Outputs
 
-    _check_sources(source, demo, mask_path, points_path, observed, out)
-    shape = parse_shape(shape_text)
-    model = _load_model(model_name, device, threads, precision)
-    kind = kind_for(model.signal)
-    kind.check_writer()
-    if out is not None:
-        kind.check_out(Path(out))
-    obs = _observe(model, kind, source, demo, mask_path, points_path, observed, seed, resize, shape)
-    out = out or _default_out(kind, "mean")
+    model, kind, obs, out = _prepare(source, demo, seed, shape_text, resize, points_path, mask_path, observed, out,
+                                     "mean", model_name, device, threads, precision)
     m, sd = model.mean_grid(obs.positions, obs.values, obs.shape, return_std=True)
     empty = np.zeros((0,) + m.shape, np.float32)
     written = kind.write(Path(out), obs, Outputs(m, sd, empty), model, scale)

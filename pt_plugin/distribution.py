@@ -71,7 +71,7 @@ class Distribution:
     def _check_shapes(self) -> None:
         """Refuse arrays that do not form one mixture per query (bins and val_dim must agree)."""
         c, lg = self.centers, self.logits
-        want = f"logits [..., bins], offsets [..., bins, val_dim], log_sigma [..., bins], centers [bins, val_dim]"
+        want = "logits [..., bins], offsets [..., bins, val_dim], log_sigma [..., bins], centers [bins, val_dim]"
         if (c.ndim != 2 or lg.ndim < 1 or lg.shape[-1] != c.shape[0] or self.log_sigma.shape != lg.shape
                 or self.offsets.shape != lg.shape + c.shape[1:]):
             raise InputError(f"Distribution arrays do not fit: logits {lg.shape}, offsets {self.offsets.shape}, "

@@ -11,7 +11,6 @@ is checked against the registry before use; a variant is fetched only when asked
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 

@@ -47,6 +47,7 @@ class Kind:
     name = "signal"
     input_help = "an input file"
     out_suffixes: tuple[str, ...] = ()  # what --out may end in besides a picture format (volumes: .ply, .obj)
+    default_suffix = ".png"  # the CLI's output when --out is not given: samples.png, mean.png
 
     def demo(self, model: "Model") -> Observation:
         """The model's demo signal (demo.npz in its folder: `truth` on the training grid, or dense

@@ -43,6 +43,7 @@ def read_frames(path: Path, channels: int) -> np.ndarray:
 class VideoKind(Kind):
     name = "video"
     input_help = "an animated GIF or a folder of frames"
+    default_suffix = ".gif"  # an animation; the frame strip is written beside it
 
     def read(self, model: "Model", path: Path, resize: bool) -> Observation:
         clip = read_frames(path, model.val_dim)
