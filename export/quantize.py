@@ -74,7 +74,7 @@ SELECTION_BATCH = 6  # sets per size when the int8 fallback ranks and chooses: t
 INT8_FORMAT = "QDQ"  # QuantizeLinear/DequantizeLinear around float MatMuls: onnxruntime fuses them (see METHODS)
 INT8_CALIBRATION = "MinMax"
 CALIB_PERCENTILE = 99.999
-CALIBRATION_SOURCES = ("random", "fashion-mnist", "shapes")
+CALIBRATION_SOURCES = ("random", "fashion-mnist", "shapes", "moving-fashion")
 CALIBRATION_BATCHES = 24
 CALIBRATION_MAX_SET = 2048
 CALIBRATION_TOKENS = 4096  # sets per calibration batch x |S|, so that large sets come in small batches
@@ -240,17 +240,44 @@ def _shape_signal(split: str) -> SignalDraw:
     return draw
 
 
+def _clip_signal(data_dir: Path | None, split: str) -> SignalDraw:
+    """Sets of moving Fashion-MNIST clips (export.video) of `split`'s garments, positions drawn as training
+    draws them (half on voxel centres, trilinear values)."""
+    import torch
+
+    from .data import load_idx_images
+    from .video import make_clips, random_positions, shrink, trilinear
+
+    garments = shrink(load_idx_images(str(data_dir or FASHION_DIR), "train" if split == "train" else "test"))
+
+    def draw(meta: dict[str, Any], n: int, k: int, rng: np.random.Generator):
+        g = torch.Generator().manual_seed(int(rng.integers(2**31)))
+        clips = torch.from_numpy(make_clips(garments, n, rng))
+        pos = random_positions(n, k, 0.5, g)
+        return pos.numpy(), trilinear(clips, pos).numpy().astype(np.float32)
+    return draw
+
+
 def signal_source(meta: dict[str, Any], source: str, data_dir: Path | None, split: str = "train") -> SignalDraw:
     """Where calibration or parity sets come from: "random" (uniform positions and values), "shapes"
-    (procedural SDFs) or an image data spec (fashion-mnist, idx:DIR, folder:DIR, cifar10:DIR) read at
-    `split`; refuses data that does not fit the model."""
+    (procedural SDFs), "moving-fashion" (clips of Fashion-MNIST garments) or an image data spec
+    (fashion-mnist, idx:DIR, folder:DIR, cifar10:DIR) read at `split`; refuses data that does not fit the
+    model."""
     if source == "random":
         return _random_signal
-    if source == "shapes":
+    if source in ("shapes", "moving-fashion"):
         if (meta["pos_dim"], meta["val_dim"]) != (3, 1):
-            raise ExportError(f"calibration data 'shapes' are 3-D SDFs; the model takes pos_dim {meta['pos_dim']}, "
+            what = "3-D SDFs" if source == "shapes" else "grayscale (x, y, t) clips"
+            raise ExportError(f"calibration data {source!r} are {what}; the model takes pos_dim {meta['pos_dim']}, "
                               f"val_dim {meta['val_dim']}")
-        return _shape_signal(split)
+        if source == "shapes":
+            return _shape_signal(split)
+        from .data import DataError
+
+        try:
+            return _clip_signal(data_dir, split)
+        except DataError as e:
+            raise ExportError(f"calibration data 'moving-fashion' needs Fashion-MNIST garments: {e}") from None
     from .data import DataError, load_dataset
 
     try:
@@ -406,15 +433,15 @@ def within(figures: dict[str, Any], tolerance: dict[str, float]) -> bool:
 
 
 def resolve_data_source(meta: dict[str, Any], source: str, data_dir: Path | None) -> str:
-    """"auto": the model's own training data where it can be had here (fashion-mnist when readable, shapes
-    always: they are generated), else random sets."""
+    """"auto": the model's own training data where it can be had here (fashion-mnist and moving-fashion when
+    Fashion-MNIST is readable, shapes always: they are generated), else random sets."""
     if source != "auto":
         return source
     trained_on = meta.get("training", {}).get("data")
     here = (data_dir or FASHION_DIR) / "train-images-idx3-ubyte.gz"
     if trained_on == "shapes":
         return "shapes"
-    return "fashion-mnist" if trained_on == "fashion-mnist" and here.is_file() else "random"
+    return trained_on if trained_on in ("fashion-mnist", "moving-fashion") and here.is_file() else "random"
 
 
 def independence_ok(diffs: dict[str, float], precision: str = "int8") -> bool:
@@ -512,13 +539,13 @@ def make_variant(folder: Path, precision: str, force: bool = False, calibration:
 
 
 def data_source(spec: str) -> str:
-    """argparse type: auto, random, shapes, or an image data spec of export.data (fashion-mnist, idx:DIR,
-    folder:DIR, cifar10:DIR)."""
+    """argparse type: auto, random, shapes, moving-fashion, or an image data spec of export.data
+    (fashion-mnist, idx:DIR, folder:DIR, cifar10:DIR)."""
     kind, sep, where = spec.partition(":")
     if spec in ("auto", *CALIBRATION_SOURCES) or (kind in ("idx", "folder", "cifar10") and sep and where):
         return spec
-    raise argparse.ArgumentTypeError(f"{spec!r}: expected auto, random, fashion-mnist, shapes, idx:DIR, "
-                                     "folder:DIR or cifar10:DIR")
+    raise argparse.ArgumentTypeError(f"{spec!r}: expected auto, random, fashion-mnist, shapes, moving-fashion, "
+                                     "idx:DIR, folder:DIR or cifar10:DIR")
 
 
 def main(argv=None) -> int:
@@ -528,13 +555,14 @@ def main(argv=None) -> int:
     p.add_argument("--fp16", action="store_true", help="float16 weights and compute (GPU)")
     p.add_argument("--force", action="store_true", help="replace existing variant files")
     p.add_argument("--calibration-data", type=data_source, default="auto",
-                   help="int8 activation scales from random sets, procedural shapes or images (fashion-mnist, "
-                        "idx:DIR, folder:DIR, cifar10:DIR; their training split); auto: the model's training data "
-                        "when it is fashion-mnist (and readable) or shapes, else random")
+                   help="int8 activation scales from random sets, procedural shapes, moving-fashion clips or "
+                        "images (fashion-mnist, idx:DIR, folder:DIR, cifar10:DIR; their training split); auto: the "
+                        "model's training data when it is fashion-mnist or moving-fashion (and Fashion-MNIST is "
+                        "readable) or shapes, else random")
     p.add_argument("--parity-data", type=data_source, default="random",
-                   help="the sets the parity gate runs on: random (default), shapes, or images as for "
-                        "--calibration-data, their test split (folder:DIR: every image in DIR; use held-out "
-                        "images); auto as for --calibration-data")
+                   help="the sets the parity gate runs on: random (default), shapes, moving-fashion (test "
+                        "garments), or images as for --calibration-data, their test split (folder:DIR: every image "
+                        "in DIR; use held-out images); auto as for --calibration-data")
     p.add_argument("--no-float-fallback", dest="float_fallback", action="store_false",
                    help="int8 over the gate fails at once (by default the MatMuls with the largest error alone, "
                         "at most a third, go back to float32 until the rest passes)")

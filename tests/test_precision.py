@@ -206,7 +206,7 @@ def test_unknown_data_source_is_refused_by_name(tiny_export, spec, capsys):
     with pytest.raises(SystemExit) as e:
         quantize.main([str(tiny_export), "--int8", "--parity-data", spec])
     assert e.value.code == 2
-    expected = "expected auto, random, fashion-mnist, shapes, idx:DIR, folder:DIR or cifar10:DIR"
+    expected = "expected auto, random, fashion-mnist, shapes, moving-fashion, idx:DIR, folder:DIR or cifar10:DIR"
     assert f"{spec!r}: {expected}" in capsys.readouterr().err
 
 
@@ -220,3 +220,26 @@ def test_shape_sets_for_calibration_are_truncated_sdfs():
     assert (val < 0).any() and (val > 0).any()  # inside and outside
     with pytest.raises(quantize.ExportError, match="3-D SDFs; the model takes pos_dim 2"):
         quantize.signal_source({**meta, "pos_dim": 2}, "shapes", None)
+
+
+@pytest.mark.skipif(not (quantize.FASHION_DIR / "train-images-idx3-ubyte.gz").is_file(), reason="needs Fashion-MNIST")
+def test_clip_sets_for_calibration_follow_training_garments():
+    """The "moving-fashion" source draws sets of clips: training garments for calibration, test ones for
+    parity (different values for the same seed), trilinear values in [0, 1] with black background."""
+    meta = {"pos_dim": 3, "val_dim": 1, "value_range": [0.0, 1.0]}
+    draws = [quantize.signal_source(meta, "moving-fashion", None, split)(meta, 3, 400, np.random.default_rng(0))
+             for split in ("train", "test")]
+    for pos, val in draws:
+        assert pos.shape == (3, 400, 3) and val.shape == (3, 400, 1) and val.dtype == np.float32
+        assert np.abs(pos).max() <= 1 and val.min() >= 0 and val.max() <= 1
+        assert (val == 0).mean() > 0.2 and (val > 0.2).any()  # background and garment
+    assert np.array_equal(draws[0][0], draws[1][0]) and not np.array_equal(draws[0][1], draws[1][1])
+    with pytest.raises(quantize.ExportError, match="grayscale .* clips; the model takes pos_dim 2"):
+        quantize.signal_source({**meta, "pos_dim": 2}, "moving-fashion", None)
+
+
+def test_auto_calibration_takes_the_training_data_where_it_is_here(tmp_path):
+    meta = {"training": {"data": "moving-fashion"}}
+    assert quantize.resolve_data_source(meta, "auto", tmp_path) == "random"  # no Fashion-MNIST in tmp_path
+    assert quantize.resolve_data_source({"training": {"data": "shapes"}}, "auto", tmp_path) == "shapes"
+    assert quantize.resolve_data_source(meta, "shapes", tmp_path) == "shapes"  # an explicit choice stands
