@@ -104,11 +104,20 @@ def volume_tables(report: dict) -> str:
     return markdown(report).split("\n", 2)[2].strip()
 
 
+def video_tables(report: dict) -> str:
+    """A video model's table (export.evaluate_video): NLL against the Gaussian, MSE of every method, samples."""
+    from .evaluate_video import markdown
+
+    return markdown(report).split("\n", 2)[2].strip()
+
+
 def blocks_for(report: dict, ck: dict[str, Any] | None) -> dict[str, str]:
     if "family" in report["settings"]:
         blocks = {"evaluation": curve_tables(report)}
     elif "truncation" in report["settings"]:
         blocks = {"evaluation": volume_tables(report)}
+    elif report["settings"].get("kind") == "video":
+        blocks = {"evaluation": video_tables(report)}
     else:
         blocks = {"evaluation": evaluation_table(report), "samples": samples_table(report)}
     if ck is not None:

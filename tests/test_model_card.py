@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import pt_plugin
+from export.model_card import blocks_for
 from export.model_card import main as model_card
 from export.onnx import load_checkpoint, total_steps
 
@@ -106,3 +107,15 @@ def test_shape_and_emoji_cards_are_fresh_renderings(name):
     records the same training steps as the report (over all runs of a fine-tuned model)."""
     meta, report = check_card_is_fresh(name)
     assert meta["training"].get("total_steps", meta["training"]["steps"]) == report["settings"]["step"]
+
+
+def test_a_video_report_renders_the_video_table():
+    """A video report (export.evaluate_video) fills the card's evaluation block with its own table: every
+    method's MSE per |S|, not the image table (which would fail on its keys)."""
+    report = json.loads((ROOT / "docs" / "moving-fashion" / "metrics.json").read_text())
+    blocks = blocks_for(report, None)
+    assert set(blocks) == {"evaluation"}
+    table = blocks["evaluation"]
+    assert "Nearest (space-time) MSE" in table and "Cond. Gaussian MSE" in table
+    for size, r in report["sizes"].items():
+        assert f"| {size} | {r['model']['nll_bits']:.3f} |" in table
