@@ -109,14 +109,20 @@ class Attention(nn.Module):
         bq = torch.cat([bq, bq.new_ones(h, 1)], dim=1).reshape(-1)
         return wq, bq
 
-    def forward(self, x: torch.Tensor, mem: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    def scores_and_values(self, x: torch.Tensor, mem: torch.Tensor, bias: torch.Tensor):
+        """Pre-softmax scores [B, H, Lq, K] (key bias included) and values [B, H, K, dh]."""
         b, lq, _ = x.shape
         h, dh, lk = self.h, self.dh, mem.shape[1]
         q1 = F.linear(x, *self.projections()).view(b, lq, h, dh + 1).transpose(1, 2)  # [B,H,Lq,dh+1]
         kv = self.kv(mem).view(b, lk, 2, h, dh)
         k_t, v = kv[:, :, 0].permute(0, 2, 3, 1), kv[:, :, 1].transpose(1, 2)  # [B,H,dh,K], [B,H,K,dh]
         k_t1 = torch.cat([k_t, bias.expand(b, h, 1, lk)], dim=-2)
-        att = self.drop(torch.softmax(q1 @ k_t1, dim=-1))
+        return q1 @ k_t1, v
+
+    def forward(self, x: torch.Tensor, mem: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        scores, v = self.scores_and_values(x, mem, bias)
+        att = self.drop(torch.softmax(scores, dim=-1))
+        b, h, lq, dh = x.shape[0], self.h, x.shape[1], self.dh
         out = (att @ v).transpose(1, 2).reshape(b, lq, h * dh)
         return self.proj(out)
 
@@ -209,10 +215,14 @@ class QueryDecoder(nn.Module):
         self.sigma_min = cfg.sigma_min * (hi - lo)
         self.sigma_max = hi - lo
 
+    def tokens(self, query_positions: torch.Tensor) -> torch.Tensor:
+        """The first block's input [B, Q, D]: the learnt query token beside each position's Fourier features."""
+        b, nq, _ = query_positions.shape
+        return torch.cat([self.query_token.expand(b, nq, -1), self.posenc(query_positions)], dim=-1)
+
     def forward(self, memory: torch.Tensor, mask: torch.Tensor, query_positions: torch.Tensor):
         b, nq, _ = query_positions.shape
-        pe = self.posenc(query_positions)
-        q = torch.cat([self.query_token.expand(b, nq, -1), pe], dim=-1)
+        q = self.tokens(query_positions)
         bias = key_bias(mask, q.dtype)
         for blk in self.blocks:
             q = blk(q, memory, bias)

@@ -2,7 +2,7 @@
 import torch
 
 from export.config import ModelConfig
-from export.diagnose import conditioning_gain
+from export.diagnose import conditioning_gain, own_key_weight
 from export.model import PixelTransformer
 
 
@@ -43,3 +43,27 @@ def test_copy_error_is_measured_at_the_samples_own_positions():
         at_queries = ((model(pos, v, mask, far).mean() - (1 - v)) ** 2).mean().item()
     assert abs(r["copy_mse"] - want) < 1e-6 and abs(r["query_mse"] - at_queries) < 1e-6
     assert r["copy_mse"] != r["query_mse"]
+
+
+def test_own_key_weight_reads_the_first_blocks_attention_at_each_samples_own_key():
+    """Per head, the softmax weight a query at sample i's position gives key i (padding excluded), checked
+    against attention recomputed by hand from the block's weights; uniform attention is 1/|S| per set."""
+    model = small_model().eval()
+    vals = torch.rand(2, 6, 1, generator=torch.Generator().manual_seed(2))
+    pos, v, mask, _, _ = batch(vals)
+    mask[1, 4:] = False  # a padded set: 4 real samples
+    w = own_key_weight(model, [(pos, v, mask, pos, v)])
+    att = model.decoder.blocks[0].att
+    with torch.no_grad():
+        mem = model.encoder(pos, v, mask)
+        x = model.decoder.blocks[0].ln1(model.decoder.tokens(pos))
+        q, k = att.q(x), att.kv(mem)[..., :32]
+        h, dh = 2, 16
+        q, k = q.view(2, 6, h, dh).transpose(1, 2), k.view(2, 6, h, dh).transpose(1, 2)
+        scores = q @ k.transpose(-1, -2) / dh ** 0.5
+        scores = scores.masked_fill(~mask[:, None, None, :], float("-inf"))
+        own = torch.diagonal(torch.softmax(scores, -1), dim1=-2, dim2=-1)  # [B, H, K]
+        want = [(own[:, i][mask]).mean().item() for i in range(h)]
+    assert len(w["own_key"]) == h
+    assert max(abs(a - b) for a, b in zip(w["own_key"], want)) < 1e-5
+    assert abs(w["uniform"] - (6 * (1 / 6) + 4 * (1 / 4)) / 10) < 1e-6
