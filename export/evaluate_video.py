@@ -144,6 +144,17 @@ def frame_strip(truth: np.ndarray, idx: np.ndarray, mean: np.ndarray, samples: n
                        scale=2)
 
 
+def summary(report: dict) -> dict:
+    """What model.json carries: per |S|, the model's NLL and mean MSE, the Gaussian's NLL and the best
+    baseline's MSE (the issue-15 targets)."""
+    sizes = {size: {"nll_bits": r["model"]["nll_bits"], "mse": r["model"]["mse"],
+                    "cond_gauss_nll_bits": r["cond_gauss"]["nll_bits"],
+                    "best_baseline_mse": min(r[m]["mse"] for m in METHODS if m != "model")}
+             for size, r in report["sizes"].items()}
+    return {"protocol": f"python -m export.evaluate ({report['settings']['clips']} seeded test clips, "
+                        "unobserved voxels)", "sizes": sizes}
+
+
 def markdown(res: dict) -> str:
     """One row per |S|: NLL of the model and the Gaussian, MSE of every method, the samples' spread."""
     st = res["settings"]

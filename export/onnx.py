@@ -25,6 +25,7 @@ from .checkpoint import ExportError, load_checkpoint, total_steps  # noqa: F401 
 from .evaluate import summary
 from .evaluate_curves import summary as curves_summary
 from .evaluate_rgb import summary as rgb_summary
+from .evaluate_video import summary as video_summary
 from .evaluate_volume import summary as volumes_summary
 from .model import PixelTransformer, frozen_for_export
 from .signals import graph_io, signal_for
@@ -225,7 +226,7 @@ def validate(model: PixelTransformer, out: Path, sizes=(1, 7, 64, 2048), batches
 
 def read_metrics(path: Path) -> dict:
     """A JSON object for model.json's metrics: an export.evaluate report is summarised (gray or RGB images,
-    curves, shapes)."""
+    curves, shapes, videos)."""
     try:
         metrics = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
@@ -235,6 +236,8 @@ def read_metrics(path: Path) -> dict:
             return curves_summary(metrics)
         if "truncation" in metrics["settings"]:
             return volumes_summary(metrics)
+        if metrics["settings"].get("kind") == "video":
+            return video_summary(metrics)
         return rgb_summary(metrics) if metrics["settings"].get("channels", 1) == 3 else summary(metrics)
     return metrics
 

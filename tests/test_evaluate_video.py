@@ -63,3 +63,21 @@ def test_ar_sample_with_no_autoregressive_steps_is_the_mean():
         np.testing.assert_array_equal(frozen[i, :, idx[i]].T, np.repeat(images[i, idx[i]][None], 2, 0))
     drawn = ar_sample(model, images, idx, centers, 2, 0.1, gen, autoregressive=16)
     assert not np.allclose(drawn[0, 0], drawn[0, 1])  # independent draws differ
+
+
+def test_a_video_report_is_summarised_for_model_json():
+    """export.onnx --metrics on a video report keeps per |S| the model's NLL and MSE, the Gaussian's NLL and
+    the best baseline's MSE (a video report has no PSNR/SSIM: the image summary would fail on it)."""
+    import json
+    from pathlib import Path
+
+    from export.onnx import read_metrics
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "moving-fashion" / "metrics.json"
+    report = json.loads(path.read_text())
+    got = read_metrics(path)
+    assert set(got["sizes"]) == set(report["sizes"])
+    for size, r in report["sizes"].items():
+        row = got["sizes"][size]
+        assert row["mse"] == r["model"]["mse"] and row["nll_bits"] == r["model"]["nll_bits"]
+        assert row["best_baseline_mse"] == min(r[m]["mse"] for m in ("cond_gauss", "nearest", "linear"))
