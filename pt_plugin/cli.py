@@ -6,6 +6,7 @@ stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import functools
+import math
 import importlib.metadata as md
 import platform
 import sys
@@ -179,7 +180,7 @@ def sample(source, demo, seed, shape_text, resize, points_path, mask_path, obser
     model, kind, obs, out = _prepare(source, demo, seed, shape_text, resize, points_path, mask_path, observed, out,
                                      "samples", model_name, device, threads, precision)
     mean, std = model.mean_grid(obs.positions, obs.values, obs.shape, return_std=True)
-    total = min(autoregressive, int(np.prod(obs.shape)))
+    total = min(autoregressive, math.prod(obs.shape))
     with click.progressbar(length=total, label=f"sampling {_plural(num_samples, model.signal.kind)}",
                            file=sys.stderr) as bar:
         state = {"done": 0}

@@ -6,6 +6,8 @@ axis of n cells, cell i sits at (i + 0.5)/n·2 − 1 (align_corners=False), on e
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import inputs
@@ -23,7 +25,7 @@ def grid_positions(*shape: int) -> np.ndarray:
     grid_positions(h, w) gives the (x, y) of every pixel of an h×w image, row by row.
     """
     shape = inputs.grid_shape(shape)
-    n = int(np.prod(shape))
+    n = math.prod(shape)  # Python ints: np.prod wraps around past 2**63 and would pass the memory check
     inputs.check_memory(4 * len(shape) * 3 * n, f"a {'x'.join(map(str, shape))} grid of positions", "use a smaller grid")
     mesh = np.meshgrid(*[axis_centres(n) for n in shape], indexing="ij")
     return np.stack([m.ravel() for m in reversed(mesh)], -1).astype(np.float32)

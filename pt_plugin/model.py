@@ -6,6 +6,7 @@ onnxruntime's run() is thread-safe, so a Model can serve several threads.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -330,7 +331,7 @@ class Model:
         num_samples, seed = inputs.positive_int(num_samples, "num_samples"), inputs.seed(seed)
         kwargs = inputs.sampling_options(self.sample, kwargs)  # refused even when every cell is observed
         p, v = self.check_set(positions, values)
-        inputs.check_sample_memory(self, num_samples, len(p), int(np.prod(shape)), 0)  # the outputs
+        inputs.check_sample_memory(self, num_samples, len(p), math.prod(shape), 0)  # the outputs
         grid = grid_positions(*shape)
         cell, on_centre = cell_index(p, shape)
         out = np.empty((num_samples, len(grid), self.val_dim), np.float32)

@@ -107,6 +107,19 @@ def test_grid_shape_validator():
             inputs.grid_shape(bad, ndim)
 
 
+def test_grids_whose_cell_count_overflows_int64_are_refused_by_the_memory_guard(runtime_model, observed):
+    """5.7e12 x 3.2e6 cells is past 2**63: np.prod wrapped around to a small count that passed the memory
+    check, and numpy then failed allocating 42 TiB (found by hypothesis). Counted in Python ints, it is refused."""
+    huge = (5_741_081_827_069, 3_213_072)
+    with pytest.raises(InputError, match="memory"):
+        grid_positions(*huge)
+    pos, val = observed
+    with pytest.raises(InputError, match="memory"):
+        runtime_model.sample_grid(pos, val, huge)
+    with pytest.raises(InputError, match="memory"):
+        runtime_model.mean_grid(pos, val, huge)
+
+
 def test_numpy_shape_is_accepted(runtime_model, observed):
     pos, val = observed
     assert runtime_model.mean_image(pos, val, np.array([28, 28])).shape == (28, 28, 1)
