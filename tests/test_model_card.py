@@ -101,9 +101,9 @@ def test_curve_cards_and_readme_quote_their_evaluation(name):
     assert meta["training"].get("total_steps", meta["training"]["steps"]) == report["settings"]["step"]
 
 
-@pytest.mark.parametrize("name", ["shapes", "emoji"])
+@pytest.mark.parametrize("name", ["shapes", "emoji", "moving-fashion"])
 def test_shape_and_emoji_cards_are_fresh_renderings(name):
-    """The emoji and shapes cards show exactly what their reports and checkpoints hold, and model.json
+    """The emoji, shapes and moving-fashion cards show exactly what their reports and checkpoints hold, and model.json
     records the same training steps as the report (over all runs of a fine-tuned model)."""
     meta, report = check_card_is_fresh(name)
     assert meta["training"].get("total_steps", meta["training"]["steps"]) == report["settings"]["step"]
@@ -119,3 +119,14 @@ def test_a_video_report_renders_the_video_table():
     assert "Nearest (space-time) MSE" in table and "Cond. Gaussian MSE" in table
     for size, r in report["sizes"].items():
         assert f"| {size} | {r['model']['nll_bits']:.3f} |" in table
+
+
+def test_the_video_readme_row_quotes_model_json():
+    """The README's moving-fashion row carries model.json's NLL and MSE figures (from the same report)."""
+    meta = json.loads((ROOT / "weights" / "moving-fashion" / "model.json").read_text())
+    row = next(line for line in (ROOT / "README.md").read_text().splitlines()
+               if line.startswith("| `moving-fashion` |"))
+    for size in ("64", "256", "1024"):
+        m = meta["metrics"]["sizes"][size]
+        assert f"{m['nll_bits']:.2f} / {m['cond_gauss_nll_bits']:.2f}" in row
+        assert f"{m['mse']:.3f} vs {m['best_baseline_mse']:.3f}" in row
