@@ -3,6 +3,7 @@ import functools
 import http.server
 import shutil
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -104,3 +105,15 @@ def test_failed_download_leaves_no_empty_cache_folder(served, tmp_path, monkeypa
     with pytest.raises(WeightsError, match="could not download"):
         weights.fetch("tiny")
     assert not (tmp_path / "cache" / "tiny").exists() and not (tmp_path / "cache").exists()
+
+
+def test_every_registered_model_is_packed_into_the_wheel():
+    """pyproject's wheel force-include holds every model folder of registry.txt: a model registered but not
+    packed would be looked for online by every `pip install` user."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    packed = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"][
+        "force-include"]
+    names = {line.split("/")[0] for line in (root / "weights" / "registry.txt").read_text().splitlines() if line}
+    assert names and all(packed.get(f"weights/{n}") == f"pt_plugin/weights/{n}" for n in names), names
