@@ -6,8 +6,8 @@ stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import functools
-import math
 import importlib.metadata as md
+import math
 import platform
 import sys
 from pathlib import Path
