@@ -122,8 +122,8 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, mem: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         scores, v = self.scores_and_values(x, mem, bias)
         att = self.drop(torch.softmax(scores, dim=-1))
-        b, h, lq, dh = x.shape[0], self.h, x.shape[1], self.dh
-        out = (att @ v).transpose(1, 2).reshape(b, lq, h * dh)
+        b, lq, _ = x.shape
+        out = (att @ v).transpose(1, 2).reshape(b, lq, self.h * self.dh)
         return self.proj(out)
 
 

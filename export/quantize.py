@@ -265,6 +265,8 @@ def signal_source(meta: dict[str, Any], source: str, data_dir: Path | None, spli
     model."""
     if source == "random":
         return _random_signal
+    from .data import DataError, load_dataset
+
     if source in ("shapes", "moving-fashion"):
         if (meta["pos_dim"], meta["val_dim"]) != (3, 1):
             what = "3-D SDFs" if source == "shapes" else "grayscale (x, y, t) clips"
@@ -272,14 +274,10 @@ def signal_source(meta: dict[str, Any], source: str, data_dir: Path | None, spli
                               f"val_dim {meta['val_dim']}")
         if source == "shapes":
             return _shape_signal(split)
-        from .data import DataError
-
         try:
             return _clip_signal(data_dir, split)
         except DataError as e:
             raise ExportError(f"calibration data 'moving-fashion' needs Fashion-MNIST garments: {e}") from None
-    from .data import DataError, load_dataset
-
     try:
         images = load_dataset(source, str(data_dir or FASHION_DIR), split)
     except DataError as e:
