@@ -194,6 +194,22 @@ def observed_sets(images: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarra
     return [pt_plugin.observe_random(img, k, seed + i) for i, img in enumerate(images)]
 
 
+def demo_observation(model, shape: tuple[int, ...], k: int, seed: int):
+    """k random cells of the model's demo signal on `shape` (uniform values when it has no gridded demo)."""
+    from pt_plugin.grids import grid_positions
+
+    rng = np.random.default_rng(seed)
+    cells = grid_positions(*shape)
+    demo = Path(model.path) / "demo.npz"
+    truth = np.load(demo).get("truth") if demo.is_file() else None
+    if truth is not None and truth.shape[:-1] == shape:
+        values = truth.reshape(len(cells), -1)
+    else:
+        values = rng.uniform(*model.value_range, (len(cells), model.val_dim)).astype(np.float32)
+    idx = rng.choice(len(cells), k, replace=False)
+    return cells[idx], values[idx]
+
+
 def free_pixels(positions: np.ndarray, h: int, w: int) -> np.ndarray:
     """Bool [H*W]: pixels whose centre holds no observed sample (those sample_images draws)."""
     from pt_plugin.images import pixel_index

@@ -30,10 +30,15 @@ graphs of each precision (`python -m export.quantize MODEL_PATH` makes them), in
 first table, medians in ms; "time / fp32" < 1 means faster than fp32; an entry PRECISION@FOLDER takes that
 precision's graphs from another export folder (e.g. int8@weights/fashion-mnist next to a re-quantized copy); "max abs diff" is the largest
 |mean - fp32 mean| over the 784 pixels of all sets. fp16 is for GPUs: on the CPU provider it is slow.
+With --precisions-only any kind of model works: the queries are its own grid (a 32x32 image, a 32^3
+volume, an 8x32x32 clip) and the sets are random cells of its demo signal (Fashion-MNIST test images for
+a model trained on them; random positions and values when |S| exceeds the grid).
 """
 from __future__ import annotations
 
 import argparse
+import functools
+import math
 import sys
 from pathlib import Path
 from typing import Callable
@@ -73,6 +78,23 @@ def make_sets(images: np.ndarray, k: int, batch: int, seed: int) -> list[Set]:
     rng = np.random.default_rng(seed)
     return [(rng.uniform(-1, 1, (k, 2)).astype(np.float32), rng.uniform(0, 1, (k, 1)).astype(np.float32))
             for _ in range(batch)]
+
+
+def set_maker(model, shape: tuple[int, ...], data_dir: Path, batch: int) -> Callable[[int, int, int], list[Set]]:
+    """make_sets on Fashion-MNIST test images for a model trained on them; for any other model, k random
+    cells of its demo signal (common.demo_observation; random positions and values when k > its cells)."""
+    if model.meta.get("training", {}).get("data") == "fashion-mnist":
+        images = common.test_images(batch, data_dir)
+        return lambda k, b, seed: make_sets(images, k, b, seed)
+    cells = math.prod(shape)
+
+    def demo_sets(k: int, b: int, seed: int) -> list[Set]:
+        if k <= cells:
+            return [common.demo_observation(model, shape, k, seed + i) for i in range(b)]
+        rng = np.random.default_rng(seed)
+        return [(rng.uniform(-1, 1, (k, model.pos_dim)).astype(np.float32),
+                 rng.uniform(*model.value_range, (k, model.val_dim)).astype(np.float32)) for _ in range(b)]
+    return demo_sets
 
 
 def load_torch(checkpoint: Path, threads: int):
@@ -198,13 +220,14 @@ def load_precision(args: argparse.Namespace, spec: str):
     return common.load_model(Path(folder) if folder else args.model_path, args.threads, precision, args.device)
 
 
-def precision_rows(args: argparse.Namespace, images: np.ndarray, grid: np.ndarray) -> list[dict]:
+def precision_rows(args: argparse.Namespace, sets_of: Callable[[int, int, int], list[Set]],
+                   grid: np.ndarray) -> list[dict]:
     names = list(dict.fromkeys(["fp32", *args.precisions]))
     models = {p: load_precision(args, p) for p in names}
     rows = []
     for k in args.sizes:
         for b in args.batches:
-            sets = make_sets(images, k, b, args.seed)
+            sets = sets_of(k, b, args.seed)
             runners = {p: ort_runner(m, sets, grid) for p, m in models.items()}
             ref = runners["fp32"]().reshape(-1)
             diffs = {p: float(np.abs(r().reshape(-1) - ref).max()) for p, r in runners.items()}
@@ -230,16 +253,22 @@ def main(argv: list[str] | None = None) -> int:
 
     machine = common.machine_line(args.threads)
     model = common.load_model(args.model_path, args.threads, device=args.device)
-    h, w = model.grid
-    grid = pt_plugin.grid_positions(h, w)
-    images = common.test_images(max(args.batches), args.data_dir)
+    shape = model.grid_shape(None)
+    grid = pt_plugin.grid_positions(*shape)
     only = args.precisions_only
-    rows = [] if only else speed_rows(args, model, load_torch(args.checkpoint, args.threads), images, grid)
-    precisions = precision_rows(args, images, grid) if args.precisions else []
-    bounded = [] if args.no_memory or only else bounded_rows(args, common.observed_sets(images[:1], args.bounded_set,
-                                                                                args.seed)[0])
-    print(f"# Mean-image inference, {h}x{w} queries: onnxruntime (pt-plugin) vs torch eager\n")
-    print(f"{machine}; model {args.model_path}, checkpoint {args.checkpoint}; median of {args.repeats} "
+    if only:  # any kind of model: its own grid, sets from its demo signal (or Fashion-MNIST images)
+        sets_of = set_maker(model, shape, args.data_dir, max(args.batches))
+        rows, bounded = [], []
+    else:
+        images = common.test_images(max(args.batches), args.data_dir)
+        sets_of = functools.partial(make_sets, images)
+        rows = speed_rows(args, model, load_torch(args.checkpoint, args.threads), images, grid)
+        bounded = [] if args.no_memory else bounded_rows(args, common.observed_sets(images[:1], args.bounded_set,
+                                                                                     args.seed)[0])
+    precisions = precision_rows(args, sets_of, grid) if args.precisions else []
+    print(f"# Mean inference, {'x'.join(map(str, shape))} queries: onnxruntime (pt-plugin) vs torch eager\n")
+    torch_line = "" if only else f", checkpoint {args.checkpoint}"
+    print(f"{machine}; model {args.model_path}{torch_line}; median of {args.repeats} "
           f"interleaved calls after {args.warmup} warm-up\n")
     if rows:
         print(speed_table(rows))

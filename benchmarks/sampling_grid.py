@@ -12,28 +12,11 @@ cell is out of reach: it shows what the defaults (N' 2048, step_fraction 0.1) co
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 
 import common
 from common import fmt
-
-
-def observation(model, shape: tuple[int, ...], k: int, seed: int):
-    """k random cells of the model's demo signal on `shape` (uniform values when it has no gridded demo)."""
-    from pt_plugin.grids import grid_positions
-
-    rng = np.random.default_rng(seed)
-    cells = grid_positions(*shape)
-    demo = Path(model.path) / "demo.npz"
-    truth = np.load(demo).get("truth") if demo.is_file() else None
-    if truth is not None and truth.shape[:-1] == shape:
-        values = truth.reshape(len(cells), -1)
-    else:
-        values = rng.uniform(*model.value_range, (len(cells), model.val_dim)).astype(np.float32)
-    idx = rng.choice(len(cells), k, replace=False)
-    return cells[idx], values[idx]
 
 
 def main(argv=None) -> int:
@@ -49,7 +32,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     model = common.load_model(a.model_path, a.threads, device=a.device)
     shape = tuple(a.shape) if a.shape else model.grid_shape(None)
-    pos, val = observation(model, shape, a.observed, a.seed)
+    pos, val = common.demo_observation(model, shape, a.observed, a.seed)
     free = int(np.prod(shape)) - a.observed
     settings = [(n, f) for n in a.autoregressive for f in a.fractions]
     calls = {f"N'={n} f={f}": common.timer(lambda n=n, f=f: model.sample_grid(
