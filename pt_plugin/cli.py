@@ -225,15 +225,18 @@ def mean(source, demo, seed, shape_text, resize, points_path, mask_path, observe
 @main.command()
 @friendly_errors
 def models():
-    """Known models: name, signal kind, axes -> channels, size, and where each is (bundled, cached, remote)."""
+    """Known models: name, signal kind, axes -> channels, size of the fp32 files, graph precisions (the
+    `--precision` values it has), and where each is (bundled, cached, remote)."""
     from .weights import cache_dir, describe_models
 
-    click.echo(f"{'name':<18} {'kind':<7} {'axes -> channels':<22} {'size':>8}  where")
+    click.echo(f"{'name':<18} {'kind':<7} {'axes -> channels':<22} {'size':>8}  {'precisions':<11} where")
     for row in describe_models():
         size = f"{row['bytes'] / 1e6:.1f} MB" if row["bytes"] else "-"
         sig = row["signal"]
         io = f"{','.join(sig.get('axes', []))} -> {','.join(sig.get('channels', []))}" if sig else "-"
-        click.echo(f"{row['name']:<18} {sig.get('kind', '-'):<7} {io:<22} {size:>8}  {row['where']}")
+        precisions = ",".join(row["precisions"]) or "-"
+        click.echo(f"{row['name']:<18} {sig.get('kind', '-'):<7} {io:<22} {size:>8}  {precisions:<11} "
+                   f"{row['where']}")
     click.echo(f"cache: {cache_dir()}")
 
 

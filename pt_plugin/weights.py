@@ -220,6 +220,18 @@ def describe_models() -> list[dict]:
         folder = bundled_root() / name if where == "bundled" else cache_dir() / name
         size = sum((folder / f).stat().st_size for f in MODEL_FILES if (folder / f).is_file())
         signal = metadata.signal(metadata.read(folder)).to_json() if where != "remote" else {}
-        rows.append({"name": name, "where": where, "bytes": size or None, "signal": signal,
-                     "files": [k for k in reg if k.startswith(name + "/")]})
+        files = [k for k in reg if k.startswith(name + "/")]
+        rows.append({"name": name, "where": where, "bytes": size or None, "signal": signal, "files": files,
+                     "precisions": precisions_in(files)})
     return rows
+
+
+def precisions_in(files: list[str]) -> list[str]:
+    """The graph precisions a model's registered files provide: fp32 (encoder.onnx), then each
+    encoder.<precision>.onnx (int8, fp16) in the order listed."""
+    found = ["fp32"] if any(f.endswith("/encoder.onnx") for f in files) else []
+    for f in files:
+        stem = f.rsplit("/", 1)[-1]
+        if stem.startswith("encoder.") and stem.endswith(".onnx") and stem.count(".") == 2:
+            found.append(stem.split(".")[1])
+    return found

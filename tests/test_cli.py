@@ -108,6 +108,8 @@ def test_version_models_info(tmp_path):
     r = run("models")
     assert r.returncode == 0 and "bundled" in r.stdout
     assert any(line.split()[:3] == ["fashion-mnist", "image", "x,y"] for line in r.stdout.splitlines())
+    emoji = next(line.split() for line in r.stdout.splitlines() if line.startswith("emoji "))
+    assert emoji[-2:] == ["fp32,int8", "bundled"]  # the weight-only int8 graphs are registered
     r = run("info")
     assert r.returncode == 0 and "providers available" in r.stdout and "CUDA:" in r.stdout
 

@@ -117,3 +117,10 @@ def test_every_registered_model_is_packed_into_the_wheel():
         "force-include"]
     names = {line.split("/")[0] for line in (root / "weights" / "registry.txt").read_text().splitlines() if line}
     assert names and all(packed.get(f"weights/{n}") == f"pt_plugin/weights/{n}" for n in names), names
+
+
+def test_precisions_come_from_the_registered_graph_files():
+    assert weights.precisions_in(["m/encoder.onnx", "m/decoder.onnx", "m/model.json"]) == ["fp32"]
+    assert weights.precisions_in(["m/model.json", "m/encoder.onnx", "m/encoder.int8.onnx", "m/decoder.int8.onnx",
+                                  "m/encoder.fp16.onnx", "m/demo.npz"]) == ["fp32", "int8", "fp16"]
+    assert weights.precisions_in([]) == []
