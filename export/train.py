@@ -73,6 +73,17 @@ def lr_at(step: int, tc: TrainConfig, minutes: float = 0.0) -> float:
     return tc.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
+def rank0_minutes(minutes: float, ddp: bool, device: torch.device) -> float:
+    """Rank 0's training minutes on every rank. The learning rate and the max_minutes stop follow the clock:
+    on each rank's own clock the ranks would step with slightly different rates (their weights drifting
+    apart) and could stop one step apart (the rank that went on waiting for gradients forever)."""
+    if not ddp:
+        return minutes
+    t = torch.tensor([minutes], dtype=torch.float64, device=device)  # NCCL broadcasts CUDA tensors only
+    torch.distributed.broadcast(t, src=0)
+    return float(t.item())
+
+
 def validation_batches(images: np.ndarray, tc: TrainConfig, n_batches: int = 8):
     """Fixed, seeded validation draws: the same sets every time, across the |S| range."""
     sampler = SetSampler(images, tc.min_samples, tc.max_samples, tc.num_queries,
@@ -245,8 +256,9 @@ def main(argv=None) -> int:
         return minutes_before + (time.time() - t0) / 60
 
     while step < tc.steps:
+        minutes = rank0_minutes(elapsed(), ddp, device)
         for grp in opt.param_groups:
-            grp["lr"] = lr_at(step, tc, elapsed())
+            grp["lr"] = lr_at(step, tc, minutes)
         spos, sval, mask, qpos, qval = (t.to(device) for t in sampler.batch())
         mix = net(spos, sval, mask, qpos)
         loss = mix.loss(qval, cfg.model.alpha).mean()
@@ -274,7 +286,7 @@ def main(argv=None) -> int:
             checkpoint(m)
         elif step % tc.ckpt_every == 0:
             checkpoint()
-        if tc.max_minutes and elapsed() > tc.max_minutes:
+        if tc.max_minutes and minutes > tc.max_minutes:
             log(f"stopping after {tc.max_minutes} minutes at step {step}")
             break
     checkpoint()

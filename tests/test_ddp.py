@@ -55,3 +55,16 @@ def test_two_ranks_differ_in_data_agree_in_weights_and_resume(tmp_path):
     t0, t1 = traces(out)
     assert t0["step"] == t1["step"] == 9 and t0["params_sha256"] == t1["params_sha256"]
     assert len(t0["batches"]) == 3 and all(a != b for a, b in zip(t0["batches"], t1["batches"]))
+
+
+def test_time_limit_stops_every_rank_at_the_same_step(tmp_path):
+    """The clock behind max_minutes and the learning rate is rank 0's: on their own clocks the ranks stepped
+    with different rates (weights apart after 96 steps) and could stop one step apart (one waits forever)."""
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({**CFG, "train": {**CFG["train"], "steps": 100000, "max_minutes": 0.05}}))
+    out = tmp_path / "run"
+    r = torchrun(cfg, out)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "stopping after 0.05 minutes" in r.stdout
+    t0, t1 = traces(out)
+    assert 0 < t0["step"] == t1["step"] < 100000 and t0["params_sha256"] == t1["params_sha256"]
