@@ -243,3 +243,31 @@ def test_auto_calibration_takes_the_training_data_where_it_is_here(tmp_path):
     assert quantize.resolve_data_source(meta, "auto", tmp_path) == "random"  # no Fashion-MNIST in tmp_path
     assert quantize.resolve_data_source({"training": {"data": "shapes"}}, "auto", tmp_path) == "shapes"
     assert quantize.resolve_data_source(meta, "shapes", tmp_path) == "shapes"  # an explicit choice stands
+
+
+def bundled_int8_models() -> list[str]:
+    names = [n for n in weights.known_models() if weights.bundled_path(n)]
+    return [n for n in names if "int8" in json.loads((weights.bundled_path(n) / "model.json").read_text()).get(
+        "variants", {})]
+
+
+@pytest.mark.parametrize("name", bundled_int8_models())
+def test_bundled_int8_graphs_stay_near_fp32_on_their_demo_signal(name):
+    """Every shipped int8 variant (static or weight-only) loads and keeps the mean within the export's gate
+    on 64 samples of the model's own demo signal (a quarter of a curve's points), 400 other queries."""
+    fp32 = pt_plugin.load(name, device="cpu", threads=1)
+    int8 = pt_plugin.load(name, device="cpu", threads=1, precision="int8")
+    with np.load(fp32.path / "demo.npz") as d:
+        arrays = {k: d[k].astype(np.float32) for k in d.files}
+    if "truth" in arrays:
+        cells = grid_positions(*arrays["truth"].shape[:-1])
+        values = arrays["truth"].reshape(len(cells), -1)
+    else:
+        cells, values = arrays["positions"], arrays["values"]
+    order = np.random.default_rng(0).permutation(len(cells))
+    seen, queries = order[:min(64, len(cells) // 4)], order[min(64, len(cells) // 4):][:400]
+    width = fp32.value_range[1] - fp32.value_range[0]
+    means = [m.mean(m.encode(cells[seen], values[seen]), cells[queries]) for m in (fp32, int8)]
+    diff = np.abs(means[0] - means[1]) / width
+    tol = quantize.TOLERANCES["int8"]
+    assert diff.max() <= tol["mean_value_max_abs_diff"] and diff.mean() <= tol["mean_value_mean_abs_diff"]
