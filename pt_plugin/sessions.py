@@ -11,6 +11,7 @@ import ctypes
 import importlib.metadata as md
 import logging
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -37,6 +38,21 @@ def installed_onnxruntime_packages() -> list[str]:
         except md.PackageNotFoundError:
             pass
     return found
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    """"1.22.0" -> (1, 22, 0): the leading dotted numbers ("1.23.0.dev20250101" -> (1, 23, 0))."""
+    leading = re.match(r"\d+(?:\.\d+)*", text)
+    return tuple(int(x) for x in leading.group(0).split(".")) if leading else ()
+
+
+def ort_version() -> str:
+    return ort.__version__
+
+
+def onnxruntime_older_than(required: str) -> bool:
+    """True when the installed onnxruntime is older than `required` ("1.22")."""
+    return version_tuple(ort.__version__) < version_tuple(required)
 
 
 def onnxruntime_problem() -> str | None:

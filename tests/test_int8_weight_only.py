@@ -66,3 +66,24 @@ def test_without_the_weight_only_tier_a_failing_static_int8_keeps_nothing(tiny_e
     assert quantize.main([str(folder), "--int8", "--no-float-fallback", "--no-weight-only-fallback"]) == 1
     assert "variants" not in json.loads((folder / "model.json").read_text())
     assert not list(folder.glob("*int8*"))
+
+
+def test_weight_only_graphs_name_the_onnxruntime_they_need(weight_only, monkeypatch):
+    """8-bit MatMulNBits has a CPU kernel from onnxruntime 1.22: an older one gets a clear error, not a crash
+    inside session creation."""
+    from pt_plugin import sessions
+
+    entry = json.loads((weight_only / "model.json").read_text())["variants"]["int8"]
+    assert entry["requires_onnxruntime"] == int8_weight_only.MIN_ONNXRUNTIME
+    monkeypatch.setattr(sessions.ort, "__version__", "1.21.1")
+    with pytest.raises(pt_plugin.InputError, match=r"need onnxruntime >= 1.22 .*MatMulNBits.*this is onnxruntime "
+                                                    r"1.21.1.*precision='fp32'"):
+        pt_plugin.load(model_path=weight_only, device="cpu", precision="int8")
+    assert pt_plugin.load(model_path=weight_only, device="cpu").precision == "fp32"  # fp32 still loads
+
+
+def test_version_tuple_reads_release_and_dev_versions():
+    from pt_plugin.sessions import version_tuple
+
+    assert version_tuple("1.22.0") == (1, 22, 0) and version_tuple("1.23.0.dev20250101") == (1, 23, 0)
+    assert version_tuple("1.22rc1") == (1, 22) < version_tuple("1.22.0") and version_tuple("") == ()
