@@ -9,7 +9,7 @@ decoder block, the attention weight that a query placed at a sample's position g
 (against 1/|S| for uniform attention): how local the model's reading of S is. The runs that gained nothing
 are what made the `normalize_values`, `init_std` and `locality_init` model options necessary (CHANGELOG);
 the isotropic video model that unlearnt its locality (0.05–0.09 on its own key against 0.022 uniform; with
-`fourier_axis_scales [1, 1, 0.125]`, 0.36–0.41 in two heads) made that option.
+`fourier_axis_scales [1, 1, 0.125]`, 0.30–0.41 in two heads) made that option.
 """
 from __future__ import annotations
 
