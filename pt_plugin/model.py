@@ -20,7 +20,7 @@ from .errors import InputError, WeightsError
 from .graphs import Graph, session_device, to_numpy
 from .grids import cell_index, grid_positions
 from .sampling import DEFAULT_STEP_FRACTION, hybrid_sample
-from .sessions import make_session, onnxruntime_older_than, ort_version
+from .sessions import make_session, require_onnxruntime
 from .signal import Signal
 from .weights import DEFAULT_MODEL, graph_files, locate
 
@@ -106,11 +106,10 @@ class Model:
                                  f"{' and '.join(files)} may be left from an earlier export; remake them with "
                                  f"`python -m export.quantize {self.path} --{precision} --force` (pt-plugin source "
                                  "checkout)")
-            needs = self.meta["variants"][precision].get("requires_onnxruntime")
-            if needs and onnxruntime_older_than(needs):
-                raise InputError(f"the {precision} graphs of {self.path} need onnxruntime >= {needs} (they use "
-                                 f"{self.meta['variants'][precision].get('method', 'newer operators')}); this is "
-                                 f"onnxruntime {ort_version()}: upgrade onnxruntime-gpu, or use precision='fp32'")
+            variant = self.meta["variants"][precision]
+            if variant.get("requires_onnxruntime"):
+                require_onnxruntime(variant["requires_onnxruntime"], f"the {precision} graphs of {self.path} (they "
+                                    f"use {variant.get('method', 'newer operators')})")
         metadata.verify_files(self.path, self.meta, files)
         self.precision = precision
         encoder = self._session(files[0], "encoder", device, providers, threads)

@@ -46,13 +46,12 @@ def version_tuple(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in leading.group(0).split(".")) if leading else ()
 
 
-def ort_version() -> str:
-    return ort.__version__
-
-
-def onnxruntime_older_than(required: str) -> bool:
-    """True when the installed onnxruntime is older than `required` ("1.22")."""
-    return version_tuple(ort.__version__) < version_tuple(required)
+def require_onnxruntime(required: str, what: str) -> None:
+    """InputError naming `what` (e.g. "the int8 graphs of X, which use ...") when the installed onnxruntime
+    is older than `required` ("1.22"): a clear message instead of a failure inside session creation."""
+    if version_tuple(ort.__version__) < version_tuple(required):
+        raise InputError(f"{what} need onnxruntime >= {required}; this is onnxruntime {ort.__version__}: upgrade "
+                         "onnxruntime-gpu, or use precision='fp32'")
 
 
 def onnxruntime_problem() -> str | None:

@@ -76,8 +76,8 @@ def test_weight_only_graphs_name_the_onnxruntime_they_need(weight_only, monkeypa
     entry = json.loads((weight_only / "model.json").read_text())["variants"]["int8"]
     assert entry["requires_onnxruntime"] == int8_weight_only.MIN_ONNXRUNTIME
     monkeypatch.setattr(sessions.ort, "__version__", "1.21.1")
-    with pytest.raises(pt_plugin.InputError, match=r"need onnxruntime >= 1.22 .*MatMulNBits.*this is onnxruntime "
-                                                    r"1.21.1.*precision='fp32'"):
+    with pytest.raises(pt_plugin.InputError, match=r"int8 graphs .*MatMulNBits.*need onnxruntime >= 1.22; this is "
+                                                    r"onnxruntime 1.21.1.*precision='fp32'"):
         pt_plugin.load(model_path=weight_only, device="cpu", precision="int8")
     assert pt_plugin.load(model_path=weight_only, device="cpu").precision == "fp32"  # fp32 still loads
 
