@@ -26,14 +26,12 @@ METHOD = (f"weight-only int8: onnxruntime MatMulNBits, {BITS}-bit symmetric weig
           "batch-independent); used because static int8 missed the gate")
 
 
-def make_int8_weight_only(src: Path, dst: Path, exclude: list[str]) -> None:
-    """Write `src` with every constant-weight MatMul not in `exclude` as an 8-bit MatMulNBits to `dst`."""
-    import onnx
+def make_int8_weight_only(model, exclude: list[str]):
+    """A copy of the ONNX `model` with every constant-weight MatMul not in `exclude` as an 8-bit MatMulNBits."""
     from onnxruntime.quantization import QuantFormat
     from onnxruntime.quantization.matmul_nbits_quantizer import (DefaultWeightOnlyQuantConfig,
                                                                  MatMulNBitsQuantizer)
 
-    model = onnx.load(str(src))
     config = DefaultWeightOnlyQuantConfig(block_size=BLOCK_SIZE, is_symmetric=True, accuracy_level=ACCURACY_LEVEL,
                                           bits=BITS, quant_format=QuantFormat.QOperator)
     logging.disable(logging.INFO)  # one "skip to quantize" line per node otherwise
@@ -44,7 +42,7 @@ def make_int8_weight_only(src: Path, dst: Path, exclude: list[str]) -> None:
         quantizer.process()
     finally:
         logging.disable(logging.NOTSET)
-    onnx.save(quantizer.model.model, str(dst))
+    return quantizer.model.model
 
 
 def weight_only_matmuls(path: Path) -> int:

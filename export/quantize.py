@@ -171,8 +171,7 @@ def _make_weight_only(src: Path, dst: Path) -> None:
     import onnx
 
     model = onnx.load(str(src))
-    int8_weight_only.make_int8_weight_only(src, dst, _small_matmuls(model) + _activation_matmuls(model))
-    out = onnx.load(str(dst))
+    out = int8_weight_only.make_int8_weight_only(model, _small_matmuls(model) + _activation_matmuls(model))
     _tag(out, "int8")
     onnx.save(out, str(dst))
 
