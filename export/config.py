@@ -99,6 +99,9 @@ class TrainConfig:
     out: str = "runs/fashion-mnist"
     threads: int = 0              # torch threads (0 = torch default)
     max_minutes: float = 0.0      # stop (with a checkpoint) after this wall time; 0 = no limit
+    precision: str = "auto"       # auto | fp32 | bf16 (export.precision): auto = bf16 where the device has it natively
+    fused_attention: bool = True  # train through F.scaled_dot_product_attention (exports keep the folded form)
+    compile: bool = False         # torch.compile the model (dynamic shapes; a compile of ~1 minute first)
 
 
 @dataclass

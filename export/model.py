@@ -9,6 +9,7 @@ but never to each other, so every query is independent given S.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +33,15 @@ def key_bias(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Te
     """
     zero, fill = torch.zeros((), dtype=dtype), torch.full((), MASK_FILL, dtype=dtype)
     return torch.where(mask, zero, fill)[:, None, None, :]  # a Where over [B, K] (a Cast trips the fp16 converter)
+
+
+def full_precision(x: torch.Tensor):
+    """A float32 island inside bf16 autocast (export.precision): Fourier phases 2π·x·B reach ~30 and would
+    be known to ±0.1 rad in bf16; values and component means would be blurred by about the σ floor. A no-op
+    (and no graph op) outside autocast, so exports and fp32 training trace exactly as before."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.autocast(x.device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def bin_centers(cfg: ModelConfig) -> torch.Tensor:
@@ -71,8 +81,9 @@ class FourierFeatures(nn.Module):
         self.register_buffer("B", b)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        proj = 2 * math.pi * (x @ self.B)
-        return torch.cat([torch.sin(proj), torch.cos(proj)], dim=-1)
+        with full_precision(x):
+            proj = 2 * math.pi * (x.float() @ self.B)
+            return torch.cat([torch.sin(proj), torch.cos(proj)], dim=-1)
 
 
 class Attention(nn.Module):
@@ -96,6 +107,7 @@ class Attention(nn.Module):
         self.proj = nn.Linear(d, d)
         self.drop = nn.Dropout(dropout)
         self.frozen: tuple[torch.Tensor, ...] | None = None  # set by frozen_for_export; not in the state_dict
+        self.fused = False  # fused_forward (training; PixelTransformer.fuse_attention), never in an export
 
     def projections(self) -> tuple[torch.Tensor, ...]:
         """(wq, bq): weight [H·(dh+1), d] and bias giving [q / √dh, 1] per head in one projection."""
@@ -120,11 +132,25 @@ class Attention(nn.Module):
         return q1 @ k_t1, v
 
     def forward(self, x: torch.Tensor, mem: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        if self.fused and self.frozen is None:
+            return self.fused_forward(x, mem, bias)
         scores, v = self.scores_and_values(x, mem, bias)
         att = self.drop(torch.softmax(scores, dim=-1))
         b, lq, _ = x.shape
         out = (att @ v).transpose(1, 2).reshape(b, lq, self.h * self.dh)
         return self.proj(out)
+
+    def fused_forward(self, x: torch.Tensor, mem: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """The same attention through F.scaled_dot_product_attention (training only: its fused CPU kernel
+        keeps scores and softmax in float32 under bf16 autocast and never stores the [B, H, Lq, K] scores)."""
+        b, lq, _ = x.shape
+        h, dh, lk = self.h, self.dh, mem.shape[1]
+        q = self.q(x).view(b, lq, h, dh).transpose(1, 2)
+        kv = self.kv(mem).view(b, lk, 2, h, dh)
+        k, v = kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype),
+                                             dropout_p=self.drop.p if self.training else 0.0)
+        return self.proj(out.transpose(1, 2).reshape(b, lq, h * dh))
 
 
 @contextmanager
@@ -191,7 +217,8 @@ class Encoder(nn.Module):
     def forward(self, positions: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.value_affine is not None:  # value_range -> [-1, 1]
             values = (values - self.value_affine[0]) * self.value_affine[1]
-        x = torch.cat([self.value_embed(values), self.posenc(positions)], dim=-1)
+        with full_precision(values):
+            x = torch.cat([self.value_embed(values.float()), self.posenc(positions)], dim=-1)
         bias = key_bias(mask, x.dtype)
         for blk in self.blocks:
             x = blk(x, bias)
@@ -221,12 +248,16 @@ class QueryDecoder(nn.Module):
         return torch.cat([self.query_token.expand(b, nq, -1), self.posenc(query_positions)], dim=-1)
 
     def forward(self, memory: torch.Tensor, mask: torch.Tensor, query_positions: torch.Tensor):
-        b, nq, _ = query_positions.shape
         q = self.tokens(query_positions)
         bias = key_bias(mask, q.dtype)
         for blk in self.blocks:
             q = blk(q, memory, bias)
-        out = self.head(self.ln(q))
+        with full_precision(q):
+            return self.head_outputs(self.head(self.ln(q.float())))
+
+    def head_outputs(self, out: torch.Tensor):
+        """(logits, offsets, log σ) from the head's [B, Q, NB·(V + 2)] output, in float32 (full_precision)."""
+        b, nq = out.shape[:2]
         nb, v = self.cfg.bins, self.cfg.val_dim
         logits = out[..., :nb]
         offsets = self.max_offset * torch.tanh(out[..., nb:nb + nb * v]).reshape(b, nq, nb, v)
@@ -277,6 +308,14 @@ class PixelTransformer(nn.Module):
         if isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, std=std or m.in_features ** -0.5)
             nn.init.zeros_(m.bias)
+
+    def fuse_attention(self, on: bool = True) -> "PixelTransformer":
+        """Train through F.scaled_dot_product_attention (Attention.fused_forward); exports always use the folded
+        formulation (frozen_for_export), which has the same weights and outputs."""
+        for m in self.modules():
+            if isinstance(m, Attention):
+                m.fused = on
+        return self
 
     def forward(self, sample_pos, sample_val, sample_mask, query_pos) -> "Mixture":
         memory = self.encoder(sample_pos, sample_val, sample_mask)

@@ -105,7 +105,8 @@ def model_metadata(model: PixelTransformer, ck: dict[str, Any], name: str, versi
                      "earlier_runs": [{k: v for k, v in r.items() if k != "history"} for r in ck.get("lineage", [])],
                      "total_steps": total_steps(ck),
                      "samples_range": [train.get("min_samples"), train.get("max_samples")],
-                     "num_queries": train.get("num_queries"), "batch_size": train.get("batch_size")},
+                     "num_queries": train.get("num_queries"), "batch_size": train.get("batch_size"),
+                     "precision": ck.get("precision", "fp32")},  # what the weights trained in; graphs are fp32
         "metrics": metrics or {},
         "inputs": {"encoder": ENCODER_INPUTS, "decoder": DECODER_INPUTS},
         "outputs": {"encoder": ENCODER_OUTPUTS, "decoder": DECODER_OUTPUTS},

@@ -23,6 +23,7 @@ import torch
 from .config import Config, ConfigError, ModelConfig, TrainConfig
 from .curves import FAMILIES, CurveSampler, family, seed_sequence
 from .data import DataError, SetSampler, load_dataset, load_idx_images
+from . import precision
 from .model import PixelTransformer
 from .palette import fit_palette
 from .shapes import ShapeSampler
@@ -57,6 +58,8 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
         if "." in key and val is not None:
             section, name = key.split(".")
             setattr(getattr(cfg, section), name, val)
+    if cfg.train.precision not in precision.PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(precision.PRECISIONS)}; got {cfg.train.precision!r}")
     fitted = cfg.train.palette and cfg.model.bin_centers is None  # main() fits the centres on the data
     (dataclasses.replace(cfg.model, bin_centers=[[0.5] * cfg.model.val_dim]) if fitted else cfg.model).validate()
     return cfg, args
@@ -204,6 +207,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(tc.threads)
     torch.manual_seed(tc.seed + rank)
     log = (lambda *a: print(*a, flush=True)) if rank == 0 else (lambda *a: None)
+    prec, why = precision.choose(tc.precision, device)
+    log(f"precision {prec} ({why})")
 
     try:
         make_sampler, val, what = data_sources(cfg, rank)
@@ -212,7 +217,7 @@ def main(argv=None) -> int:
         return 2
     out = Path(tc.out)
     out.mkdir(parents=True, exist_ok=True)
-    model = PixelTransformer(cfg.model).to(device)
+    model = PixelTransformer(cfg.model).to(device).fuse_attention(tc.fused_attention)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     step, history, minutes_before, lineage = 0, [], 0.0, []
     if args.resume and (out / "last.pt").is_file():
@@ -232,6 +237,8 @@ def main(argv=None) -> int:
     if rank == 0:
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     net = torch.nn.parallel.DistributedDataParallel(model) if ddp else model
+    if tc.compile:
+        net = torch.compile(net, dynamic=True)
 
     sampler = make_sampler(step)
     n_params = sum(p.numel() for p in model.parameters())
@@ -241,7 +248,7 @@ def main(argv=None) -> int:
         if rank:
             return
         state = {"config": cfg.to_dict(), "model": model.state_dict(), "step": step, "history": history,
-                 "minutes": elapsed(), "lineage": lineage}
+                 "minutes": elapsed(), "lineage": lineage, "precision": prec}
         save(out / "last.pt", {**state, "optimizer": opt.state_dict()})
         save(out / "model.pt", {**state, "metrics": metrics or (history[-1] if history else {})})
 
@@ -260,7 +267,8 @@ def main(argv=None) -> int:
         for grp in opt.param_groups:
             grp["lr"] = lr_at(step, tc, minutes)
         spos, sval, mask, qpos, qval = (t.to(device) for t in sampler.batch())
-        mix = net(spos, sval, mask, qpos)
+        with precision.autocast(prec, device):  # the blocks in bf16; model.full_precision keeps the islands fp32
+            mix = net(spos, sval, mask, qpos)
         loss = mix.loss(qval, cfg.model.alpha).mean()
         if not torch.isfinite(loss):
             print(f"error: non-finite loss at step {step}; lower --lr", file=sys.stderr)

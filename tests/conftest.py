@@ -12,7 +12,9 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 TINY_MODEL = {"d_model": 32, "n_heads": 2, "enc_layers": 1, "dec_layers": 1, "ffn": 64, "num_bins": 16}
 TINY_TRAIN = {"limit": 2000, "val_images": 200, "batch_size": 8, "min_samples": 4, "max_samples": 128,
               "num_queries": 64, "steps": 200, "lr": 2e-3, "warmup": 20, "log_every": 100, "val_every": 100,
-              "ckpt_every": 100, "threads": 2}
+              "ckpt_every": 100, "threads": 2, "precision": "bf16"}  # bf16 training, fp32 graphs: the export
+#   fixtures below then check that a bf16-trained checkpoint passes the usual parity gate (emulated bf16 where the
+#   CPU lacks it: slower, same code path)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,0 +1,66 @@
+"""Training precision: `auto | fp32 | bf16`, chosen at run time for the device at hand.
+
+bf16 runs the transformer blocks under `torch.autocast` (3× the fp32 step rate on a CPU with
+AVX512_BF16, measured by benchmarks/train_throughput.py); the model keeps its precision-sensitive
+parts in float32 (export.model.full_precision): Fourier features, the value embedding, the output
+head and its σ/offset transform, the mixture and the loss. Master weights and the optimizer state
+stay float32, so a bf16-trained checkpoint exports like any other.
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import torch
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+class PrecisionError(ValueError):
+    """A precision that is not one of PRECISIONS, or bf16 asked for where it cannot run."""
+
+
+def cpu_flags() -> dict[str, bool]:
+    """The CPU's bf16-relevant features, from torch's own probe (or /proc/cpuinfo where torch has none)."""
+    probe = getattr(getattr(torch._C, "_cpu", None), "_get_cpu_capability", None)
+    if probe is not None:
+        caps = probe()
+        return {k: bool(caps.get(k, False)) for k in ("avx512_bf16", "amx_bf16")}
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        flags = []
+    return {k: k in flags for k in ("avx512_bf16", "amx_bf16")}
+
+
+def native_bf16(device: torch.device) -> tuple[bool, str]:
+    """(does this device compute in bf16 natively, why): a CUDA GPU with bf16, or a CPU with AVX512_BF16 or
+    AMX. Elsewhere bf16 is emulated (slower than fp32, and no more accurate)."""
+    if device.type == "cuda":
+        ok = torch.cuda.is_bf16_supported()
+        name = torch.cuda.get_device_name(device)
+        return ok, f"{name} {'supports' if ok else 'lacks'} bf16"
+    flags = cpu_flags()
+    have = [k for k, v in flags.items() if v]
+    if have:
+        return True, f"the CPU has {' and '.join(f.upper() for f in have)}"
+    return False, "the CPU has neither AVX512_BF16 nor AMX_BF16"
+
+
+def choose(requested: str, device: torch.device) -> tuple[str, str]:
+    """(precision, reason) for `requested` in PRECISIONS on `device`; auto picks bf16 only where it is native."""
+    if requested not in PRECISIONS:
+        raise PrecisionError(f"precision must be one of {', '.join(PRECISIONS)}; got {requested!r}")
+    if requested == "fp32":
+        return "fp32", "asked for fp32"
+    ok, why = native_bf16(device)
+    if requested == "bf16":
+        return "bf16", "asked for bf16" + ("" if ok else f" ({why}: emulated, expect it slower than fp32)")
+    return ("bf16", f"auto: {why}") if ok else ("fp32", f"auto: {why}")
+
+
+def autocast(precision: str, device: torch.device):
+    """The context a training forward runs in: bf16 autocast, or nothing for fp32."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
