@@ -32,7 +32,7 @@ def variant_flags(variant: str) -> list[str]:
     prec, _, extra = variant.partition("+")
     if prec not in ("fp32", "bf16") or extra not in ("", "sdpa"):
         raise SystemExit(f"error: a variant is fp32 or bf16, optionally +sdpa; got {variant!r}")
-    return ["--precision", prec, "--fused-attention", "true" if extra else "false"]
+    return ["--precision", prec, "--attention", "fused" if extra else "folded"]
 
 
 def launch(args: argparse.Namespace, variant: str) -> subprocess.Popen:

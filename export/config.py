@@ -100,7 +100,8 @@ class TrainConfig:
     threads: int = 0              # torch threads (0 = torch default)
     max_minutes: float = 0.0      # stop (with a checkpoint) after this wall time; 0 = no limit
     precision: str = "auto"       # auto | fp32 | bf16 (export.precision): auto = bf16 where the device has it natively
-    fused_attention: bool = True  # train through F.scaled_dot_product_attention (exports keep the folded form)
+    attention: str = "auto"       # auto | folded | fused (F.scaled_dot_product_attention) in training; exports are
+    #   always folded. auto: fused in fp32 and on CUDA, folded for bf16 on a CPU (export.precision.fused_attention)
     compile: bool = False         # torch.compile the model (dynamic shapes; a compile of ~1 minute first)
 
 

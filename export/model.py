@@ -107,7 +107,7 @@ class Attention(nn.Module):
         self.proj = nn.Linear(d, d)
         self.drop = nn.Dropout(dropout)
         self.frozen: tuple[torch.Tensor, ...] | None = None  # set by frozen_for_export; not in the state_dict
-        self.fused = False  # fused_forward (training; PixelTransformer.fuse_attention), never in an export
+        self.fused = False  # fused_forward (training: PixelTransformer.fuse_attention), never in an export
 
     def projections(self) -> tuple[torch.Tensor, ...]:
         """(wq, bq): weight [H·(dh+1), d] and bias giving [q / √dh, 1] per head in one projection."""

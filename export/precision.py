@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 PRECISIONS = ("auto", "fp32", "bf16")
+ATTENTION = ("auto", "folded", "fused")
 
 
 class PrecisionError(ValueError):
@@ -57,6 +58,17 @@ def choose(requested: str, device: torch.device) -> tuple[str, str]:
     if requested == "bf16":
         return "bf16", "asked for bf16" + ("" if ok else f" ({why}: emulated, expect it slower than fp32)")
     return ("bf16", f"auto: {why}") if ok else ("fp32", f"auto: {why}")
+
+
+def fused_attention(attention: str, precision: str, device: torch.device) -> bool:
+    """Whether training runs attention through F.scaled_dot_product_attention. auto: yes in fp32 (1.0–1.4× the
+    folded step on a CPU) and on CUDA; no for bf16 on a CPU, where torch's fused bf16 kernel measured 0.4–1.0× the
+    folded bf16 step (benchmarks/train_throughput.py, docs/benchmarks/train_throughput.md)."""
+    if attention not in ATTENTION:
+        raise PrecisionError(f"attention must be one of {', '.join(ATTENTION)}; got {attention!r}")
+    if attention != "auto":
+        return attention == "fused"
+    return device.type == "cuda" or precision == "fp32"
 
 
 def autocast(precision: str, device: torch.device):

@@ -60,6 +60,8 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
             setattr(getattr(cfg, section), name, val)
     if cfg.train.precision not in precision.PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(precision.PRECISIONS)}; got {cfg.train.precision!r}")
+    if cfg.train.attention not in precision.ATTENTION:
+        raise ConfigError(f"attention must be one of {', '.join(precision.ATTENTION)}; got {cfg.train.attention!r}")
     fitted = cfg.train.palette and cfg.model.bin_centers is None  # main() fits the centres on the data
     (dataclasses.replace(cfg.model, bin_centers=[[0.5] * cfg.model.val_dim]) if fitted else cfg.model).validate()
     return cfg, args
@@ -208,7 +210,8 @@ def main(argv=None) -> int:
     torch.manual_seed(tc.seed + rank)
     log = (lambda *a: print(*a, flush=True)) if rank == 0 else (lambda *a: None)
     prec, why = precision.choose(tc.precision, device)
-    log(f"precision {prec} ({why})")
+    fused = precision.fused_attention(tc.attention, prec, device)
+    log(f"precision {prec} ({why}), {'fused' if fused else 'folded'} attention")
 
     try:
         make_sampler, val, what = data_sources(cfg, rank)
@@ -217,7 +220,7 @@ def main(argv=None) -> int:
         return 2
     out = Path(tc.out)
     out.mkdir(parents=True, exist_ok=True)
-    model = PixelTransformer(cfg.model).to(device).fuse_attention(tc.fused_attention)
+    model = PixelTransformer(cfg.model).to(device).fuse_attention(fused)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     step, history, minutes_before, lineage = 0, [], 0.0, []
     if args.resume and (out / "last.pt").is_file():

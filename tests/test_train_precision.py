@@ -45,6 +45,15 @@ def test_explicit_precisions_are_kept_and_emulated_bf16_is_flagged(monkeypatch):
         precision.choose("fp16", CPU)
 
 
+def test_attention_auto_is_folded_for_bf16_on_a_cpu_and_fused_otherwise():
+    assert precision.fused_attention("auto", "bf16", CPU) is False
+    assert precision.fused_attention("auto", "fp32", CPU) is True
+    assert precision.fused_attention("folded", "fp32", CPU) is False
+    assert precision.fused_attention("fused", "bf16", CPU) is True
+    with pytest.raises(precision.PrecisionError, match="one of auto, folded, fused"):
+        precision.fused_attention("flash", "bf16", CPU)
+
+
 def test_cpu_flags_are_booleans():
     flags = precision.cpu_flags()
     assert set(flags) == {"avx512_bf16", "amx_bf16"} and all(isinstance(v, bool) for v in flags.values())
@@ -58,6 +67,13 @@ def test_a_bad_precision_is_refused_before_any_work(argv, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "precision must be one of auto, fp32, bf16" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_bad_attention_is_refused(tmp_path, capsys):
+    from export.train import main
+
+    assert main(["--attention", "flash", "--out", str(tmp_path / "run")]) == 2
+    assert "attention must be one of auto, folded, fused" in capsys.readouterr().err
 
 
 def test_a_bad_precision_in_a_config_file_is_refused(tmp_path, capsys):
