@@ -248,16 +248,16 @@ class QueryDecoder(nn.Module):
         return torch.cat([self.query_token.expand(b, nq, -1), self.posenc(query_positions)], dim=-1)
 
     def forward(self, memory: torch.Tensor, mask: torch.Tensor, query_positions: torch.Tensor):
+        b, nq, _ = query_positions.shape
         q = self.tokens(query_positions)
         bias = key_bias(mask, q.dtype)
         for blk in self.blocks:
             q = blk(q, memory, bias)
         with full_precision(q):
-            return self.head_outputs(self.head(self.ln(q.float())))
+            return self.head_outputs(self.head(self.ln(q.float())), b, nq)
 
-    def head_outputs(self, out: torch.Tensor):
+    def head_outputs(self, out: torch.Tensor, b: int, nq: int):
         """(logits, offsets, log σ) from the head's [B, Q, NB·(V + 2)] output, in float32 (full_precision)."""
-        b, nq = out.shape[:2]
         nb, v = self.cfg.bins, self.cfg.val_dim
         logits = out[..., :nb]
         offsets = self.max_offset * torch.tanh(out[..., nb:nb + nb * v]).reshape(b, nq, nb, v)

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import precision
 from .config import Config, ConfigError, ModelConfig, TrainConfig
 from .curves import FAMILIES, CurveSampler, family, seed_sequence
 from .data import DataError, SetSampler, load_dataset, load_idx_images
-from . import precision
 from .model import PixelTransformer
 from .palette import fit_palette
 from .shapes import ShapeSampler
