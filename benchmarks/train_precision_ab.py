@@ -10,7 +10,8 @@ The table lists, per variant, the steps reached, the final validation NLL (nats/
 batches export.train validates on) and its difference from the first variant, plus the NLL at every
 validation step all variants share (the learning curves, also in the JSON).
 
-A variant is `PRECISION[+sdpa]`: fp32 | bf16, and +sdpa for F.scaled_dot_product_attention in training.
+A variant is `PRECISION[+sdpa][@SEED]`: fp32 | bf16, +sdpa for F.scaled_dot_product_attention in training,
+@SEED for another seed than --seed (`fp32 fp32@1 bf16` shows how far two fp32 runs differ by chance alone).
 
     python benchmarks/train_precision_ab.py --config configs/fashion-mnist.json --steps 1500 --out runs/ab-fm-steps
     python benchmarks/train_precision_ab.py --config configs/fashion-mnist.json --minutes 20 --out runs/ab-fm-time
@@ -28,11 +29,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def variant_flags(variant: str) -> list[str]:
-    prec, _, extra = variant.partition("+")
-    if prec not in ("fp32", "bf16") or extra not in ("", "sdpa"):
-        raise SystemExit(f"error: a variant is fp32 or bf16, optionally +sdpa; got {variant!r}")
-    return ["--precision", prec, "--attention", "fused" if extra else "folded"]
+def variant_flags(variant: str, seed: int) -> list[str]:
+    """export.train flags of a variant `PRECISION[+sdpa][@SEED]` (a different seed measures run-to-run noise)."""
+    spec, _, seed_text = variant.partition("@")
+    prec, _, extra = spec.partition("+")
+    if prec not in ("fp32", "bf16") or extra not in ("", "sdpa") or not (seed_text or "0").isdigit():
+        raise SystemExit(f"error: a variant is fp32 or bf16, optionally +sdpa, optionally @SEED; got {variant!r}")
+    return ["--precision", prec, "--attention", "fused" if extra else "folded",
+            "--seed", seed_text or str(seed)]
 
 
 def launch(args: argparse.Namespace, variant: str) -> subprocess.Popen:
@@ -40,8 +44,8 @@ def launch(args: argparse.Namespace, variant: str) -> subprocess.Popen:
     out.mkdir(parents=True, exist_ok=True)
     limit = ["--steps", str(args.steps)] if args.steps else ["--steps", "10000000", "--max-minutes", str(args.minutes)]
     cmd = [sys.executable, "-m", "export.train", "--config", str(args.config), "--out", str(out),
-           "--threads", str(args.threads), "--val-every", str(args.val_every), "--seed", str(args.seed),
-           *limit, *variant_flags(variant), *args.extra]
+           "--threads", str(args.threads), "--val-every", str(args.val_every),
+           *limit, *variant_flags(variant, args.seed), *args.extra]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     log = open(out / "train.log", "w")
     print(f"{variant}: {' '.join(cmd)}", flush=True)
@@ -95,7 +99,7 @@ def main(argv=None) -> int:
     p.add_argument("extra", nargs="*", help="more export.train flags (after --)")
     args = p.parse_args(argv)
     for v in args.variants:
-        variant_flags(v)
+        variant_flags(v, args.seed)
     if not args.report_only:
         t0 = time.time()
         procs = {v: launch(args, v) for v in args.variants}
