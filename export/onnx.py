@@ -90,7 +90,7 @@ def model_metadata(model: PixelTransformer, ck: dict[str, Any], name: str, versi
         "name": name,
         "version": version,
         "signal": signal.to_json(),
-        "graph_io": graph_io(),
+        "graph_io": graph_io(OPSET),
         "pos_dim": cfg.pos_dim,
         "val_dim": cfg.val_dim,
         "grid": grid,

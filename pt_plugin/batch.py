@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
+from .files import check_outputs
 from .images import observe_mask, observe_random, read_image, resize_image, write_png
 from .kinds.extras import require
 from .sampling import DEFAULT_STEP_FRACTION
@@ -30,6 +31,14 @@ def image_files(folder: str | os.PathLike) -> list[Path]:
     if not files:
         raise InputError(f"{folder} holds no image ({', '.join(IMAGE_SUFFIXES)})")
     return files
+
+
+def planned_outputs(files: list[Path], out: str | os.PathLike, num_samples: int) -> dict[str, Path]:
+    """Every picture complete_image writes for these files into `out`, by name (checked before any work)."""
+    out = Path(out)
+    names = [f"{p.stem}_mean.png" for p in files]
+    names += [f"{p.stem}_sample{j}.png" for p in files for j in range(num_samples)]
+    return {f"output {n}": out / n for n in names}
 
 
 def complete_image(model, path: str | os.PathLike, out: str | os.PathLike, observed: int | None = 64,
@@ -100,9 +109,12 @@ def complete_folder(model: str, folder: str | os.PathLike, out: str | os.PathLik
     model: a model name or export folder (each actor loads it). Uses a running Ray, or starts a local
     one. Returns the written PNGs, sorted; they equal complete_image's in-process results.
     """
+    files = image_files(folder)
+    check_outputs(planned_outputs(files, out, num_samples), {**{f"input {f.name}": f for f in files},
+                                                             "--mask": mask if isinstance(mask, (str, os.PathLike))
+                                                             else None})
     ray = require("ray", "serve", "pt_plugin.serve.complete_folder (Ray Data)")
     data = require("ray.data", "serve", "pt_plugin.serve.complete_folder (Ray Data)")
-    files = image_files(folder)
     Path(out).mkdir(parents=True, exist_ok=True)
     options = dict(out=str(out), observed=observed, mask=str(mask) if isinstance(mask, (str, os.PathLike)) else mask,
                    num_samples=num_samples, seed=seed, resize=resize, step_fraction=step_fraction,

@@ -8,8 +8,11 @@ from __future__ import annotations
 import functools
 import importlib.metadata as md
 import math
+import os
 import platform
 import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -17,9 +20,10 @@ import numpy as np
 
 from ._version import __version__
 from .errors import PtPluginError
+from .inputs import MAX_THREADS
 from .sampling import DEFAULT_STEP_FRACTION
+from .text import article, duration, number, plural
 from .weights import DEFAULT_MODEL
-
 
 
 def friendly_errors(fn):
@@ -37,8 +41,9 @@ def model_options(fn):
     fn = click.option("--model", "model_name", default=DEFAULT_MODEL, show_default=True,
                       help="model name (`pt-plugin models`), or a folder with encoder.onnx, decoder.onnx, model.json")(fn)
     fn = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)(fn)
-    fn = click.option("--threads", type=click.IntRange(0, 1024), default=None,
-                      help="CPU threads (default PT_PLUGIN_THREADS)")(fn)
+    fn = click.option("--threads", type=click.IntRange(0, MAX_THREADS), default=None,
+                      help="CPU threads, 0 = onnxruntime's default [default: PT_PLUGIN_THREADS, else "
+                           "OMP_NUM_THREADS]")(fn)
     fn = click.option("--precision", type=click.Choice(["fp32", "int8", "fp16"]), default="fp32", show_default=True,
                       help="graphs to run: int8 is smaller (static int8 also a little faster on a CPU; see the "
                            "model card), fp16 is meant for CUDA")(fn)
@@ -66,43 +71,107 @@ def observation_options(fn):
     fn = click.option("--mask", "mask_path", type=click.Path(), default=None,
                       help="images: a picture whose white pixels are the observed ones (instead of --observed)")(fn)
     fn = click.option("--points", "points_path", type=click.Path(), default=None,
-                      help="a CSV of observed samples, one per row: curves x, y; volumes x, y, z, sdf "
-                           "(positions in [-1, 1])")(fn)
-    fn = click.option("--resize", is_flag=True, help="resize the input to the model's grid instead of refusing it")(fn)
+                      help="curves and volumes: a CSV of observed samples, one per row: curves x, y; volumes x, y, z, "
+                           "sdf (positions in [-1, 1]; a header row may name the columns in any order)")(fn)
+    fn = click.option("--resize", is_flag=True,
+                      help="resize the input (and --mask) to the model's grid instead of refusing it")(fn)
+    fn = click.option("--background", type=click.Choice(["white", "black"]), default="white", show_default=True,
+                      help="images and videos: what transparent pixels are composited on")(fn)
     fn = click.option("--shape", "shape_text", default=None,
                       help="grid of the outputs, e.g. 112x112 (array order); finer than the model's = super-resolution")(fn)
     fn = click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)(fn)
     fn = click.option("--demo", is_flag=True, help="use the model's demo signal")(fn)
+    fn = click.option("--yes", "-y", is_flag=True,
+                      help=f"run even when the work is estimated to take longer than {MAX_MINUTES_ENV} "
+                           f"(default {DEFAULT_MAX_MINUTES:g} minutes)")(fn)
     fn = click.argument("source", metavar="[INPUT]", required=False, type=click.Path())(fn)
     return fn
 
 
-def _check_sources(source, demo, mask_path, points_path, observed, out) -> None:
+@dataclass
+class Request:
+    """What `sample` or `mean` was asked: the inputs, how to observe them, the outputs and the model."""
+    source: str | None
+    demo: bool
+    points: str | None
+    mask: str | None
+    observed: int | None
+    seed: int
+    resize: bool
+    background: str
+    shape_text: str | None
+    out: str | None
+    out_dir: str | None
+    scale: int | None
+    yes: bool
+    model: str
+    device: str
+    threads: int | None
+    precision: str
+    num_samples: int = 0  # 0: the mean command
+
+    def inputs(self) -> dict[str, str | None]:
+        """Every file the command reads, by its option: none may be written over."""
+        return {"INPUT": self.source, "--mask": self.mask, "--points": self.points}
+
+
+def _check_sources(req: Request) -> None:
     """Usage errors that need no model: found before anything is loaded or written."""
     from .kinds import check_out_name
 
-    if out is not None:
-        check_out_name(Path(out))
-    given = [n for n, v in (("INPUT", source), ("--demo", demo), ("--points", points_path)) if v]
+    if req.out is not None:
+        check_out_name(Path(req.out))
+    given = [n for n, v in (("INPUT", req.source), ("--demo", req.demo), ("--points", req.points)) if v]
     if len(given) != 1:
         raise click.UsageError("give one of INPUT, --demo or --points" + (f" (got {', '.join(given)})" if given else ""))
-    if mask_path and observed is not None:
+    if req.mask and req.observed is not None:
         raise click.UsageError("--mask and --observed both choose the observed samples: give one of them")
-    if points_path and (mask_path or observed is not None):
+    if req.points and (req.mask or req.observed is not None):
         raise click.UsageError("--points gives the observed samples itself: drop --mask / --observed")
-    for label, path in (("INPUT", source), ("mask", mask_path), ("points file", points_path)):
+    for label, path in (("INPUT", req.source), ("mask", req.mask), ("points file", req.points)):
         if path and not Path(path).exists():
             raise click.UsageError(f"{label} not found: {path}")
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
+def _check_outputs_early(req: Request) -> None:
+    """Before the model is even found: --out is not an input and can be written, --out-dir can take files."""
+    from .files import check_folder, check_outputs
+
+    if req.out is not None:
+        check_outputs({"--out": Path(req.out)}, req.inputs())
+    if req.out_dir is not None:
+        check_folder(Path(req.out_dir))
+
+
+def _check_kind(kind, req: Request, name: str) -> None:
+    """Options and inputs this model's kind does not take are refused, saying what it takes."""
+    if req.source:
+        kind.check_input(Path(req.source), False, name)
+    if req.points:
+        kind.check_input(Path(req.points), True, name)
+    if req.mask and not hasattr(kind, "observe_mask"):
+        raise click.UsageError(f"--mask is for images; model {name} is {article(kind.name)} {kind.name} model")
+    if req.out_dir and not kind.writes_out_dir:
+        writes = " and ".join(kind.output_paths(Path("OUT.png"), None, req.num_samples))
+        raise click.UsageError(f"--out-dir is for image and volume models; model {name} is {article(kind.name)} "
+                               f"{kind.name} model and writes its {writes} where --out says")
+    if req.background != "white" and kind.name not in ("image", "video"):
+        raise click.UsageError(f"--background is for images and videos; model {name} is {article(kind.name)} "
+                               f"{kind.name} model")
 
 
 def _load_model(model_name, device, threads, precision="fp32"):
     from .model import load
 
     return load(model_name, device=device, threads=threads, precision=precision)
+
+
+def _locate(model_name: str, precision: str) -> Path:
+    """The model's folder (registry, cache or a path), found without loading its graphs."""
+    from .weights import graph_files, locate
+
+    graph_files(precision)
+    return locate(model_name, precision)
 
 
 def default_observed(model) -> int:
@@ -113,46 +182,153 @@ def default_observed(model) -> int:
     return min(64, top) if isinstance(top, int) and top > 0 else 64
 
 
-def _observe(model, kind, source, demo, mask_path, points_path, observed, seed, resize, shape):
+def _observe(model, kind, req: Request, shape):
     """The Observation the command-line arguments describe, with the output grid set."""
-    if points_path:
-        obs = kind.read(model, Path(points_path), resize)
-    elif demo:
+    if req.points:
+        obs = kind.read(model, Path(req.points), req.resize, req.background)
+    elif req.demo:
         obs = kind.demo(model)
     else:
-        obs = kind.read(model, Path(source), resize)
-    if mask_path:
-        if not hasattr(kind, "observe_mask"):
-            raise click.UsageError(f"--mask is for images; model {model.meta['name']} is a {kind.name} model")
-        obs = kind.observe_mask(obs, Path(mask_path))
+        obs = kind.read(model, Path(req.source), req.resize, req.background)
+    if req.mask:
+        obs = kind.observe_mask(obs, Path(req.mask), req.resize)
     elif not len(obs.positions):
-        obs = kind.observe(obs, default_observed(model) if observed is None else observed, seed)
+        obs = kind.observe(obs, default_observed(model) if req.observed is None else req.observed, req.seed)
     if shape is not None:
         obs.shape = model.grid_shape(shape)
     return obs
 
 
-def _prepare(source, demo, seed, shape_text, resize, points_path, mask_path, observed, out, stem: str, model_name,
-             device, threads, precision):
-    """What `sample` and `mean` share: every argument checked (and the output path writable) before the model
-    runs, then the model, its signal kind, the observation and the output path (STEM + kind.default_suffix)."""
+def _prepare(req: Request, stem: str):
+    """What `sample` and `mean` share: every argument checked, and every output location checked (writable,
+    not an input) before the model loads; then the model, its signal kind, the observation and the output path
+    (STEM + kind.default_suffix when --out is not given)."""
+    from . import metadata
+    from .files import check_outputs
     from .kinds import kind_for
+    from .model import Model
 
-    _check_sources(source, demo, mask_path, points_path, observed, out)
-    shape = parse_shape(shape_text)
-    model = _load_model(model_name, device, threads, precision)
-    kind = kind_for(model.signal)
+    _check_sources(req)
+    shape = parse_shape(req.shape_text)
+    _check_outputs_early(req)
+    folder = _locate(req.model, req.precision)
+    meta = metadata.read(folder)
+    kind = kind_for(metadata.signal(meta))
+    _check_kind(kind, req, meta["name"])
     kind.check_writer()
-    if out is not None:
-        kind.check_out(Path(out))
-    obs = _observe(model, kind, source, demo, mask_path, points_path, observed, seed, resize, shape)
-    return model, kind, obs, out or f"{stem}{kind.default_suffix}"
+    out = Path(req.out) if req.out is not None else Path(f"{stem}{kind.default_suffix}")
+    kind.check_out(out)
+    out_dir = Path(req.out_dir) if req.out_dir else None
+    check_outputs(kind.output_paths(out, out_dir, req.num_samples), req.inputs())
+    model = Model(folder, req.device, None, req.threads, req.precision)
+    return model, kind, _observe(model, kind, req, shape), out
+
+
+# -- long work: an estimate up front, a progress bar on a terminal -------------------------------------------
+MAX_MINUTES_ENV = "PT_PLUGIN_MAX_MINUTES"
+DEFAULT_MAX_MINUTES = 5.0  # work estimated longer than this is refused without --yes
+NOTE_SECONDS = 20          # work estimated longer than this is announced on stderr
+OPTIMISTIC_FLOPS = 2e12    # faster than any CPU: work that even at this speed passes the bound is not timed ...
+MEASURE_ABOVE_FLOPS = 5e10  # ... when it is also this small (about a second on a 2-core CPU)
+
+
+def max_minutes() -> float:
+    """PT_PLUGIN_MAX_MINUTES (a number of minutes > 0, or inf), else DEFAULT_MAX_MINUTES."""
+    raw = os.environ.get(MAX_MINUTES_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_MINUTES
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise click.UsageError(f"{MAX_MINUTES_ENV}={raw!r} is not a positive number of minutes (e.g. 5, or inf)")
+    return value
+
+
+def work_flops(model, obs, num_samples: int = 0, autoregressive: int = 0, step_fraction: float = 0.0) -> float:
+    """Floating-point operations of the mean (and std) of the output grid, and of the samples when asked."""
+    from . import cost
+
+    arch = cost.Architecture.of(model.meta)
+    n, k = math.prod(obs.shape), len(obs.positions)
+    flops = cost.mean_flops(arch, k, n)
+    if num_samples:
+        flops += cost.sample_flops(arch, k, n, num_samples, autoregressive, step_fraction)
+    return flops
+
+
+def check_cost(model, flops: float, yes: bool, what: str) -> None:
+    """Refuse work estimated past max_minutes() unless --yes; announce long work on stderr."""
+    from . import cost
+
+    limit = max_minutes() * 60
+    if flops < MEASURE_ABOVE_FLOPS and flops / OPTIMISTIC_FLOPS < limit:
+        return  # a second or so of work at most: not worth a timed call
+    seconds = flops / cost.measured_speed(model)
+    if seconds > limit and not yes:
+        raise click.UsageError(f"{what} is estimated to take about {duration(seconds)} here ({flops / 1e12:,.3g} "
+                               f"TFLOP), more than the {number(limit / 60)}-minute bound ({MAX_MINUTES_ENV}); "
+                               "pass --yes to run it anyway, or ask for less: fewer samples (-n), a smaller --shape, "
+                               "a larger --step-fraction or a smaller --autoregressive")
+    if seconds > NOTE_SECONDS:
+        click.echo(f"note: {what} will take about {duration(seconds)} (estimated)", err=True)
+
+
+class Progress:
+    """fn(done, total) for Model calls that draws a click progress bar on stderr (made at the first call)."""
+
+    def __init__(self, label: str) -> None:
+        self.label, self.bar, self.done = label, None, 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr)
+            self.bar.__enter__()
+        self.bar.update(done - self.done)
+        self.done = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+@contextmanager
+def progress(label: str):
+    """A Progress callback when stderr is a terminal, else None (no bar in logs and pipes)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    bar = Progress(label)
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+def _write(kind, out: Path, obs, res, model, scale: int | None, out_dir) -> list[Path]:
+    """The kind's files, all moved into place together at the end (files.staged) or none of them."""
+    from .files import staged
+
+    scale = scale or kind.default_scale(res.mean.shape[:-1])
+    try:
+        with staged():
+            return kind.write(out, obs, res, model, scale, out_dir=Path(out_dir) if out_dir else None)
+    except OSError as e:
+        raise click.ClickException(f"could not write the outputs ({e}); nothing was written") from None
+
+
+def _grid(obs) -> str:
+    return "x".join(map(str, obs.shape))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pt-plugin")
 def main() -> None:
     """PixelTransformer: infer and sample whole signals from a few (position, value) samples."""
+
+
+SCALE_HELP = "enlargement of the picture [default: 4, less for large grids (panels up to 512 pixels)]"
 
 
 @main.command()
@@ -170,32 +346,27 @@ def main() -> None:
                    "PNG + PLY meshes for volumes: NAME.obj or NAME.ply picks the mesh format)")
 @click.option("--out-dir", type=click.Path(file_okay=False), default=None,
               help="images: also write each picture here; volumes: the meshes")
-@click.option("--scale", type=click.IntRange(1, 32), default=4, show_default=True, help="enlargement of the picture")
+@click.option("--scale", type=click.IntRange(1, 32), default=None, help=SCALE_HELP)
 @model_options
 @friendly_errors
-def sample(source, demo, seed, shape_text, resize, points_path, mask_path, observed, num_samples, autoregressive,
-           step_fraction, temperature, out, out_dir, scale, model_name, device, threads, precision):
+def sample(source, demo, seed, shape_text, resize, background, points_path, mask_path, observed, yes, num_samples,
+           autoregressive, step_fraction, temperature, out, out_dir, scale, model_name, device, threads, precision):
     """Draw whole signals from p(signal | observed samples) by hybrid autoregressive sampling."""
     from .kinds import Outputs
 
-    model, kind, obs, out = _prepare(source, demo, seed, shape_text, resize, points_path, mask_path, observed, out,
-                                     "samples", model_name, device, threads, precision)
-    mean, std = model.mean_grid(obs.positions, obs.values, obs.shape, return_std=True)
-    total = min(autoregressive, math.prod(obs.shape))
-    with click.progressbar(length=total, label=f"sampling {_plural(num_samples, model.signal.kind)}",
-                           file=sys.stderr) as bar:
-        state = {"done": 0}
-
-        def progress(done, _total):
-            bar.update(done - state["done"])
-            state["done"] = done
-
+    req = Request(source, demo, points_path, mask_path, observed, seed, resize, background, shape_text, out, out_dir,
+                  scale, yes, model_name, device, threads, precision, num_samples)
+    model, kind, obs, out = _prepare(req, "samples")
+    check_cost(model, work_flops(model, obs, num_samples, autoregressive, step_fraction), yes,
+               f"drawing {plural(num_samples, 'sample')} on a {_grid(obs)} grid")
+    with progress(f"mean on a {_grid(obs)} grid") as bar:
+        mean, std = model.mean_grid(obs.positions, obs.values, obs.shape, return_std=True, progress=bar)
+    with progress(f"sampling {plural(num_samples, model.signal.kind)}") as bar:
         samples = model.sample_grid(obs.positions, obs.values, obs.shape, num_samples, seed,
                                     autoregressive=autoregressive, step_fraction=step_fraction,
-                                    temperature=temperature, progress=progress)
-    written = kind.write(Path(out), obs, Outputs(mean, std, samples), model, scale, out_dir=out_dir)
-    click.echo(f"wrote {', '.join(map(str, written))}: truth | {_plural(len(obs.positions), 'observed sample')} | "
-               f"mean | {_plural(num_samples, 'sample')} on a {'x'.join(map(str, obs.shape))} grid")
+                                    temperature=temperature, progress=bar)
+    written = _write(kind, out, obs, Outputs(mean, std, samples), model, scale, out_dir)
+    click.echo(f"wrote {', '.join(map(str, written))}: {kind.caption(obs, num_samples)} on a {_grid(obs)} grid")
 
 
 @main.command()
@@ -203,22 +374,25 @@ def sample(source, demo, seed, shape_text, resize, points_path, mask_path, obser
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
               help="picture to write: truth | observed | mean | standard deviation (volumes: PNG + the mean's "
                    "mesh, NAME.obj or NAME.ply picks the mesh format)")
-@click.option("--scale", type=click.IntRange(1, 32), default=4, show_default=True)
+@click.option("--scale", type=click.IntRange(1, 32), default=None, help=SCALE_HELP)
 @model_options
 @friendly_errors
-def mean(source, demo, seed, shape_text, resize, points_path, mask_path, observed, out, scale, model_name, device,
-         threads, precision):
+def mean(source, demo, seed, shape_text, resize, background, points_path, mask_path, observed, yes, out, scale,
+         model_name, device, threads, precision):
     """The mean signal given the observed samples, and its standard deviation."""
     from .kinds import Outputs
 
-    model, kind, obs, out = _prepare(source, demo, seed, shape_text, resize, points_path, mask_path, observed, out,
-                                     "mean", model_name, device, threads, precision)
-    m, sd = model.mean_grid(obs.positions, obs.values, obs.shape, return_std=True)
+    req = Request(source, demo, points_path, mask_path, observed, seed, resize, background, shape_text, out, None,
+                  scale, yes, model_name, device, threads, precision)
+    model, kind, obs, out = _prepare(req, "mean")
+    check_cost(model, work_flops(model, obs), yes, f"the mean on a {_grid(obs)} grid")
+    with progress(f"mean on a {_grid(obs)} grid") as bar:
+        m, sd = model.mean_grid(obs.positions, obs.values, obs.shape, return_std=True, progress=bar)
     empty = np.zeros((0,) + m.shape, np.float32)
-    written = kind.write(Path(out), obs, Outputs(m, sd, empty), model, scale)
-    msg = f"wrote {', '.join(map(str, written))}: truth | {_plural(len(obs.positions), 'observed sample')} | mean | std"
+    written = _write(kind, out, obs, Outputs(m, sd, empty), model, scale, None)
+    msg = f"wrote {', '.join(map(str, written))}: {kind.caption(obs, 0)} on a {_grid(obs)} grid"
     if obs.truth is not None and obs.truth.shape == m.shape:
-        msg += f" (max {float(sd.max()):.3f}); mean MSE {float(np.mean((m - obs.truth) ** 2)):.4f}"
+        msg += f" (max std {float(sd.max()):.3g}); mean MSE {float(np.mean((m - obs.truth) ** 2)):.4g}"
     click.echo(msg)
 
 
@@ -329,7 +503,7 @@ def batch(folder, out, model_name, observed, mask_path, num_samples, seed, step_
     written = complete_folder(model_name, folder, out, observed=observed, mask=mask_path, num_samples=num_samples,
                               seed=seed, resize=resize, step_fraction=step_fraction, precision=precision,
                               threads=threads or None, workers=workers)
-    click.echo(f"wrote {_plural(len(written), 'picture')} into {out}")
+    click.echo(f"wrote {plural(len(written), 'picture')} into {out}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import numpy as np
 from . import inputs
 from .errors import InputError
 from .grids import cell_index, grid_positions  # noqa: F401 - the image helpers' grid is the N-D one
+from .text import number
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")  # what folder readers take as images
 OBSERVED_BACKGROUND = (0.25, 0.35, 0.6)  # unobserved pixels in the picture of S (paper Fig. 4, row 2)
@@ -125,15 +126,24 @@ def figure_grid(rows: list[list[np.ndarray]], scale: int = 4, gap: int = 2) -> n
     return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-def read_image(path: str | Path, channels: int) -> np.ndarray:
-    """An image file as float32 [H, W, channels] in [0, 1]; transparency is composited on white.
+BACKGROUNDS = {"white": 255, "black": 0}  # what transparent pixels are composited on
+
+
+def read_image(path: str | Path, channels: int, background: str = "white") -> np.ndarray:
+    """An image file as float32 [H, W, channels] in [0, 1]; transparency is composited on `background`
+    ("white", the default, or "black").
 
     16-bit grayscale PNGs (PIL modes I;16 / I) are read at full depth (divided by 65535); Pillow
-    itself reduces 16-bit RGB(A) PNGs to 8 bits per channel.
+    itself reduces 16-bit RGB(A) PNGs to 8 bits per channel. 32-bit float images (TIFF, PIL mode F)
+    are taken as they are and must lie in [0, 1].
     """
     from PIL import Image, UnidentifiedImageError
 
+    if background not in BACKGROUNDS:
+        raise InputError(f"background must be one of {', '.join(BACKGROUNDS)}, got {background!r}")
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; expected one image file ({', '.join(IMAGE_SUFFIXES)}, ...)")
     if not path.is_file():
         raise InputError(f"image not found: {path}")
     try:
@@ -141,15 +151,37 @@ def read_image(path: str | Path, channels: int) -> np.ndarray:
         im.load()
     except (UnidentifiedImageError, OSError) as e:
         raise InputError(f"{path} is not a readable image ({e})") from None
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        im = im.convert("RGBA")
-        bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
-        im = Image.alpha_composite(bg, im)
+    im = composite(im, background)
+    if im.mode == "F":
+        gray = _float_image(np.asarray(im, np.float32), path)[..., None]
+        return gray if channels == 1 else np.repeat(gray, 3, -1)
     if im.mode.startswith("I"):  # 16-bit gray: convert("L") would clip every value above 255 to white
         gray = np.clip(np.asarray(im, np.float32) / 65535.0, 0.0, 1.0)[..., None]
         return gray if channels == 1 else np.repeat(gray, 3, -1)
     arr = np.asarray(im.convert("L" if channels == 1 else "RGB"), np.float32) / 255.0
     return arr[..., None] if arr.ndim == 2 else arr
+
+
+def composite(im, background: str = "white"):
+    """A PIL image with transparency flattened onto a white or black background (others are returned as they are)."""
+    from PIL import Image
+
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA")
+        bg = Image.new("RGBA", im.size, (BACKGROUNDS[background],) * 3 + (255,))
+        im = Image.alpha_composite(bg, im)
+    return im
+
+
+def _float_image(arr: np.ndarray, path: Path) -> np.ndarray:
+    """A floating-point image as it is: finite and in [0, 1] (a little rounding outside is clipped)."""
+    if not np.isfinite(arr).all():
+        raise InputError(f"{path} is a floating-point image holding NaN or infinite values; expected values in [0, 1]")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < -1e-3 or hi > 1 + 1e-3:
+        raise InputError(f"{path} is a floating-point image with values from {number(lo)} to {number(hi)}; expected "
+                         "[0, 1] (scale it, or save it as an 8- or 16-bit image)")
+    return np.clip(arr, 0.0, 1.0)
 
 
 def resize_image(image, h: int, w: int) -> np.ndarray:
@@ -163,15 +195,18 @@ def resize_image(image, h: int, w: int) -> np.ndarray:
 
 
 def write_png(path: str | Path, image) -> Path:
-    """Write a float [H, W(, C)] image in [0, 1] or a uint8 array as PNG; parent folders are created."""
+    """Write a float [H, W(, C)] image in [0, 1] or a uint8 array as PNG (under a temporary name, then moved
+    into place); parent folders are created."""
     from PIL import Image
 
+    from .files import atomic
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arr = np.asarray(image)
     if arr.dtype != np.uint8:
         arr = (np.clip(arr, 0, 1) * 255 + 0.5).astype(np.uint8)
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
-    Image.fromarray(arr).save(path, format="PNG")
+    with atomic(path) as tmp:
+        Image.fromarray(arr).save(tmp, format="PNG")
     return path

@@ -17,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import InputError
+from .text import gib, number
 
 POSITION_TOLERANCE = 1e-5  # positions may exceed [-1, 1] by this much (float rounding)
 MEMORY_ENV = "PT_PLUGIN_MAX_MEMORY_GB"
@@ -38,7 +39,7 @@ def as_array(a, name: str, dtype=np.float32) -> np.ndarray:
         out = np.array(arr, dtype=dtype, order="C", copy=True)
     if out.dtype.kind == "f" and out.size and np.any(np.isinf(out) & np.isfinite(arr)):
         raise InputError(f"{name} has entries too large for {np.dtype(dtype).name} (max |x| = "
-                         f"{np.abs(arr[np.isfinite(arr)]).max():.4g}); expected values of a sensible magnitude")
+                         f"{number(np.abs(arr[np.isfinite(arr)]).max())}); expected values of a sensible magnitude")
     return out
 
 
@@ -53,8 +54,21 @@ def check_finite(arr: np.ndarray, name: str) -> None:
         raise InputError(f"{name} contains NaN or infinite values (first at index {bad}); all entries must be finite")
 
 
+def refuse_bool(a, name: str, expected: str) -> None:
+    """Refuse a bool array where numbers are meant (True would silently become 1.0)."""
+    dtype = getattr(a, "dtype", None)
+    if dtype is None:
+        try:
+            dtype = np.asarray(a).dtype
+        except Exception:  # noqa: BLE001 - ragged lists: as_array says what is wrong with them
+            return
+    if dtype == bool:
+        raise InputError(f"{name} is an array of bools; expected {expected}")
+
+
 def positions(a, pos_dim: int, name: str = "positions", batched: bool = False) -> np.ndarray:
-    """[N, pos_dim] (or [B, N, pos_dim] when batched) float32 positions in [-1, 1]."""
+    """[N, pos_dim] (or [B, N, pos_dim] when batched) float32 positions in [-1, 1]; bools are refused."""
+    refuse_bool(a, name, "float positions in [-1, 1]")
     arr = as_float32(a, name)
     want = 3 if batched else 2
     if arr.ndim == 1 and pos_dim == 1 and not batched:
@@ -64,7 +78,7 @@ def positions(a, pos_dim: int, name: str = "positions", batched: bool = False) -
         raise InputError(f"{name} has shape {arr.shape}; expected {shape} with pos_dim={pos_dim}")
     check_finite(arr, name)
     if arr.size and np.abs(arr).max() > 1 + POSITION_TOLERANCE:
-        raise InputError(f"{name} has entries outside [-1, 1] (max |x| = {np.abs(arr).max():.4g}); positions are "
+        raise InputError(f"{name} has entries outside [-1, 1] (max |x| = {number(np.abs(arr).max())}); positions are "
                          "normalised coordinates: pixel (i, j) of an HxW grid is x=(j+0.5)/W*2-1, y=(i+0.5)/H*2-1 "
                          "(pt_plugin.grid_positions gives them)")
     return np.clip(arr, -1, 1)
@@ -72,7 +86,8 @@ def positions(a, pos_dim: int, name: str = "positions", batched: bool = False) -
 
 def values(a, val_dim: int, value_range: tuple[float, float], name: str = "values",
            batched: bool = False) -> np.ndarray:
-    """[N, val_dim] (or batched) float32 values inside the model's value range."""
+    """[N, val_dim] (or batched) float32 values inside the model's value range; bools are refused."""
+    refuse_bool(a, name, f"numbers inside the model's value range {list(value_range)}")
     arr = as_float32(a, name)
     want = 3 if batched else 2
     if arr.ndim == want - 1 and val_dim == 1:
@@ -84,8 +99,8 @@ def values(a, val_dim: int, value_range: tuple[float, float], name: str = "value
     lo, hi = value_range
     slack = 1e-3 * (hi - lo)
     if arr.size and (arr.min() < lo - slack or arr.max() > hi + slack):
-        raise InputError(f"{name} range from {arr.min():.4g} to {arr.max():.4g} lies outside the model's value range "
-                         f"[{lo}, {hi}] (images: divide 8-bit pixels by 255)")
+        raise InputError(f"{name} range from {number(arr.min())} to {number(arr.max())} lies outside the model's "
+                         f"value range [{number(lo)}, {number(hi)}] (images: divide 8-bit pixels by 255)")
     return arr
 
 
@@ -130,6 +145,19 @@ def fraction(x, name: str) -> float:
     if not _is_real(x) or not 0 <= x < 1:
         raise InputError(f"{name} must be a number in [0, 1), got {x!r}; 0 is the exact one-at-a-time path")
     return float(x)
+
+
+MAX_THREADS = 1024  # the most CPU threads a session may be given (the CLI's --threads range too)
+
+
+def threads(n, name: str = "threads") -> int | None:
+    """None (the default), or an integer 0..MAX_THREADS (0 = onnxruntime's default): one rule for the threads
+    argument, --threads and the PT_PLUGIN_THREADS / OMP_NUM_THREADS variables."""
+    if n is None:
+        return None
+    if not _is_int(n) or not 0 <= n <= MAX_THREADS:
+        raise InputError(f"{name} must be an integer from 0 to {MAX_THREADS} (0 = onnxruntime's default), got {n!r}")
+    return int(n)
 
 
 def seed(s, name: str = "seed"):
@@ -229,9 +257,8 @@ def check_memory(nbytes: float, what: str, advice: str) -> None:
     """Refuse a call whose estimated peak memory exceeds max_memory_bytes(), with the estimate and the knobs."""
     limit = max_memory_bytes()
     if nbytes > limit:
-        raise InputError(f"{what} would need about {nbytes / 2**30:,.1f} GiB of memory, more than the "
-                         f"{limit / 2**30:g} GiB limit; {advice}, or raise the limit with {MEMORY_ENV} "
-                         f"(GiB, default {DEFAULT_MAX_MEMORY_GB:g})")
+        raise InputError(f"{what} would need about {gib(nbytes)} of memory, more than the {gib(limit)} limit; "
+                         f"{advice}, or raise the limit with {MEMORY_ENV} (GiB, default {DEFAULT_MAX_MEMORY_GB:g})")
 
 
 def _architecture(model) -> tuple[int, int, int]:

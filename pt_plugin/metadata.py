@@ -1,5 +1,9 @@
 """model.json: read it, validate it against its schema, check the graphs and files it describes.
 
+The top-level pos_dim, val_dim, grid and value_range repeat the `signal` block (len(signal.axes),
+len(signal.channels), signal.grid, signal.value_range): a model.json where they differ is refused, so a
+client may read either.
+
 A broken model folder is a WeightsError that names the file and what is wrong, raised at load,
 never a KeyError, a ZeroDivisionError or an onnxruntime error on the first call.
 """
@@ -66,6 +70,8 @@ def validate(meta: Any, path: Path) -> dict:
         _validate_signal(meta["signal"], pos_dim, val_dim, path)
         if meta["signal"].get("grid") != grid:
             raise _fail(path, f"signal.grid {meta['signal'].get('grid')!r} and grid {grid!r} differ")
+        if [float(x) for x in meta["signal"]["value_range"]] != [float(x) for x in vr]:
+            raise _fail(path, f"signal.value_range {meta['signal']['value_range']!r} and value_range {vr!r} differ")
     files = meta.get("files", {})
     if not isinstance(files, dict) or not all(isinstance(v, str) and v.startswith("sha256:") for v in files.values()):
         raise _fail(path, "field 'files' must map file names to 'sha256:<hex>'")
@@ -106,14 +112,25 @@ def signal(meta: dict) -> Signal:
     return derived_signal(meta["pos_dim"], meta["val_dim"], meta.get("grid"), meta["value_range"])
 
 
-def verify_files(folder: Path, meta: dict, names: tuple[str, ...]) -> None:
+def verify_files(folder: Path, meta: dict, names: tuple[str, ...]) -> dict[str, str]:
     """Each of `names` matches the sha256 model.json records for it (exports from before the 'files' block
-    record none; nothing to check then)."""
+    record none; nothing to check then); returns {name: sha256} of the files."""
     recorded = meta.get("files", {})
+    digests = {}
     for name in names:
-        if name in recorded and sha256(folder / name) != recorded[name].split(":", 1)[1]:
+        if not (folder / name).is_file():
+            raise WeightsError(f"{folder / name} is missing; export or download the model again")
+        digests[name] = sha256(folder / name)
+        if name in recorded and digests[name] != recorded[name].split(":", 1)[1]:
             raise WeightsError(f"{folder / name} does not match the sha256 recorded in {folder / 'model.json'}: the "
                                "file was changed or damaged after export; export or download it again")
+    return digests
+
+
+def identity(digests: dict[str, str], precision: str) -> str:
+    """One model's identity: the sha256 of its graph files' digests and the precision they run at."""
+    text = ";".join(f"{name}={digest}" for name, digest in sorted(digests.items())) + f";precision={precision}"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def check_graph(session, role: str, meta: dict, path: Path) -> None:

@@ -20,7 +20,7 @@ from .errors import InputError, WeightsError
 from .graphs import Graph, session_device, to_numpy
 from .grids import cell_index, grid_positions
 from .sampling import DEFAULT_STEP_FRACTION, hybrid_sample
-from .sessions import make_session, require_onnxruntime
+from .sessions import MIN_ONNXRUNTIME, make_session, require_onnxruntime, thread_count
 from .signal import Signal
 from .weights import DEFAULT_MODEL, graph_files, locate
 
@@ -57,9 +57,12 @@ class Context:
     """An encoded batch of sample sets, held as consecutive batch groups (see Model.attention_budget).
 
     Each group is (rows, memory, mask): memory [b, K, D] as a numpy array, or an onnxruntime
-    OrtValue left on the device with IOBinding; mask [b, K] (True = real sample).
+    OrtValue left on the device with IOBinding; mask [b, K] (True = real sample). model_id is the
+    identity of the graphs that encoded it (Model.identity); another model refuses the Context.
     """
     groups: list[tuple[slice, Any, np.ndarray]]
+    model_id: str = ""
+    model_name: str = ""
 
     @property
     def batch(self) -> int:
@@ -94,6 +97,7 @@ class Model:
                  threads: int | None = None, precision: str = "fp32", io_binding: bool | None = None):
         self.path = Path(path)
         files = graph_files(precision)
+        thread_count(threads)  # a bad threads argument or PT_PLUGIN_THREADS is refused before any file is read
         self.meta = metadata.read(self.path)
         if precision != "fp32":
             missing = [f for f in files if not (self.path / f).is_file()]
@@ -110,8 +114,9 @@ class Model:
             if variant.get("requires_onnxruntime"):
                 require_onnxruntime(variant["requires_onnxruntime"], f"the {precision} graphs of {self.path} (they "
                                     f"use {variant.get('method', 'newer operators')})")
-        metadata.verify_files(self.path, self.meta, files)
+        digests = metadata.verify_files(self.path, self.meta, files)
         self.precision = precision
+        self.identity = metadata.identity(digests, precision)
         encoder = self._session(files[0], "encoder", device, providers, threads)
         decoder = self._session(files[1], "decoder", device, providers, threads)
         if io_binding is None:
@@ -134,9 +139,16 @@ class Model:
         except (InputError, WeightsError):
             raise
         except Exception as e:  # noqa: BLE001 - onnxruntime's InvalidProtobuf, Fail, NoSuchFile, ...
+            first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+            too_new = "ir version" in first.lower() or "opset" in first.lower()
+            if type(e).__module__.startswith("onnxruntime") and too_new:
+                import onnxruntime as ort
+
+                raise InputError(f"{path} needs a newer onnxruntime than {ort.__version__} ({first}); the shipped "
+                                 f"graphs need onnxruntime >= {MIN_ONNXRUNTIME}: upgrade onnxruntime-gpu") from None
             if type(e).__module__.startswith("onnxruntime"):
-                raise WeightsError(f"{path} is not a loadable ONNX graph ({type(e).__name__}: "
-                                   f"{str(e).splitlines()[0][:200]}); export or download it again") from None
+                raise WeightsError(f"{path} is not a loadable ONNX graph ({type(e).__name__}: {first}); export or "
+                                   "download it again") from None
             raise
         metadata.check_graph(session, role, self.meta, path)
         return session
@@ -200,10 +212,15 @@ class Model:
             (memory,) = self.encoder.run({"sample_positions": pos[rows], "sample_values": val[rows],
                                           "sample_mask": mask[rows]}, keep=("memory",))
             groups.append((rows, memory, mask[rows]))
-        return Context(groups)
+        return Context(groups, self.identity, f"{self.meta['name']} ({self.precision})")
 
     def _context(self, context) -> Context:
+        """A Context this model encoded, or a (positions, values) tuple encoded now; another model's is refused."""
         if isinstance(context, Context):
+            if context.model_id != self.identity:
+                raise InputError(f"this Context was encoded by another model ({context.model_name or 'unknown'}); "
+                                 f"this is {self.meta['name']} ({self.precision}): a Context holds one model's "
+                                 "encoding, so encode the set again with this model's encode()")
             return context
         if isinstance(context, tuple) and len(context) == 2:
             return self.encode(*context)
@@ -232,6 +249,7 @@ class Model:
 
     def _query_positions(self, ctx: Context, query_positions) -> tuple[np.ndarray, bool]:
         """[B, Q, pos_dim] positions and whether the caller gave one shared [Q, pos_dim] set."""
+        inputs.refuse_bool(query_positions, "query positions", "float positions in [-1, 1]")
         query_positions = inputs.as_float32(query_positions, "query positions")
         batched = np.ndim(query_positions) == 3
         q = inputs.positions(query_positions, self.pos_dim, "query positions", batched=batched)
@@ -244,8 +262,8 @@ class Model:
     def query(self, context, query_positions, chunk: int = DEFAULT_CHUNK) -> Distribution:
         """p(v | S) at query positions [Q, pos_dim] (or [B, Q, pos_dim] for a batched context).
 
-        context: a Context or a (positions, values) tuple. Returns a Distribution of shape [Q]
-        for one set with shared queries, else [B, Q].
+        context: a Context from this model's encode()/encode_batch(), or a (positions, values) tuple.
+        Returns a Distribution of shape [Q] for one set with shared queries, else [B, Q].
         """
         ctx = self._context(context)
         q, batched = self._query_positions(ctx, query_positions)
@@ -255,23 +273,32 @@ class Model:
         dist = Distribution(logits, offsets, log_sigma, self.centers, self.value_range)
         return dist[0] if ctx.batch == 1 and not batched else dist
 
-    def mean(self, context, query_positions, chunk: int = DEFAULT_CHUNK, return_std: bool = False):
+    def mean(self, context, query_positions, chunk: int = DEFAULT_CHUNK, return_std: bool = False,
+             progress: Callable[[int, int], None] | None = None):
         """Mean value at each query position (paper Eq. 4), [Q, val_dim] or [B, Q, val_dim].
 
-        Reduced chunk by chunk: memory stays bounded for any number of queries. With return_std,
-        also the standard deviation of the value law at each position.
+        context: a Context from this model's encode()/encode_batch(), or a (positions, values) tuple
+        (encoded here). Reduced chunk by chunk: memory stays bounded for any number of queries. With
+        return_std, also the standard deviation of the value law at each position. progress(done, total)
+        is called after every decoder call, counting query positions over all sets.
         """
+        progress = inputs.callback(progress)
         ctx = self._context(context)
         q, batched = self._query_positions(ctx, query_positions)
+        chunk = inputs.positive_int(chunk, "chunk")
         inputs.check_query_memory(self, ctx.batch, ctx.groups[0][2].shape[1], q.shape[1],
                                   self.val_dim * (2 if return_std else 1))
         mean = np.empty(q.shape[:2] + (self.val_dim,), np.float32)
         std = np.empty_like(mean) if return_std else None
-        for rows, cols, out in self._decode_chunks(ctx, q, inputs.positive_int(chunk, "chunk")):
+        done, total = 0, q.shape[0] * q.shape[1]
+        for rows, cols, out in self._decode_chunks(ctx, q, chunk):
             dist = Distribution(*out, self.centers, self.value_range)
             mean[rows, cols] = dist.mean()
             if std is not None:
                 std[rows, cols] = np.sqrt(dist.variance())
+            if progress is not None:
+                done += out[0].shape[0] * out[0].shape[1]
+                progress(done, total)
         if ctx.batch == 1 and not batched:
             mean, std = mean[0], (None if std is None else std[0])
         return (mean, std) if return_std else mean
@@ -288,9 +315,15 @@ class Model:
         pass); > 0 (default 0.1) draws ceil(step_fraction·|set|) positions per pass, independently
         given the current set (measured within 5 % of exact; see pt_plugin.sampling). temperature < 1
         sharpens every draw (bin choice and σ), giving smoother, less varied samples; 1 samples the
-        model as trained. progress(done, total) is called after every encoder pass. All samples run
-        in one batch.
+        model as trained. progress(done, total) counts query positions: after every encoder pass (the
+        drawn ones), then while the rest take the mean. All samples run in one batch.
+
+        positions and values are arrays, not a Context: sampling re-encodes the set as it grows.
         """
+        if isinstance(positions, Context):
+            raise InputError("sample() takes the sample set itself (positions, values), not a Context: sampling "
+                             "adds drawn values to the set and encodes it again; call sample(positions, values, "
+                             "query_positions, ...)")
         num_samples, seed = inputs.positive_int(num_samples, "num_samples"), inputs.seed(seed)
         step_fraction = inputs.fraction(step_fraction, "step_fraction")
         autoregressive = inputs.positive_int(autoregressive, "autoregressive", 0)
@@ -316,11 +349,13 @@ class Model:
             return self.grid
         return inputs.grid_shape(shape, self.pos_dim, f"shape (array order {list(self.signal.array_axes)})")
 
-    def mean_grid(self, positions, values, shape=None, return_std: bool = False, chunk: int = DEFAULT_CHUNK):
+    def mean_grid(self, positions, values, shape=None, return_std: bool = False, chunk: int = DEFAULT_CHUNK,
+                  progress: Callable[[int, int], None] | None = None):
         """The mean signal [*shape, val_dim] at the cell centres of a grid given S (default: the training
-        grid); with return_std also the standard deviation of the value law at every cell."""
+        grid); with return_std also the standard deviation of the value law at every cell. progress: see mean()."""
         shape = self.grid_shape(shape)
-        out = self.mean((positions, values), grid_positions(*shape), chunk=chunk, return_std=return_std)
+        out = self.mean((positions, values), grid_positions(*shape), chunk=chunk, return_std=return_std,
+                        progress=progress)
         if not return_std:
             return out.reshape(*shape, self.val_dim)
         return out[0].reshape(*shape, self.val_dim), out[1].reshape(*shape, self.val_dim)

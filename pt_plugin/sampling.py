@@ -37,7 +37,7 @@ class SetModel(Protocol):
 
     def _decode(self, ctx: Any, qpos: np.ndarray, chunk: int = ...) -> list[np.ndarray]: ...
 
-    def mean(self, context: Any, query_positions: np.ndarray) -> np.ndarray: ...
+    def mean(self, context: Any, query_positions: np.ndarray, progress: Any = None) -> np.ndarray: ...
 
 
 def step_sizes(start: int, total: int, step_fraction: float) -> list[int]:
@@ -56,7 +56,8 @@ def step_sizes(start: int, total: int, step_fraction: float) -> list[int]:
 def hybrid_sample(model: SetModel, pos: np.ndarray, val: np.ndarray, queries: np.ndarray, num_samples: int,
                   seed: int | None, autoregressive: int, step_fraction: float, temperature: float,
                   progress: Callable[[int, int], None] | None) -> np.ndarray:
-    """[num_samples, Q, val_dim] draws; see the module docstring for the algorithm."""
+    """[num_samples, Q, val_dim] draws; see the module docstring for the algorithm. progress(done, Q) counts
+    positions: the drawn ones after each encoder pass, then the mean-filled rest."""
     rng = np.random.default_rng(seed)
     n, k = len(queries), len(pos)
     n_ar = min(autoregressive, n)
@@ -81,9 +82,10 @@ def hybrid_sample(model: SetModel, pos: np.ndarray, val: np.ndarray, queries: np
         set_pos[:, size:size + m], set_val[:, size:size + m] = qpos, draws
         done += m
         if progress is not None:
-            progress(done, n_ar)
+            progress(done, n)
     if n_ar < n:
         ctx = model._encode(set_pos, set_val, np.ones((num_samples, k + n_ar), bool))
         rest = orders[:, n_ar:]
-        out[rows, rest] = model.mean(ctx, queries[rest])
+        report = None if progress is None else (lambda d, t: progress(n_ar + (n - n_ar) * d // t, n))
+        out[rows, rest] = model.mean(ctx, queries[rest], progress=report)
     return out

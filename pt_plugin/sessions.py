@@ -19,10 +19,14 @@ from typing import Sequence
 
 import onnxruntime as ort
 
+from . import inputs
 from .errors import DeviceError, InputError, OnnxruntimeError
 
 ORT_API = ("InferenceSession", "SessionOptions", "get_available_providers", "GraphOptimizationLevel")
 PACKAGE_DIR = str(Path(__file__).resolve().parent)
+
+# the oldest onnxruntime that runs the shipped fp32 graphs: ONNX IR version 10 (onnxruntime 1.18), opset 20
+MIN_ONNXRUNTIME = "1.18"
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -87,16 +91,19 @@ def cuda_driver_problem() -> str | None:
 
 
 def thread_count(threads: int | None) -> int:
-    """threads argument, else PT_PLUGIN_THREADS, else OMP_NUM_THREADS, else 0 (onnxruntime's default)."""
+    """threads argument, else PT_PLUGIN_THREADS, else OMP_NUM_THREADS, else 0 (onnxruntime's default).
+
+    One rule for all three: an integer from 0 to inputs.MAX_THREADS (0 = onnxruntime's default)."""
     if threads is not None:
-        return int(threads)
+        return inputs.threads(threads)
     for var in ("PT_PLUGIN_THREADS", "OMP_NUM_THREADS"):
-        val = os.environ.get(var)
+        val = os.environ.get(var, "").strip()
         if val:
             try:
-                return int(val)
+                number = int(val)
             except ValueError:
-                raise InputError(f"{var}={val!r} is not an integer number of threads") from None
+                number = val
+            return inputs.threads(number, f"{var}={val!r}")
     return 0
 
 

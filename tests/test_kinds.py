@@ -140,7 +140,7 @@ def test_volume_points_from_csv(kind_export, tmp_path):
                         "12x10x8", "--out", str(tmp_path / "m.obj")], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert "4 observed samples" in r.stdout and (tmp_path / "m.png").is_file()
-    assert (tmp_path / "m_mean.obj").is_file() != ("no zero crossing" in r.stderr)
+    assert (tmp_path / "m.obj").is_file() != ("no zero crossing" in r.stderr)  # the mean alone: NAME.obj (issue 31)
     (tmp_path / "bad.csv").write_text("x,y,z,sdf\n0.1,0.2,0.3\n")
     (tmp_path / "far.csv").write_text("0,0,2,0.1\n")
     for name, message in (("bad.csv", "expected 4 per row"), ("far.csv", "lies outside [-1, 1]")):

@@ -57,6 +57,8 @@ def test_unloadable_graphs_name_the_file(folder, content):
     (lambda m: {**m, "bins": 8, "bin_centers": m["bin_centers"][:8]}, "decoder output logits ends in"),
     (lambda m: {**m, "signal": {**m["signal"], "kind": "sound"}}, "signal.kind"),
     (lambda m: {**m, "grid": [14, 14]}, "signal.grid .* and grid .* differ"),
+    (lambda m: {**m, "signal": {**m["signal"], "value_range": [0.0, 2.0]}},
+     r"signal.value_range .* and value_range .* differ"),  # issue 31: the duplicates must agree
 ])
 def test_broken_model_json_is_refused_at_load(folder, change, message):
     edit_meta(folder, change)
@@ -80,6 +82,11 @@ def test_graph_io_contract_without_pt_plugin(tiny_export, runtime_model):
     io = meta["graph_io"]
     assert "true = a real sample" in io["encoder"]["inputs"]["sample_mask"]
     assert io["distribution"]["mean"] == "sum_b q[b] * m[b]"
+    # issue 31: what a JavaScript client had to guess is written down in every new export
+    assert "unclipped mean" in io["distribution"]["variance"] and "not clipped" in io["distribution"]["std"]
+    assert "float64" in io["distribution"]["precision"] and "all padding" in io["padding"]
+    assert {"bin_centers", "alpha", "architecture", "demo.npz", "variants"} <= set(io["fields"])
+    assert "baked into the graphs" in io["fields"]["architecture"] and "onnxruntime >= 1.18" in io["runtime"]
     enc = ort.InferenceSession(str(tiny_export / "encoder.onnx"), providers=["CPUExecutionProvider"])
     dec = ort.InferenceSession(str(tiny_export / "decoder.onnx"), providers=["CPUExecutionProvider"])
     h, w = meta["signal"]["grid"]

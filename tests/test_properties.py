@@ -302,6 +302,38 @@ def test_distribution_from_arrays(logits, offsets, log_sigma, value_range, tempe
     assert np.isfinite(dist.log_prob(0.5)).all() and dist.cdf(np.array([[0.2], [0.5], [0.9]])).shape == (3,)
 
 
+# -- issue 31: bools, progress callbacks, contexts ----------------------------------------------------------
+
+@props(40)
+@given(s=sample_sets(max_k=12), q=queries(6), which=st.sampled_from(["positions", "values", "queries"]),
+       progress=st.one_of(st.none(), st.just(lambda d, t: None), scalars))
+def test_bool_arrays_and_bad_progress_are_refused(runtime_model, s, q, which, progress):
+    """Property: a bool array as positions, values or query positions is refused (True would become 1.0), and
+    progress is None or a callable; otherwise mean and sample run."""
+    pos, val = np.asarray(s[0], np.float64), np.asarray(s[1], np.float64)
+    flip = {"positions": pos, "values": val, "queries": np.asarray(q)}
+    flip[which] = flip[which] > 0.5
+    ok_progress = progress is None or callable(progress)
+    for call in (lambda: runtime_model.mean((flip["positions"], flip["values"]), flip["queries"], progress=progress),
+                 lambda: runtime_model.sample(flip["positions"], flip["values"], flip["queries"], progress=progress)):
+        with pytest.raises(InputError, match="array of bools" if ok_progress else "bools|progress"):
+            call()
+    if ok_progress:
+        assert_values(runtime_model.mean((pos, val), q, progress=progress), (len(q), 1))
+
+
+@props(10)
+@given(s=sample_sets(max_k=12), q=queries(6))
+def test_a_context_is_answered_only_by_its_own_graphs(runtime_model, s, q):
+    """Property: the same model answers its Context as it answers the arrays; another identity refuses it."""
+    from dataclasses import replace
+
+    ctx = runtime_model.encode(*s)
+    np.testing.assert_allclose(runtime_model.mean(ctx, q), runtime_model.mean(s, q), atol=1e-6)
+    with pytest.raises(InputError, match="encoded by another model"):
+        runtime_model.mean(replace(ctx, model_id="another"), q)
+
+
 # -- threads ----------------------------------------------------------------------------------------------
 
 @props(8)

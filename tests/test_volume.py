@@ -216,22 +216,41 @@ def test_any_csv_text_is_read_or_refused_with_a_message(tmp_path_factory, text):
 
 
 def test_sdf_grid_input_is_observed_on_its_cells(tmp_path):
-    """An .npy grid [Z, Y, X] is the truth (truncated); --observed picks its cells with their values."""
-    grid = sphere_grid((10, 12, 14), (0.2, 0.0, -0.1), 0.5)
+    """An .npy grid [Z, Y, X] of the model's size is the truth (truncated); --observed picks its cells with their
+    values. Another size is refused unless resize (issue 31.7), which resamples it trilinearly to the model's grid."""
+    grid = sphere_grid((16, 16, 16), (0.2, 0.0, -0.1), 0.5)
     np.save(tmp_path / "g.npy", grid)
     np.savez(tmp_path / "g.npz", sdf=grid[..., None])
     kind = VolumeKind()
     for name in ("g.npy", "g.npz"):
         obs = kind.read(MODEL, tmp_path / name, resize=False)
-        assert obs.truth.shape == (10, 12, 14, 1) and obs.truth.max() <= TRUNC and obs.shape == MODEL.grid
+        assert obs.truth.shape == (16, 16, 16, 1) and obs.truth.max() <= TRUNC and obs.shape == MODEL.grid
         obs = kind.observe(obs, 50, seed=0)
         d = np.linalg.norm(obs.positions - [0.2, 0.0, -0.1], axis=1) - 0.5
         np.testing.assert_allclose(obs.values[:, 0], np.clip(d, -TRUNC, TRUNC), atol=1e-5)
+    np.save(tmp_path / "small.npy", sphere_grid((10, 12, 14), (0.2, 0.0, -0.1), 0.5))
+    with pytest.raises(InputError, match=r"10x12x14 grid but model stand-in works on 16x16x16 .*pass --resize"):
+        kind.read(MODEL, tmp_path / "small.npy", resize=False)
+    obs = kind.observe(kind.read(MODEL, tmp_path / "small.npy", resize=True), 50, seed=0)
+    assert obs.truth.shape == (16, 16, 16, 1)
+    d = np.linalg.norm(obs.positions - [0.2, 0.0, -0.1], axis=1) - 0.5
+    np.testing.assert_allclose(obs.values[:, 0], np.clip(d, -TRUNC, TRUNC), atol=0.03)
     np.save(tmp_path / "flat.npy", np.zeros((4, 4)))
     np.savez(tmp_path / "two.npz", a=grid, b=grid)
     for name, match in (("flat.npy", r"\[Z, Y, X\]"), ("two.npz", "name the SDF grid")):
         with pytest.raises(InputError, match=match):
             kind.read(MODEL, tmp_path / name, resize=False)
+
+
+def test_resample_grid_is_trilinear_at_cell_centres():
+    """A linear field stays linear (exact inside the old grid's centres); the same size is unchanged."""
+    from pt_plugin.kinds.volume import resample_grid
+
+    field = lambda shape: (grid_positions(*shape) @ np.array([0.3, -0.2, 0.1])).reshape(*shape, 1)
+    src = field((8, 8, 8)).astype(np.float32)
+    np.testing.assert_array_equal(resample_grid(src, (8, 8, 8)), src)
+    out = resample_grid(src, (4, 4, 4))
+    np.testing.assert_allclose(out, field((4, 4, 4)), atol=1e-6)
 
 
 def test_out_names():
@@ -246,7 +265,9 @@ def test_out_names():
     pic = Path("out/samples.png")
     assert mesh_path(pic, None, "mean", ".ply") == Path("out/samples_mean.ply")
     assert mesh_path(pic, None, "sample_01", ".obj") == Path("out/samples_sample_01.obj")
-    assert mesh_path(Path("mean.png"), None, "mean", ".ply") == Path("mean.ply")
+    assert mesh_path(Path("mean.png"), None, "mean", ".ply", alone=True) == Path("mean.ply")
+    # issue 31: `pt-plugin mean --out mean_shapes.png` writes mean_shapes.ply, not mean_shapes_mean.ply
+    assert mesh_path(Path("mean_shapes.png"), None, "mean", ".ply", alone=True) == Path("mean_shapes.ply")
     assert mesh_path(pic, Path("meshes"), "sample_00", ".ply") == Path("meshes/sample_00.ply")
 
 

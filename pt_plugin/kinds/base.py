@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..grids import grid_positions
+from ..text import article, plural
 from .pictures import picture_format
 
 if TYPE_CHECKING:
@@ -48,6 +49,17 @@ class Kind:
     input_help = "an input file"
     out_suffixes: tuple[str, ...] = ()  # what --out may end in besides a picture format (volumes: .ply, .obj)
     default_suffix = ".png"  # the CLI's output when --out is not given: samples.png, mean.png
+    takes_points = False     # whether --points (a CSV of observed samples) is an input of this kind
+    takes_folders = False    # whether INPUT may be a folder (the frames of a clip)
+    writes_out_dir = False   # whether --out-dir is used (each picture, or the meshes)
+
+    def check_input(self, path: Path, points: bool, model_name: str) -> None:
+        """Before any work: refuse an input this kind does not read (--points, a folder), saying what it reads."""
+        reads = f"model {model_name} is {article(self.name)} {self.name} model and reads {self.input_help}"
+        if points and not self.takes_points:
+            raise InputError(f"--points is for curve and volume models (a CSV of observed samples); {reads}")
+        if Path(path).is_dir() and not self.takes_folders:
+            raise InputError(f"{path} is a folder; {reads}")
 
     def demo(self, model: "Model") -> Observation:
         """The model's demo signal (demo.npz in its folder: `truth` on the training grid, or dense
@@ -73,6 +85,10 @@ class Kind:
     def default_shape(self, model: "Model") -> tuple[int, ...]:
         return model.grid_shape(None)
 
+    def default_scale(self, shape: tuple[int, ...]) -> int:
+        """The picture's enlargement when --scale is not given."""
+        return 4
+
     def observe(self, obs: Observation, k: int, seed: int | None) -> Observation:
         """k distinct random samples of the truth: its dense true points where it has them, else its grid cells."""
         if obs.truth_positions is not None:
@@ -92,7 +108,17 @@ class Kind:
         """Fail before any work when this kind cannot write --out (by default: not a picture format)."""
         picture_format(out)
 
-    def read(self, model: "Model", path: Path, resize: bool) -> Observation:
+    def output_paths(self, out: Path, out_dir: Path | None, num_samples: int) -> dict[str, Path]:
+        """Every file write() may write, by what it holds: checked against the inputs before any work."""
+        return {"picture": Path(out)}
+
+    def caption(self, obs: Observation, num_samples: int) -> str:
+        """What the picture shows, panel by panel (the CLI prints it)."""
+        known = obs.truth is not None or obs.truth_positions is not None
+        return " | ".join([*(["truth"] if known else []), plural(len(obs.positions), "observed sample"), "mean",
+                           plural(num_samples, "sample") if num_samples else "std"])
+
+    def read(self, model: "Model", path: Path, resize: bool, background: str = "white") -> Observation:
         raise NotImplementedError
 
     def write(self, out: Path, obs: Observation, res: Outputs, model: "Model", scale: int,

@@ -7,11 +7,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..files import atomic
 from ..grids import grid_positions
+from ..text import plural
 from .base import Kind, Observation, Outputs
 from .extras import pyplot
 from .pictures import picture_format
-from .points import read_samples
+from .points import column_names, read_samples
 
 if TYPE_CHECKING:
     from ..model import Model
@@ -21,7 +23,8 @@ DEFAULT_POINTS = 256  # the grid the mean, std and samples are computed on when 
 
 class CurveKind(Kind):
     name = "curve"
-    input_help = "--points FILE.csv with columns x, y"
+    input_help = "a CSV of observed points x, y (--points FILE.csv)"
+    takes_points = True
 
     def default_shape(self, model: "Model") -> tuple[int, ...]:
         return model.grid or (DEFAULT_POINTS,)
@@ -29,22 +32,52 @@ class CurveKind(Kind):
     def check_writer(self) -> None:
         pyplot()
 
-    def read(self, model: "Model", path: Path, resize: bool) -> Observation:
-        """Observed points (x in [-1, 1], y): every row of the CSV is a sample of S."""
-        pos, val = read_samples(path, ("x", "y"), 1, model.value_range)
+    def read(self, model: "Model", path: Path, resize: bool, background: str = "white") -> Observation:
+        """Observed points (x in [-1, 1], y): every row of the CSV is a sample of S; a header names the columns."""
+        pos, val = read_samples(path, column_names(model, ("x", "y")), 1, model.value_range)
         return Observation(pos, val, self.default_shape(model), source=str(path))
+
+    def output_paths(self, out: Path, out_dir: Path | None, num_samples: int) -> dict[str, Path]:
+        return {"plot": Path(out), "table": Path(out).with_suffix(".csv")}
+
+    def caption(self, obs: Observation, num_samples: int) -> str:
+        what = [plural(len(obs.positions), "observed sample"), "the mean ± 2σ"]
+        what += [plural(num_samples, "sampled curve")] if num_samples else []
+        what += ["the true curve"] if obs.truth_positions is not None else []
+        columns = "x, mean, std" + (", one column per sample" if num_samples else "")
+        return f"a plot of {', '.join(what)}; a table of {columns}"
 
     def write(self, out: Path, obs: Observation, res: Outputs, model: "Model", scale: int,
               out_dir: Path | None = None) -> list[Path]:
-        """A plot (observed points, mean, ±2σ band, samples, truth if known) and a CSV next to it."""
+        """A plot (observed points, mean, ±2σ band, every sample, truth if known) and a CSV next to it."""
         picture_format(out)
+        out, table = self.output_paths(out, out_dir, len(res.samples)).values()
         plt = pyplot()
         x = grid_positions(*res.mean.shape[:1])[:, 0]
         mean, std = res.mean[:, 0], res.std[:, 0]
         fig, ax = plt.subplots(figsize=(2.0 * scale, 1.2 * scale), dpi=100)
+        try:
+            self._plot(ax, x, mean, std, obs, res, model)
+            fig.tight_layout()
+            with atomic(out) as tmp:
+                fig.savefig(tmp, format=picture_format(out).lower())
+        finally:
+            plt.close(fig)
+        with atomic(table) as tmp, open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["x", "mean", "std"] + [f"sample_{i + 1}" for i in range(len(res.samples))])
+            for j in range(len(x)):
+                w.writerow([f"{x[j]:.6g}", f"{mean[j]:.6g}", f"{std[j]:.6g}"]
+                           + [f"{s[j, 0]:.6g}" for s in res.samples])
+        return [out, table]
+
+    @staticmethod
+    def _plot(ax, x, mean, std, obs: Observation, res: Outputs, model: "Model") -> None:
+        """The ±2σ band, every sample, the truth if known, the mean and the observed points on one axes."""
         ax.fill_between(x, mean - 2 * std, mean + 2 * std, color="tab:blue", alpha=0.18, label="mean ± 2σ")
-        for i, s in enumerate(res.samples[:5]):
-            ax.plot(x, s[:, 0], lw=0.9, alpha=0.8, color="tab:orange", label="samples" if i == 0 else None)
+        alpha = max(0.25, min(0.8, 4 / max(len(res.samples), 1)))
+        for i, s in enumerate(res.samples):
+            ax.plot(x, s[:, 0], lw=0.9, alpha=alpha, color="tab:orange", label="samples" if i == 0 else None)
         if obs.truth_positions is not None:
             order = np.argsort(obs.truth_positions[:, 0])
             ax.plot(obs.truth_positions[order, 0], obs.truth_values[order, 0], "k--", lw=1, label="truth")
@@ -53,18 +86,5 @@ class CurveKind(Kind):
         ax.set_xlim(-1, 1)
         ax.set_xlabel(model.signal.axes[0])
         ax.set_ylabel(model.signal.channels[0])
-        ax.set_title(f"{model.meta['name']}: p(curve | {len(obs.positions)} samples)", fontsize=10)
+        ax.set_title(f"{model.meta['name']}: p(curve | {plural(len(obs.positions), 'sample')})", fontsize=10)
         ax.legend(fontsize=7, loc="best")
-        fig.tight_layout()
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, format=picture_format(out).lower())
-        plt.close(fig)
-        table = out.with_suffix(".csv")
-        with open(table, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["x", "mean", "std"] + [f"sample_{i + 1}" for i in range(len(res.samples))])
-            for j in range(len(x)):
-                w.writerow([f"{x[j]:.6g}", f"{mean[j]:.6g}", f"{std[j]:.6g}"]
-                           + [f"{s[j, 0]:.6g}" for s in res.samples])
-        return [out, table]

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import InputError
-from ..images import figure_grid, observe_mask, read_image, resize_image, samples_picture
+from ..images import IMAGE_SUFFIXES, figure_grid, observe_mask, read_image, resize_image, samples_picture
 from .base import Kind, Observation, Outputs
 from .pictures import save_picture
 
@@ -25,17 +25,37 @@ def _nearest(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return image[rows][:, cols]
 
 
+def fit_scale(h: int, w: int, most: int = 4, side: int = 512) -> int:
+    """The largest enlargement up to `most` that keeps a panel's longer side within `side` pixels (at least 1)."""
+    return max(1, min(most, side // max(h, w, 1)))
+
+
+TILES = ("truth", "observed", "mean")  # the pictures --out-dir gets, then sample_00.png, ...
+
+
 class ImageKind(Kind):
     name = "image"
-    input_help = "an image file"
+    input_help = f"an image file ({', '.join(IMAGE_SUFFIXES)}, .tif)"
+    writes_out_dir = True
+
+    def check_input(self, path: Path, points: bool, model_name: str) -> None:
+        super().check_input(path, points, model_name)
+        if Path(path).suffix.lower() in (".csv", ".txt", ".npy", ".npz"):
+            raise InputError(f"{path} is not an image; model {model_name} is an image model and reads "
+                             f"{self.input_help} (CSV points are for curve and volume models)")
+
+    def default_scale(self, shape: tuple[int, ...]) -> int:
+        return fit_scale(*shape[-2:])
 
     def demo(self, model: "Model") -> Observation:
         if (Path(model.path) / "demo.npz").is_file() or model.val_dim != 1:
             return super().demo(model)
         return self.read(model, PACKAGE_DEMO, resize=True, source="demo")  # the grayscale demo garment
 
-    def read(self, model: "Model", path: Path, resize: bool, source: str = "") -> Observation:
-        img = read_image(path, model.val_dim)
+    def read(self, model: "Model", path: Path, resize: bool, background: str = "white",
+             source: str = "") -> Observation:
+        """An image file (transparency composited on `background`), resized to the model's grid with resize."""
+        img = read_image(path, model.val_dim, background)
         grid = model.grid
         if grid and img.shape[:2] != tuple(grid):
             if not resize:
@@ -45,31 +65,42 @@ class ImageKind(Kind):
         return Observation(np.zeros((0, 2), np.float32), np.zeros((0, model.val_dim), np.float32), img.shape[:2],
                            truth=img, source=source or str(path))
 
-    def observe_mask(self, obs: Observation, mask_path: Path) -> Observation:
-        """The pixels where the mask image is white (> 0.5) are observed."""
+    def observe_mask(self, obs: Observation, mask_path: Path, resize: bool = False) -> Observation:
+        """The pixels where the mask image is white (> 0.5) are observed; with resize, a mask of another
+        size is resized to the image first."""
         if not Path(mask_path).is_file():
             raise InputError(f"mask not found: {mask_path}")
-        mask = read_image(mask_path, 1)[..., 0]
-        if mask.shape != obs.truth.shape[:2]:
-            raise InputError(f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]}; it must match the image, "
-                             f"{obs.truth.shape[1]}x{obs.truth.shape[0]}")
-        obs.positions, obs.values = observe_mask(obs.truth, mask)
+        mask = read_image(mask_path, 1)
+        h, w = obs.truth.shape[:2]
+        if mask.shape[:2] != (h, w):
+            if not resize:
+                raise InputError(f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]}; it must match the image, "
+                                 f"{w}x{h}, or pass --resize to resize it")
+            mask = resize_image(mask, h, w)
+        obs.positions, obs.values = observe_mask(obs.truth, mask[..., 0])
         return obs
+
+    def output_paths(self, out: Path, out_dir: Path | None, num_samples: int) -> dict[str, Path]:
+        paths = {"picture": Path(out)}
+        if out_dir is not None:
+            names = [*TILES, *(f"sample_{i:02d}" for i in range(num_samples))]
+            paths.update({f"--out-dir picture {n}.png": Path(out_dir) / f"{n}.png" for n in names})
+        return paths
 
     def write(self, out: Path, obs: Observation, res: Outputs, model: "Model", scale: int,
               out_dir: Path | None = None) -> list[Path]:
-        """One PNG row: truth | observed pixels | mean | samples (or | std when there are no samples)."""
+        """One picture row: truth | observed pixels | mean | samples (or | std when there are no samples)."""
         shape = res.mean.shape[:2]
         truth = _nearest(obs.truth, shape) if obs.truth is not None else np.ones(shape + (3,), np.float32)
         seen_at = obs.truth.shape[:2] if obs.truth is not None else shape  # S painted on the input's pixels
         picture = _nearest(samples_picture(obs.positions, obs.values, seen_at), shape)
         last = list(res.samples) if len(res.samples) else [res.std / max(float(res.std.max()), 1e-6)]
-        written = [save_picture(out, figure_grid([[truth, picture, res.mean, *last]], scale=scale))]
+        paths = list(self.output_paths(out, out_dir, len(res.samples)).values())
+        written = [save_picture(paths[0], figure_grid([[truth, picture, res.mean, *last]], scale=scale))]
         if out_dir is not None:
             d = Path(out_dir)
             if d.exists() and not d.is_dir():
                 raise InputError(f"--out-dir {d} exists and is not a folder")
-            tiles = {"truth.png": truth, "observed.png": picture, "mean.png": res.mean}
-            tiles.update({f"sample_{i:02d}.png": s for i, s in enumerate(res.samples)})
-            written += [save_picture(d / name, figure_grid([[im]], scale=1, gap=0)) for name, im in tiles.items()]
+            tiles = [truth, picture, res.mean, *res.samples]
+            written += [save_picture(p, figure_grid([[im]], scale=1, gap=0)) for p, im in zip(paths[1:], tiles)]
         return written

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..files import atomic
 from .extras import require
 
 MESH_FORMATS = {".ply": "PLY", ".obj": "OBJ"}
@@ -66,11 +67,10 @@ def extract_mesh(grid, level: float = 0.0, outside: float | None = None) -> Mesh
 def write_ply(path: Path, mesh: Mesh, comment: str = "") -> Path:
     """An ASCII PLY file: float x, y, z per vertex, triangles as `vertex_indices` lists."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     head = ["ply", "format ascii 1.0"] + [f"comment {c}" for c in comment.splitlines() if c] + [
         f"element vertex {len(mesh.vertices)}", "property float x", "property float y", "property float z",
         f"element face {len(mesh.faces)}", "property list uchar int vertex_indices", "end_header"]
-    with open(path, "w", newline="\n") as f:
+    with atomic(path) as tmp, open(tmp, "w", newline="\n") as f:
         f.write("\n".join(head) + "\n")
         np.savetxt(f, mesh.vertices, fmt="%.6g")
         np.savetxt(f, np.column_stack([np.full(len(mesh.faces), 3), mesh.faces]), fmt="%d")
@@ -80,8 +80,7 @@ def write_ply(path: Path, mesh: Mesh, comment: str = "") -> Path:
 def write_obj(path: Path, mesh: Mesh, comment: str = "") -> Path:
     """A Wavefront OBJ file: `v x y z` lines, then `f a b c` triangles (1-based indices)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="\n") as f:
+    with atomic(path) as tmp, open(tmp, "w", newline="\n") as f:
         f.write("".join(f"# {c}\n" for c in comment.splitlines() if c))
         np.savetxt(f, mesh.vertices, fmt="v %.6g %.6g %.6g")
         np.savetxt(f, mesh.faces + 1, fmt="f %d %d %d")

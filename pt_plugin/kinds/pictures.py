@@ -20,8 +20,11 @@ def picture_format(path: Path) -> str:
 
 
 def save_picture(path: Path, pixels: np.ndarray) -> Path:
-    """Write a uint8 [H, W(, 3)] array (or floats in [0, 1]) in the format of path's suffix; folders are made."""
+    """Write a uint8 [H, W(, 3)] array (or floats in [0, 1]) in the format of path's suffix, under a temporary
+    name moved into place (pt_plugin.files.atomic); folders are made."""
     from PIL import Image
+
+    from ..files import atomic
 
     path = Path(path)
     fmt = picture_format(path)
@@ -30,6 +33,6 @@ def save_picture(path: Path, pixels: np.ndarray) -> Path:
         arr = (np.clip(arr, 0, 1) * 255 + 0.5).astype(np.uint8)
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).save(path, format=fmt)
+    with atomic(path) as tmp:
+        Image.fromarray(arr).save(tmp, format=fmt)
     return path

@@ -7,16 +7,20 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import InputError
-from ..images import IMAGE_SUFFIXES, figure_grid, read_image, resize_image, samples_picture
+from ..files import atomic
+from ..images import IMAGE_SUFFIXES, composite, figure_grid, read_image, resize_image, samples_picture
+from ..text import plural
 from .base import Kind, Observation, Outputs
-from .pictures import save_picture
+from .image import fit_scale
+from .pictures import picture_format, save_picture
 
 if TYPE_CHECKING:
     from ..model import Model
 
 
-def read_frames(path: Path, channels: int) -> np.ndarray:
-    """[T, H, W, C] in [0, 1] from an animated GIF/PNG/WebP or a folder of frame images (sorted by name)."""
+def read_frames(path: Path, channels: int, background: str = "white") -> np.ndarray:
+    """[T, H, W, C] in [0, 1] from an animated GIF/PNG/WebP or a folder of frame images (sorted by name);
+    transparency is composited on `background`."""
     from PIL import Image, ImageSequence, UnidentifiedImageError
 
     path = Path(path)
@@ -24,12 +28,12 @@ def read_frames(path: Path, channels: int) -> np.ndarray:
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise InputError(f"no frames ({', '.join(IMAGE_SUFFIXES)}) in {path}")
-        frames = [read_image(p, channels) for p in files]
+        frames = [read_image(p, channels, background) for p in files]
     elif path.is_file():
         try:
             with Image.open(path) as im:
-                frames = [np.asarray(f.convert("L" if channels == 1 else "RGB"), np.float32) / 255
-                          for f in ImageSequence.Iterator(im)]
+                frames = [np.asarray(composite(f.copy(), background).convert("L" if channels == 1 else "RGB"),
+                                     np.float32) / 255 for f in ImageSequence.Iterator(im)]
         except (UnidentifiedImageError, OSError) as e:
             raise InputError(f"{path} is not a readable animation ({e})") from None
         frames = [f[..., None] if f.ndim == 2 else f for f in frames]
@@ -40,50 +44,70 @@ def read_frames(path: Path, channels: int) -> np.ndarray:
     return np.stack(frames)
 
 
+ANIMATIONS = (".gif", ".png", ".webp")  # what --out may end in for a video
+
+
+def _frames(n: int, h: int, w: int) -> str:
+    return f"{plural(n, 'frame')} of {w}x{h}"
+
+
 class VideoKind(Kind):
     name = "video"
-    input_help = "an animated GIF or a folder of frames"
+    input_help = "an animated GIF (or PNG / WebP) or a folder of frame images"
     default_suffix = ".gif"  # an animation; the frame strip is written beside it
+    takes_folders = True
 
-    def read(self, model: "Model", path: Path, resize: bool) -> Observation:
-        clip = read_frames(path, model.val_dim)
+    def default_scale(self, shape: tuple[int, ...]) -> int:
+        return fit_scale(*shape[-2:])
+
+    def check_out(self, out: Path) -> None:
+        """An animation: .gif, .png (APNG) or .webp."""
+        if Path(out).suffix.lower() not in ANIMATIONS:
+            raise InputError(f"a video is written as an animation: give --out NAME.gif (or .png / .webp), not {out}")
+
+    def read(self, model: "Model", path: Path, resize: bool, background: str = "white") -> Observation:
+        clip = read_frames(path, model.val_dim, background)
         want = model.grid
         if want and clip.shape[:3] != tuple(want):
             if not resize:
-                raise InputError(f"{path} is {clip.shape[0]} frames of {clip.shape[2]}x{clip.shape[1]} but model "
-                                 f"{model.meta['name']} works on {want[0]} frames of {want[2]}x{want[1]}; pass "
-                                 "--resize to resample it")
+                raise InputError(f"{path} is {_frames(*clip.shape[:3])} but model {model.meta['name']} works on "
+                                 f"{_frames(*want)}; pass --resize to resample it")
             pick = np.minimum((np.arange(want[0]) + 0.5) * clip.shape[0] // want[0], clip.shape[0] - 1).astype(int)
             clip = np.stack([resize_image(clip[t], want[1], want[2]) for t in pick])
         return Observation(np.zeros((0, 3), np.float32), np.zeros((0, model.val_dim), np.float32), clip.shape[:3],
                            truth=clip, source=str(path))
 
     def panels(self, obs: Observation, res: Outputs) -> list[list[np.ndarray]]:
-        """Per frame t: truth | samples observed in frame t | mean | samples."""
+        """Per frame t: truth | samples observed in frame t | mean | samples (or | std, scaled to its largest
+        value over the clip, when there are no samples)."""
         t_len, h, w = res.mean.shape[:3]
         frame_of = np.clip(np.floor((obs.positions[:, 2] + 1) / 2 * t_len), 0, t_len - 1).astype(int)
+        last = res.samples if len(res.samples) else (res.std / max(float(res.std.max()), 1e-6))[None]
         rows = []
         for t in range(t_len):
             truth = obs.truth[t] if obs.truth is not None and obs.truth.shape[:3] == res.mean.shape[:3] else \
                 np.ones((h, w, 3), np.float32)
             here = frame_of == t
             seen = samples_picture(obs.positions[here, :2], obs.values[here], (h, w))
-            rows.append([truth, seen, res.mean[t], *res.samples[:, t]])
+            rows.append([truth, seen, res.mean[t], *last[:, t]])
         return rows
+
+    def output_paths(self, out: Path, out_dir: Path | None, num_samples: int) -> dict[str, Path]:
+        out = Path(out)
+        return {"animation": out, "frame strip": out.with_name(out.stem + "_frames.png")}
 
     def write(self, out: Path, obs: Observation, res: Outputs, model: "Model", scale: int,
               out_dir: Path | None = None) -> list[Path]:
-        """An animated GIF (one panel row per frame) and a frame strip PNG (rows: truth, S, mean, samples)."""
+        """An animated GIF (one panel row per frame) and a frame strip PNG (rows: truth, S, mean, samples or std)."""
         from PIL import Image
 
-        out = Path(out)
-        if out.suffix.lower() not in (".gif", ".png", ".webp"):
-            raise InputError(f"a video is written as an animation: give --out NAME.gif (or .png / .webp), not {out}")
+        self.check_out(out)
+        out, strip = self.output_paths(out, out_dir, len(res.samples)).values()
         per_frame = self.panels(obs, res)
         frames = [Image.fromarray(figure_grid([row], scale=scale)) for row in per_frame]
-        out.parent.mkdir(parents=True, exist_ok=True)
-        frames[0].save(out, save_all=True, append_images=frames[1:], duration=250, loop=0)
-        strip = out.with_name(out.stem + "_frames.png")
+        with atomic(out) as tmp:
+            frames[0].save(tmp, format=picture_format(out), save_all=True, append_images=frames[1:], duration=250,
+                           loop=0)
         columns = list(zip(*per_frame))  # one row per panel kind, one column per frame
         save_picture(strip, figure_grid([list(c) for c in columns], scale=max(1, scale // 2)))
         return [out, strip]

@@ -19,10 +19,11 @@ import numpy as np
 from ..errors import InputError
 from ..grids import cell_index
 from ..images import figure_grid
+from ..text import number, plural
 from .base import Kind, Observation, Outputs
 from .meshes import MESH_FORMATS, Mesh, extract_mesh, marching_cubes, write_mesh
 from .pictures import FORMATS, save_picture
-from .points import read_samples
+from .points import column_names, read_samples
 from .render import render, sdf_colors
 
 if TYPE_CHECKING:
@@ -86,20 +87,51 @@ def _blank(size: int, text: str) -> np.ndarray:
     return np.asarray(im, np.float32) / 255
 
 
-def mesh_path(picture: Path, out_dir: Path | None, name: str, suffix: str) -> Path:
-    """Where the mesh of grid `name` (mean, sample_00, ...) goes: out_dir/NAME.ply, or next to the picture
-    as STEM_NAME.ply (the mean of a picture whose name ends in "mean" is STEM.ply: mean.png, mean.ply)."""
+def resample_grid(grid: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A [Z, Y, X, C] grid resampled to `shape` at the new cells' centres (align_corners=False), linearly along
+    each axis (trilinear), float32."""
+    out = np.asarray(grid, np.float32)
+    for axis, n in enumerate(shape):
+        m = out.shape[axis]
+        coord = np.clip((np.arange(n) + 0.5) * m / n - 0.5, 0, m - 1)
+        lo = np.floor(coord).astype(int)
+        hi = np.minimum(lo + 1, m - 1)
+        w = (coord - lo).reshape([-1 if a == axis else 1 for a in range(out.ndim)]).astype(np.float32)
+        out = np.take(out, lo, axis) * (1 - w) + np.take(out, hi, axis) * w
+    return out.astype(np.float32)
+
+
+def mesh_path(picture: Path, out_dir: Path | None, name: str, suffix: str, alone: bool = False) -> Path:
+    """Where the mesh of grid `name` (mean, sample_00, ...) goes: out_dir/NAME.ply, or next to the picture as
+    STEM_NAME.ply; the mean alone (`pt-plugin mean`: no samples) is STEM.ply (mean.png, mean.ply)."""
     if out_dir is not None:
         return Path(out_dir) / f"{name}{suffix}"
-    if name == "mean" and picture.stem.endswith("mean"):
+    if name == "mean" and alone:
         return picture.with_suffix(suffix)
     return picture.with_name(f"{picture.stem}_{name}{suffix}")
 
 
+GRID_SUFFIXES = (".npy", ".npz")
+CSV_SUFFIXES = (".csv", ".txt")
+
+
 class VolumeKind(Kind):
     name = "volume"
-    input_help = "--points FILE.csv with columns x, y, z, sdf, or an SDF grid FILE.npy"
+    input_help = ("an SDF grid (.npy or .npz, [Z, Y, X]) as INPUT, or a CSV of observed points x, y, z, sdf with "
+                  "--points")
     out_suffixes = tuple(MESH_FORMATS)
+    takes_points = True
+    writes_out_dir = True
+
+    def check_input(self, path: Path, points: bool, model_name: str) -> None:
+        super().check_input(path, points, model_name)
+        suffix = Path(path).suffix.lower()
+        if points and suffix in GRID_SUFFIXES:
+            raise InputError(f"{path} is a numpy file: give an SDF grid as INPUT (without --points); --points takes "
+                             "a CSV of x, y, z, sdf")
+        if not points and suffix not in GRID_SUFFIXES + CSV_SUFFIXES:
+            raise InputError(f"{path} is neither an SDF grid (.npy, .npz) nor a CSV of points; model {model_name} is "
+                             f"a volume model and reads {self.input_help}")
 
     def default_shape(self, model: "Model") -> tuple[int, ...]:
         return model.grid or (DEFAULT_GRID,) * 3
@@ -120,27 +152,50 @@ class VolumeKind(Kind):
         if Path(out).suffix.lower() not in MESH_FORMATS:
             super().check_out(out)
 
-    def read(self, model: "Model", path: Path, resize: bool) -> Observation:
-        """A CSV of observed points x, y, z, sdf (every row is a sample of S), or an SDF grid .npy / .npz
-        ([Z, Y, X] on cell centres, truncated to the model's value range) that --observed samples."""
+    def read(self, model: "Model", path: Path, resize: bool, background: str = "white") -> Observation:
+        """A CSV of observed points x, y, z, sdf (every row is a sample of S; a header names the columns), or
+        an SDF grid .npy / .npz ([Z, Y, X] on cell centres, truncated to the model's value range) that
+        --observed samples; a grid of another size than the model's is refused unless resize (trilinear)."""
         path = Path(path)
         empty = np.zeros((0, 3), np.float32), np.zeros((0, 1), np.float32)
-        if path.suffix.lower() in (".npy", ".npz"):
+        if path.suffix.lower() in GRID_SUFFIXES:
+            grid = read_grid(path)
+            want = model.grid
+            if want and grid.shape[:3] != tuple(want):
+                if not resize:
+                    raise InputError(f"{path} is a {'x'.join(map(str, grid.shape[:3]))} grid but model "
+                                     f"{model.meta['name']} works on {'x'.join(map(str, want))} (array order Z x Y x "
+                                     "X); pass --resize to resample it")
+                grid = resample_grid(grid, tuple(want))
             lo, hi = model.value_range
-            return Observation(*empty, self.default_shape(model), truth=np.clip(read_grid(path), lo, hi),
-                               source=str(path))
-        pos, val = read_samples(path, ("x", "y", "z", "sdf"), 3, model.value_range)
+            return Observation(*empty, self.default_shape(model), truth=np.clip(grid, lo, hi), source=str(path))
+        pos, val = read_samples(path, column_names(model, ("x", "y", "z", "sdf")), 3, model.value_range)
         return Observation(pos, val, self.default_shape(model), source=str(path))
 
-    def write(self, out: Path, obs: Observation, res: Outputs, model: "Model", scale: int,
-              out_dir: Path | None = None) -> list[Path]:
-        """The picture truth | S | mean | samples (or | mean coloured by σ without samples) as PNG (or the
-        picture format of --out), and a mesh per grid: NAME_mean.ply, NAME_sample_00.ply, ... next to it
-        (mean.ply, sample_00.ply, ... in out_dir when given); --out NAME.obj or NAME.ply picks the mesh format."""
+    def caption(self, obs: Observation, num_samples: int) -> str:
+        known = obs.truth is not None
+        return " | ".join(["truth" if known else "truth unknown", plural(len(obs.positions), "observed sample"),
+                           "mean", plural(num_samples, "sample") if num_samples else "mean coloured by std"])
+
+    def output_paths(self, out: Path, out_dir: Path | None, num_samples: int) -> dict[str, Path]:
+        """The picture, then a mesh for the mean and each sample (written where the grid has a surface)."""
         out = Path(out)
         suffix = out.suffix.lower()
         mesh_suffix = suffix if suffix in MESH_FORMATS else ".ply"
         picture = out if suffix in FORMATS else out.with_suffix(".png")
+        names = ["mean", *(f"sample_{i:02d}" for i in range(num_samples))]
+        return {"picture": picture, **{f"{n.replace('_', ' ')} mesh": mesh_path(picture, out_dir, n, mesh_suffix,
+                                                                                  alone=not num_samples)
+                                       for n in names}}
+
+    def write(self, out: Path, obs: Observation, res: Outputs, model: "Model", scale: int,
+              out_dir: Path | None = None) -> list[Path]:
+        """The picture truth | S | mean | samples (or | mean coloured by σ without samples) as PNG (or the
+        picture format of --out), and a mesh per grid (output_paths: NAME_mean.ply, NAME_sample_00.ply, ...
+        next to it, NAME.ply for the mean alone, or mean.ply, sample_00.ply, ... in out_dir); --out NAME.obj
+        or NAME.ply picks the mesh format."""
+        paths = list(self.output_paths(out, out_dir, len(res.samples)).values())
+        picture, mesh_files = paths[0], paths[1:]
         if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
             raise InputError(f"--out-dir {out_dir} exists and is not a folder")
         lo, hi = model.value_range
@@ -149,8 +204,8 @@ class VolumeKind(Kind):
         def mesh_of(grid: np.ndarray, label: str) -> Mesh | None:
             mesh = extract_mesh(grid, 0.0, outside=hi)
             if mesh is None:
-                note(f"the {label} has no zero crossing (values from {float(grid.min()):.3g} to "
-                     f"{float(grid.max()):.3g}): no surface, so no mesh for it")
+                note(f"the {label} has no zero crossing (values from {number(float(grid.min()))} to "
+                     f"{number(float(grid.max()))}): no surface, so no mesh for it")
             return mesh
 
         def panel(mesh: Mesh | None, colors=None) -> np.ndarray:
@@ -166,11 +221,11 @@ class VolumeKind(Kind):
         if not len(res.samples):
             panels.append(panel(meshes["mean"], self.std_colors(meshes["mean"], res.std)))
         written = [save_picture(picture, figure_grid([panels], scale=1, gap=3))]
-        for name, mesh in meshes.items():
+        for (name, mesh), path in zip(meshes.items(), mesh_files):
             if mesh is not None:
                 comment = (f"pt-plugin {model.meta['name']}: {name.replace('_', ' ')} of p(sdf | "
                            f"{len(obs.positions)} samples); x y z in the [-1, 1] position frame, y up")
-                written.append(write_mesh(mesh_path(picture, out_dir, name, mesh_suffix), mesh, comment))
+                written.append(write_mesh(path, mesh, comment))
         return written
 
     @staticmethod

@@ -1,0 +1,85 @@
+"""What a mean or a sampling call will cost, before it runs: floating-point operations counted from
+model.json's architecture (d_model, heads, layers, FFN width), turned into seconds by this machine's
+speed, measured on one small timed mean call of the model itself.
+
+The count covers the matrix products of every encoder and decoder pass (the bulk of the time); it
+follows the sampler's schedule (pt_plugin.sampling.step_sizes), so the exact sampler, large grids and many
+samples are priced as they will run. The command line refuses work estimated past a bound unless --yes.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .sampling import step_sizes
+
+CALIBRATION_SAMPLES = 64    # the timed call: one set of this many samples ...
+CALIBRATION_QUERIES = 1024  # ... answered at this many positions
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The sizes that set a model's cost (model.json "architecture"; defaults where an export lacks one)."""
+    d_model: int
+    enc_layers: int
+    dec_layers: int
+    ffn: int
+    bins: int
+    val_dim: int
+
+    @classmethod
+    def of(cls, meta: dict) -> "Architecture":
+        arch = meta.get("architecture") or {}
+        d = int(arch.get("d_model", 256))
+        return cls(d, int(arch.get("enc_layers", 4)), int(arch.get("dec_layers", 4)), int(arch.get("ffn", 4 * d)),
+                   int(meta.get("bins", 1)), int(meta.get("val_dim", 1)))
+
+
+def encoder_flops(a: Architecture, k: int) -> float:
+    """One set of k samples through the encoder: projections, k x k attention and the FFN of every layer."""
+    return 2.0 * a.enc_layers * k * (4 * a.d_model ** 2 + 2 * k * a.d_model + 2 * a.d_model * a.ffn)
+
+
+def decoder_flops(a: Architecture, k: int, q: int) -> float:
+    """q queries of one set of k samples: cross-attention, FFN and the output head of every layer."""
+    per_query = 2 * a.d_model ** 2 + 2 * k * a.d_model + 2 * a.d_model * a.ffn
+    head = 2 * a.d_model * a.bins * (a.val_dim + 2)
+    return 2.0 * (a.dec_layers * (q * per_query + k * 2 * a.d_model ** 2)) + 2.0 * q * head
+
+
+def mean_flops(a: Architecture, k: int, q: int, sets: int = 1) -> float:
+    """A mean (or distribution) of q positions given sets of k samples each."""
+    return sets * (encoder_flops(a, k) + decoder_flops(a, k, q))
+
+
+def sample_flops(a: Architecture, k: int, n: int, num_samples: int, autoregressive: int,
+                 step_fraction: float) -> float:
+    """num_samples draws of n positions from a set of k: every encoder pass of the schedule, its decoder
+    calls, and the mean of the positions left after the first `autoregressive`."""
+    n_ar = min(autoregressive, n)
+    total, done = 0.0, 0
+    for m in step_sizes(k, n_ar, step_fraction):
+        total += encoder_flops(a, k + done) + decoder_flops(a, k + done, m)
+        done += m
+    if n_ar < n:
+        total += mean_flops(a, k + n_ar, n - n_ar)
+    return num_samples * total
+
+
+def measured_speed(model) -> float:
+    """Floating-point operations per second of this model here: one small mean call, timed after a warm-up."""
+    a = Architecture.of(model.meta)
+    rng = np.random.default_rng(0)
+    lo, hi = model.value_range
+    pos = rng.uniform(-1, 1, (CALIBRATION_SAMPLES, model.pos_dim)).astype(np.float32)
+    val = rng.uniform(lo, hi, (CALIBRATION_SAMPLES, model.val_dim)).astype(np.float32)
+    queries = rng.uniform(-1, 1, (CALIBRATION_QUERIES, model.pos_dim)).astype(np.float32)
+    best = math.inf
+    for _ in range(2):
+        start = time.perf_counter()
+        model.mean((pos, val), queries, return_std=True)
+        best = min(best, time.perf_counter() - start)
+    return mean_flops(a, CALIBRATION_SAMPLES, CALIBRATION_QUERIES) / max(best, 1e-6)
