@@ -53,9 +53,27 @@ def launch(args: argparse.Namespace, variant: str) -> subprocess.Popen:
 
 
 def history(out: Path) -> list[dict]:
-    import torch  # only to read the checkpoint
+    """The run's validation history, ending with its final weights (validated here for a run that stopped on
+    time before export.train validated final weights itself)."""
+    import torch
 
-    return torch.load(out / "model.pt", map_location="cpu", weights_only=False)["history"]
+    ck = torch.load(out / "model.pt", map_location="cpu", weights_only=False)
+    hist = ck["history"]
+    if hist[-1]["step"] != ck["step"]:
+        hist = hist + [{**final_figures(ck), "step": ck["step"], "minutes": round(ck["minutes"], 2)}]
+    return hist
+
+
+def final_figures(ck: dict) -> dict:
+    from export.config import Config
+    from export.model import PixelTransformer
+    from export.train import data_sources, evaluate
+
+    cfg = Config.from_dict(ck["config"])
+    model = PixelTransformer(cfg.model)
+    model.load_state_dict(ck["model"])
+    _, val, _ = data_sources(cfg, 0)
+    return evaluate(model, val, cfg.model.alpha, "cpu")
 
 
 def report(args: argparse.Namespace, variants: list[str]) -> dict:

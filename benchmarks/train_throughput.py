@@ -92,10 +92,10 @@ def step_flops(cfg: Config, k: int, b: int) -> float:
     return 3 * b * (encoder_flops(arch, k) + decoder_flops(arch, k, cfg.train.num_queries))
 
 
-def measure(cfg_path: Path, variants: list[str], repeats: int) -> list[dict]:
+def measure(cfg_path: Path, variants: list[str], repeats: int, sets: list[tuple[int, int]] | None = None) -> list[dict]:
     cfg = Config.load(cfg_path)
     rows = []
-    for k, b in set_sizes(cfg):
+    for k, b in sets or set_sizes(cfg):
         batch = synthetic_batch(cfg, k, b)
         fns, setup = {}, {}
         for v in variants:
@@ -133,11 +133,13 @@ def main(argv=None) -> int:
     p.add_argument("--configs", nargs="*", type=Path, default=sorted((ROOT / "configs").glob("*.json")))
     p.add_argument("--repeats", type=int, default=5, help="timed steps per variant and set size")
     p.add_argument("--compile", action="store_true", help="add the torch.compile variant (about a minute each)")
+    p.add_argument("--sets", type=lambda t: [tuple(int(x) for x in kb.split("x")) for kb in t.split(",")],
+                   help="|S|xBATCH pairs to time instead of each config's own, e.g. 400x16,800x16")
     p.add_argument("--out", type=Path, help="also write the Markdown table here")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     variants = [v for v in VARIANTS if a.compile or "compile" not in v]
-    rows = [r for c in a.configs for r in measure(c, variants, a.repeats)]
+    rows = [r for c in a.configs for r in measure(c, variants, a.repeats, a.sets)]
     text = render(rows, variants, a.threads)
     print(text)
     if a.out:

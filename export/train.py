@@ -265,6 +265,14 @@ def main(argv=None) -> int:
         """Training minutes so far, over resumes."""
         return minutes_before + (time.time() - t0) / 60
 
+    def validate() -> None:
+        """Validation NLL of the weights now, into the history, the log and a checkpoint."""
+        m = evaluate(model, val, cfg.model.alpha, device)
+        m.update(step=step, minutes=round(elapsed(), 2))
+        history.append(m)
+        log(f"val step {step} loss {m['val_loss']:.4f} nll {m['val_nll']:.4f} nats/value")
+        checkpoint(m)
+
     while step < tc.steps:
         minutes = rank0_minutes(elapsed(), ddp, device)
         for grp in opt.param_groups:
@@ -290,17 +298,16 @@ def main(argv=None) -> int:
                 f"{tc.log_every / (now - tlast):.2f} steps/s |S|={spos.shape[1]}")
             running, tlast = 0.0, now
         if step % tc.val_every == 0 or step == tc.steps:
-            m = evaluate(model, val, cfg.model.alpha, device)
-            m.update(step=step, minutes=round(elapsed(), 2))
-            history.append(m)
-            log(f"val step {step} loss {m['val_loss']:.4f} nll {m['val_nll']:.4f} nats/value")
-            checkpoint(m)
+            validate()
         elif step % tc.ckpt_every == 0:
             checkpoint()
         if tc.max_minutes and minutes > tc.max_minutes:
             log(f"stopping after {tc.max_minutes} minutes at step {step}")
             break
-    checkpoint()
+    if history and history[-1]["step"] != step:  # stopped on time between validations: the final weights' figure
+        validate()
+    else:
+        checkpoint()
     if args.trace:
         params = torch.cat([p.detach().reshape(-1).cpu() for p in model.parameters()]).numpy()
         (out / f"trace-rank{rank}.json").write_text(json.dumps({

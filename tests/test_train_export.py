@@ -28,6 +28,21 @@ def test_resume_continues_from_last_checkpoint(tiny_run, tmp_path):
     assert ck["step"] == 20 and [h["step"] for h in ck["history"]] == [0, 10, 20]
 
 
+def test_a_run_stopped_on_time_validates_its_final_weights(tiny_run, tmp_path):
+    """--max-minutes between two validations: the history ends with the final weights' figure (an
+    equal-wall-clock comparison needs it; it used to end at the last scheduled validation)."""
+    from export.train import main
+
+    cfg = json.loads((tiny_run / "config.json").read_text())
+    cfg["train"].update(out=str(tmp_path), steps=100000, val_every=100000, ckpt_every=100000, log_every=100000,
+                        limit=200, max_minutes=0.01)
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    assert main(["--config", str(tmp_path / "cfg.json")]) == 0
+    ck = torch.load(tmp_path / "model.pt", weights_only=False)
+    assert ck["step"] > 0 and [h["step"] for h in ck["history"]] == [0, ck["step"]]
+    assert ck["metrics"]["step"] == ck["step"]
+
+
 def test_fine_tuning_records_the_earlier_training(tiny_run, tmp_path):
     """--init keeps the lineage, so an export reports every step the weights have seen."""
     from export.onnx import model_metadata
