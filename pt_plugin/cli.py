@@ -1,4 +1,4 @@
-"""The `pt-plugin` command: sample, mean, models, download, info, serve, batch.
+"""The `pt-plugin` command: sample, mean, acquire, models, download, info, serve, batch.
 
 Every expected failure (missing image, wrong size, unknown model, ...) ends in one line on
 stderr and a non-zero exit, never a traceback.
@@ -19,6 +19,7 @@ import click
 import numpy as np
 
 from ._version import __version__
+from .criteria import CRITERIA
 from .errors import PtPluginError
 from .inputs import MAX_THREADS
 from .sampling import DEFAULT_STEP_FRACTION
@@ -90,7 +91,7 @@ def observation_options(fn):
 
 @dataclass
 class Request:
-    """What `sample` or `mean` was asked: the inputs, how to observe them, the outputs and the model."""
+    """What `sample`, `mean` or `acquire` was asked: the inputs, how to observe them, the outputs and the model."""
     source: str | None
     demo: bool
     points: str | None
@@ -109,6 +110,7 @@ class Request:
     threads: int | None
     precision: str
     num_samples: int = 0  # 0: the mean command
+    plan: bool = False    # the acquire command: a plan picture and its table (Kind.write_plan)
 
     def inputs(self) -> dict[str, str | None]:
         """Every file the command reads, by its option: none may be written over."""
@@ -118,9 +120,10 @@ class Request:
 def _check_sources(req: Request) -> None:
     """Usage errors that need no model: found before anything is loaded or written."""
     from .kinds import check_out_name
+    from .kinds.pictures import picture_format
 
     if req.out is not None:
-        check_out_name(Path(req.out))
+        (picture_format if req.plan else check_out_name)(Path(req.out))
     given = [n for n, v in (("INPUT", req.source), ("--demo", req.demo), ("--points", req.points)) if v]
     if len(given) != 1:
         raise click.UsageError("give one of INPUT, --demo or --points" + (f" (got {', '.join(given)})" if given else ""))
@@ -138,7 +141,9 @@ def _check_outputs_early(req: Request) -> None:
     from .files import check_folder, check_outputs
 
     if req.out is not None:
-        check_outputs({"--out": Path(req.out)}, req.inputs())
+        from .kinds.plans import plan_paths
+
+        check_outputs(plan_paths(Path(req.out)) if req.plan else {"--out": Path(req.out)}, req.inputs())
     if req.out_dir is not None:
         check_folder(Path(req.out_dir))
 
@@ -200,12 +205,13 @@ def _observe(model, kind, req: Request, shape):
 
 
 def _prepare(req: Request, stem: str):
-    """What `sample` and `mean` share: every argument checked, and every output location checked (writable,
-    not an input) before the model loads; then the model, its signal kind, the observation and the output path
-    (STEM + kind.default_suffix when --out is not given)."""
+    """What `sample`, `mean` and `acquire` share: every argument checked, and every output location checked
+    (writable, not an input) before the model loads; then the model, its signal kind, the observation and the
+    output path (STEM + kind.default_suffix when --out is not given; a plan: STEM.png)."""
     from . import metadata
     from .files import check_outputs
     from .kinds import kind_for
+    from .kinds.plans import plan_paths
     from .model import Model
 
     _check_sources(req)
@@ -215,11 +221,16 @@ def _prepare(req: Request, stem: str):
     meta = metadata.read(folder)
     kind = kind_for(metadata.signal(meta))
     _check_kind(kind, req, meta["name"])
-    kind.check_writer()
-    out = Path(req.out) if req.out is not None else Path(f"{stem}{kind.default_suffix}")
-    kind.check_out(out)
-    out_dir = Path(req.out_dir) if req.out_dir else None
-    check_outputs(kind.output_paths(out, out_dir, req.num_samples), req.inputs())
+    if req.plan:
+        kind.check_plan_writer()
+        out = Path(req.out) if req.out is not None else Path(f"{stem}.png")
+        outputs = plan_paths(out)
+    else:
+        kind.check_writer()
+        out = Path(req.out) if req.out is not None else Path(f"{stem}{kind.default_suffix}")
+        kind.check_out(out)
+        outputs = kind.output_paths(out, Path(req.out_dir) if req.out_dir else None, req.num_samples)
+    check_outputs(outputs, req.inputs())
     model = Model(folder, req.device, None, req.threads, req.precision)
     return model, kind, _observe(model, kind, req, shape), out
 
@@ -258,8 +269,13 @@ def work_flops(model, obs, num_samples: int = 0, autoregressive: int = 0, step_f
     return flops
 
 
-def check_cost(model, flops: float, yes: bool, what: str) -> None:
-    """Refuse work estimated past max_minutes() unless --yes; announce long work on stderr."""
+SAMPLING_ADVICE = ("fewer samples (-n), a smaller --shape, a larger --step-fraction or a smaller "
+                   "--autoregressive")
+
+
+def check_cost(model, flops: float, yes: bool, what: str, advice: str = SAMPLING_ADVICE) -> None:
+    """Refuse work estimated past max_minutes() unless --yes; announce long work on stderr. advice: what to ask
+    for less of."""
     from . import cost
 
     limit = max_minutes() * 60
@@ -269,8 +285,7 @@ def check_cost(model, flops: float, yes: bool, what: str) -> None:
     if seconds > limit and not yes:
         raise click.UsageError(f"{what} is estimated to take about {duration(seconds)} here ({flops / 1e12:,.3g} "
                                f"TFLOP), more than the {number(limit / 60)}-minute bound ({MAX_MINUTES_ENV}); "
-                               "pass --yes to run it anyway, or ask for less: fewer samples (-n), a smaller --shape, "
-                               "a larger --step-fraction or a smaller --autoregressive")
+                               f"pass --yes to run it anyway, or ask for less: {advice}")
     if seconds > NOTE_SECONDS:
         click.echo(f"note: {what} will take about {duration(seconds)} (estimated)", err=True)
 
@@ -396,6 +411,78 @@ def mean(source, demo, seed, shape_text, resize, background, points_path, mask_p
     click.echo(msg)
 
 
+PICKS_HELP = ("positions to acquire, picked one by one (short -n: -k is --observed, the samples already "
+              "observed)")
+
+
+@main.command()
+@observation_options
+@click.option("--picks", "-n", type=click.IntRange(1, None), default=16, show_default=True, help=PICKS_HELP)
+@click.option("--criterion", default="variance", show_default=True, metavar="[" + "|".join(CRITERIA) + "]",
+              help="what makes a position worth observing: the predictive variance, the value law's entropy, the "
+                   "expected improvement over the best value (maximisation, scalar values) or random (seeded)")
+@click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
+              help="picture to write [default: plan.png]: the std given S with the picks numbered (images: truth | "
+                   "S | mean | std; curves: a plot; videos and volumes: the frames or z slices holding picks); "
+                   "NAME.csv next to it lists the picks")
+@click.option("--scale", type=click.IntRange(1, 32), default=None,
+              help="enlargement of the picture [default: panels up to 384 pixels; curves: 4]")
+@model_options
+@friendly_errors
+def acquire(source, demo, seed, shape_text, resize, background, points_path, mask_path, observed, yes, picks,
+            criterion, out, scale, model_name, device, threads, precision):
+    """Where to observe next: the positions whose value the model knows least given the observed samples,
+    picked greedily (each pick joins S with the model's mean as its value before the next is chosen).
+    Candidates are the cells of the model's grid (or --shape; curves: 256 points) not already observed."""
+    from . import cost
+    from .criteria import check
+    from .kinds import Outputs
+
+    check(criterion)  # a misspelt criterion is refused before anything is read or loaded
+    req = Request(source, demo, points_path, mask_path, observed, seed, resize, background, shape_text, out, None,
+                  scale, yes, model_name, device, threads, precision, plan=True)
+    model, kind, obs, out = _prepare(req, "plan")
+    check(criterion, model.val_dim)
+    free = _free_cells(obs)
+    if picks > free:
+        raise click.UsageError(f"--picks {picks} is more than the {free} cells of the {_grid(obs)} grid not yet "
+                               f"observed; ask for at most {free}, observe fewer (--observed) or give a finer "
+                               "--shape")
+    flops = work_flops(model, obs) + cost.acquire_flops(cost.Architecture.of(model.meta), len(obs.positions), free,
+                                                        picks, criterion)
+    check_cost(model, flops, yes, f"acquiring {plural(picks, 'position')} among {free:,} cells",
+               "fewer --picks, a coarser --shape, or --criterion variance (entropy is slower)")
+    with progress(f"std on a {_grid(obs)} grid") as bar:
+        m, sd = model.mean_grid(obs.positions, obs.values, obs.shape, return_std=True, progress=bar)
+    plan = model.acquire(obs.positions, obs.values, k=picks, criterion=criterion, seed=seed, shape=obs.shape)
+    written = _write_plan(kind, out, obs, plan, Outputs(m, sd, np.zeros((0,) + m.shape, np.float32)), model, scale)
+    first = ", ".join(f"{a}={number(round(float(v), 4))}" for a, v in zip(model.signal.axes, plan.positions[0]))
+    grid = f"{_grid(obs)} grid" if len(obs.shape) > 1 else f"{obs.shape[0]}-point grid"
+    click.echo(f"wrote {', '.join(map(str, written))}: {kind.plan_caption(plan)}; {plural(picks, 'pick')} "
+               f"({criterion}) among {free:,} free cells of the {grid} given "
+               f"{plural(len(obs.positions), 'observed sample')}; first at {first}")
+
+
+def _free_cells(obs) -> int:
+    """Cells of the output grid whose centre holds no observed sample: the candidates of `acquire`."""
+    from .grids import cell_index
+
+    cell, on_centre = cell_index(obs.positions, obs.shape)
+    return math.prod(obs.shape) - len(np.unique(cell[on_centre]))
+
+
+def _write_plan(kind, out: Path, obs, plan, res, model, scale: int | None) -> list[Path]:
+    """The plan's picture and table, moved into place together (files.staged) or neither."""
+    from .files import staged
+
+    scale = scale or kind.plan_scale(res.mean.shape[:-1])
+    try:
+        with staged():
+            return kind.write_plan(out, obs, plan, res, model, scale)
+    except OSError as e:
+        raise click.ClickException(f"could not write the outputs ({e}); nothing was written") from None
+
+
 @main.command()
 @friendly_errors
 def models():
@@ -469,7 +556,7 @@ def info():
 @friendly_errors
 def serve_command(model_name, replicas, host, port, precision, threads):
     """Serve a model over HTTP with Ray Serve (needs pip install 'pt-plugin[serve]'):
-    POST /mean, /query, /sample and GET /info, JSON in and out."""
+    POST /mean, /query, /sample, /acquire and GET /info, JSON in and out."""
     from .serve import run_server
 
     run_server(model_name, replicas, host, port, precision, threads or None, echo=click.echo)

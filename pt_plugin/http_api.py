@@ -1,4 +1,4 @@
-"""JSON request handling for the HTTP endpoints (/mean, /query, /sample, /info), free of Ray.
+"""JSON request handling for the HTTP endpoints (/mean, /query, /sample, /acquire, /info), free of Ray.
 
 The Ray Serve deployment (pt_plugin.serve) only routes bodies here: parsing, validation and limits
 live in one place that tests and other servers can reuse. Bad input raises InputError (HTTP 400);
@@ -21,6 +21,7 @@ MAX_SET_SIZE = 4096                # observed samples per request
 MAX_QUERIES = 65536                # query positions per request
 MAX_NUM_SAMPLES = 16               # /sample: signals per request
 MAX_SAMPLE_CELLS = 16384           # /sample: num_samples x query positions
+MAX_ACQUIRE = 64                   # /acquire: positions picked per request (each pick encodes the grown set)
 
 
 class TooLargeError(InputError):
@@ -37,7 +38,7 @@ class MeanRequest:
 
 def limits() -> dict[str, int]:
     return {"max_body_bytes": MAX_BODY_BYTES, "max_set_size": MAX_SET_SIZE, "max_queries": MAX_QUERIES,
-            "max_num_samples": MAX_NUM_SAMPLES, "max_sample_cells": MAX_SAMPLE_CELLS}
+            "max_num_samples": MAX_NUM_SAMPLES, "max_sample_cells": MAX_SAMPLE_CELLS, "max_acquire": MAX_ACQUIRE}
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
@@ -73,13 +74,13 @@ def sample_set(model, body: dict) -> tuple[np.ndarray, np.ndarray]:
     return model.check_set(pos, val)
 
 
-def query_positions(model, body: dict, limit: int = MAX_QUERIES) -> np.ndarray:
-    q = _field(body, "query_positions")
+def query_positions(model, body: dict, limit: int = MAX_QUERIES, name: str = "query_positions") -> np.ndarray:
+    q = _field(body, name)
     if _count(q) > limit:
-        raise TooLargeError(f"{len(q)} query positions is over the limit of {limit} per request")
-    q = inputs.positions(inputs.as_float32(q, "query_positions"), model.pos_dim, "query_positions")
+        raise TooLargeError(f"{len(q)} {name.replace('_', ' ')} is over the limit of {limit} per request")
+    q = inputs.positions(inputs.as_float32(q, name), model.pos_dim, name)
     if len(q) == 0:
-        raise InputError("no query positions given; expected at least one")
+        raise InputError(f"no {name.replace('_', ' ')} given; expected at least one")
     return q
 
 
@@ -136,6 +137,41 @@ def sample(model, body: dict) -> dict[str, Any]:
                        step_fraction=body.get("step_fraction", DEFAULT_STEP_FRACTION),
                        temperature=body.get("temperature", 1.0))
     return {"samples": out.tolist()}
+
+
+def acquire(model, body: dict) -> dict[str, Any]:
+    """/acquire: the k positions worth observing next (Model.acquire, lazy greedy, the mean as fantasy):
+    positions [k, pos_dim], indices [k] into candidates (or flat cells of the grid), scores [k], and for grid
+    candidates the grid (array order) and each pick's cell. Candidates: "candidates" [N, pos_dim], else the
+    free cells of "shape" or of the model's grid; either way at most MAX_QUERIES."""
+    p, v = sample_set(model, body)
+    k = inputs.positive_int(body.get("k", 1), "k")
+    if k > MAX_ACQUIRE:
+        raise TooLargeError(f"k {k} is over the limit of {MAX_ACQUIRE} positions per request")
+    cand = query_positions(model, body, name="candidates") if body.get("candidates") is not None else None
+    shape = _grid_shape(model, body.get("shape"), cand is None)
+    a = model.acquire(p, v, k, cand, body.get("criterion", "variance"), body.get("seed"), shape=shape)
+    out = {"positions": a.positions.tolist(), "indices": a.indices.tolist(), "scores": a.scores.tolist(),
+           "criterion": a.criterion}
+    if a.grid is not None:
+        out.update(grid=list(a.grid), cells=a.cells().tolist())
+    return out
+
+
+def _grid_shape(model, shape, used: bool) -> tuple[int, ...] | None:
+    """The "shape" field of /acquire as a grid within MAX_QUERIES cells, or None (the model's grid)."""
+    if shape is None:
+        if used and model.grid is not None and int(np.prod(model.grid)) > MAX_QUERIES:
+            raise TooLargeError(f"the model's {'x'.join(map(str, model.grid))} grid is over the limit of "
+                                f"{MAX_QUERIES} candidates per request; give candidates or a coarser shape")
+        return None
+    if not used:
+        raise InputError("give candidates or shape, not both: shape takes the cells of a grid as the candidates")
+    shape = model.grid_shape(shape)
+    if int(np.prod(shape, dtype=np.float64)) > MAX_QUERIES:
+        raise TooLargeError(f"a {'x'.join(map(str, shape))} grid is over the limit of {MAX_QUERIES} candidates "
+                            "per request")
+    return shape
 
 
 def info(model) -> dict[str, Any]:

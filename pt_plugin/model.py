@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from . import inputs, metadata
+from .acquisition import ACQUIRE_OPTIONS, Acquisition, acquire
 from .distribution import Distribution
 from .errors import InputError, WeightsError
 from .graphs import Graph, session_device, to_numpy
@@ -335,6 +336,21 @@ class Model:
             raise InputError("no query positions given; expected at least one")
         inputs.check_sample_memory(self, num_samples, len(p), len(q), autoregressive)
         return hybrid_sample(self, p, v, q, num_samples, seed, autoregressive, step_fraction, temperature, progress)
+
+    # -- acquisition ---------------------------------------------------------------------------
+    def acquire(self, positions, values, k: int = 1, candidates=None, criterion: str = "variance",
+                seed: int | None = None, **options) -> Acquisition:
+        """The k positions worth observing next given S, picked greedily (pt_plugin.acquisition.acquire).
+
+        candidates: positions [N, pos_dim]; None takes the free cells of the training grid (or of
+        shape=). criterion: "variance" | "entropy" | "improvement" | "random". options: shape=,
+        fantasy="mean" | "sample", lazy=True. Returns an Acquisition (positions, indices, scores).
+        """
+        unknown = sorted(set(options) - set(ACQUIRE_OPTIONS))
+        if unknown:
+            raise InputError(f"unknown option(s) {', '.join(unknown)} for acquire; expected some of "
+                             f"{', '.join(ACQUIRE_OPTIONS)}")
+        return acquire(self, positions, values, k, candidates, criterion, seed, **options)
 
     # -- grids -------------------------------------------------------------------------------
     def grid_shape(self, shape=None) -> tuple[int, ...]:

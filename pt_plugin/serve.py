@@ -1,11 +1,11 @@
-"""Ray Serve deployment of one pt-plugin model: JSON endpoints /mean, /query, /sample, /info.
+"""Ray Serve deployment of one pt-plugin model: JSON endpoints /mean, /query, /sample, /acquire, /info.
 
 Needs the `serve` extra (pip install 'pt-plugin[serve]'); importing this module without Ray raises
 MissingExtraError naming it. Each replica loads its model once, in __init__. /mean requests are
 batched with @serve.batch (one encoder and one decoder pass for several requests), which is exact
 because a set's answer does not depend on the rest of the batch (fp32 and int8 alike; checked in
-tests/test_serve.py). Bad input is HTTP 400 `{"error": "..."}`; a body over MAX_BODY_BYTES or a set or
-query count over its limit (pt_plugin.http_api) is 413.
+tests/test_serve.py). Bad input is HTTP 400 `{"error": "..."}`; a body over MAX_BODY_BYTES or a set,
+query, sample or acquisition count over its limit (pt_plugin.http_api) is 413.
 
     pt-plugin serve --model fashion-mnist --replicas 2 --port 8000
     serve run pt_plugin.serve:app model=gp-curves replicas=2      # Ray's own launcher
@@ -60,10 +60,10 @@ class PtPluginDeployment:
             if request.method == "GET" and endpoint == "info":
                 return _json(http_api.info(self.model))
             handlers = {"mean": self._mean, "query": self._sync(http_api.query),
-                        "sample": self._sync(http_api.sample)}
+                        "sample": self._sync(http_api.sample), "acquire": self._sync(http_api.acquire)}
             if request.method != "POST" or endpoint not in handlers:
-                return _json({"error": f"no {request.method} /{endpoint}; use POST /mean, /query, /sample or "
-                                       "GET /info"}, 404)
+                return _json({"error": f"no {request.method} /{endpoint}; use POST /mean, /query, /sample, "
+                                       "/acquire or GET /info"}, 404)
             # read whole before refusing: answering 413 mid-upload resets the client's connection
             body = http_api.parse_body(await request.body())
             return _json(await handlers[endpoint](body))
@@ -102,7 +102,7 @@ def run_server(model: str, replicas: int = 1, host: str = "127.0.0.1", port: int
         serve.start(http_options={"host": host, "port": int(port)})
         serve.run(build_app(model, replicas, precision, threads, device), name="pt-plugin", route_prefix="/")
         echo(f"serving {model} ({replicas} replica{'s' if replicas != 1 else ''}) on http://{host}:{port}: "
-             "POST /mean /query /sample, GET /info; Ctrl-C stops")
+             "POST /mean /query /sample /acquire, GET /info; Ctrl-C stops")
         while True:
             time.sleep(1)
     except KeyboardInterrupt:

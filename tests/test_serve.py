@@ -129,6 +129,21 @@ def test_curve_model_pos_dim_1(server):
     assert "std" not in out
 
 
+def test_acquire_is_routed_and_equals_in_process(server, model, demo):
+    pos, val = _set(demo, 16)
+    status, out = _post(server + "/fm/acquire", {"positions": pos.tolist(), "values": val.tolist(), "k": 3})
+    assert status == 200, out
+    assert out["indices"] == model.acquire(pos, val, k=3).indices.tolist() and out["grid"] == [28, 28]
+    status, out = _post(server + "/gp/acquire", {"positions": [[0.2]], "values": [[0.5]], "k": 2, "shape": [64]})
+    assert status == 200 and len(out["cells"]) == 2, out
+    status, out = _post(server + "/fm/acquire", {"positions": pos.tolist(), "values": val.tolist(),
+                                                 "k": http_api.MAX_ACQUIRE + 1})
+    assert status == 413 and str(http_api.MAX_ACQUIRE) in out["error"]
+    status, out = _post(server + "/fm/acquire", {"positions": pos.tolist(), "values": val.tolist(),
+                                                 "criterion": "most"})
+    assert status == 400 and "unknown criterion" in out["error"]
+
+
 def test_bad_input_is_400_with_message(server, demo):
     pos, val = _set(demo)
     status, out = _post(server + "/fm/mean", {"positions": pos[:, :1].tolist(), "values": val.tolist(),

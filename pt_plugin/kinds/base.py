@@ -15,8 +15,10 @@ from ..errors import InputError
 from ..grids import grid_positions
 from ..text import article, plural
 from .pictures import picture_format
+from .plans import plan_paths, plan_scale, write_table
 
 if TYPE_CHECKING:
+    from ..acquisition import Acquisition
     from ..model import Model
 
 DEMO_FILE = "demo.npz"
@@ -125,3 +127,29 @@ class Kind:
               out_dir: Path | None = None) -> list[Path]:
         """Write the kind's natural output files (out_dir: also each signal on its own, where that exists)."""
         raise NotImplementedError
+
+    # -- acquisition plans (pt-plugin acquire) ---------------------------------------------------
+    def check_plan_writer(self) -> None:
+        """Fail before any work when drawing a plan needs an extra that is not installed."""
+
+    def plan_scale(self, shape: tuple[int, ...]) -> int:
+        """The plan picture's enlargement when --scale is not given."""
+        return plan_scale(*shape[-2:])
+
+    def write_plan(self, out: Path, obs: Observation, plan: "Acquisition", res: Outputs, model: "Model",
+                   scale: int) -> list[Path]:
+        """The plan's picture (plan_picture: the std given S with the picks numbered) and its table next to it
+        (plan_paths; one row per pick: Acquisition.records in the model's axes)."""
+        paths = plan_paths(out)
+        picture_format(paths["picture"])
+        self.plan_picture(paths["picture"], obs, plan, res, model, scale)
+        write_table(paths["table"], plan.records(model.signal.axes))
+        return list(paths.values())
+
+    def plan_picture(self, path: Path, obs: Observation, plan: "Acquisition", res: Outputs, model: "Model",
+                     scale: int) -> None:
+        raise NotImplementedError
+
+    def plan_caption(self, plan: "Acquisition") -> str:
+        """What the plan picture shows (the CLI prints it)."""
+        return f"the std given S with {plural(len(plan), 'pick')} numbered; a table of them"

@@ -16,6 +16,7 @@ from .pictures import picture_format
 from .points import column_names, read_samples
 
 if TYPE_CHECKING:
+    from ..acquisition import Acquisition
     from ..model import Model
 
 DEFAULT_POINTS = 256  # the grid the mean, std and samples are computed on when no --shape is given
@@ -88,3 +89,44 @@ class CurveKind(Kind):
         ax.set_ylabel(model.signal.channels[0])
         ax.set_title(f"{model.meta['name']}: p(curve | {plural(len(obs.positions), 'sample')})", fontsize=10)
         ax.legend(fontsize=7, loc="best")
+
+    def check_plan_writer(self) -> None:
+        pyplot()
+
+    def plan_scale(self, shape: tuple[int, ...]) -> int:
+        return 4
+
+    def plan_picture(self, path: Path, obs: Observation, plan: "Acquisition", res: Outputs, model: "Model",
+                     scale: int) -> None:
+        """Two plots over x: the mean ± 2σ with S (and the truth if known), and the std with the picks numbered."""
+        plt = pyplot()
+        x = grid_positions(*res.mean.shape[:1])[:, 0]
+        mean, std = res.mean[:, 0], res.std[:, 0]
+        fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(2.0 * scale, 1.8 * scale), dpi=100,
+                                          gridspec_kw={"height_ratios": [3, 2]})
+        try:
+            self._plot(top, x, mean, std, obs, Outputs(res.mean, res.std, res.samples[:0]), model)
+            top.set_xlabel("")
+            picked = plan.positions[:, 0]
+            for xp in picked:
+                top.axvline(xp, color="tab:red", lw=0.6, alpha=0.5)
+            bottom.plot(x, std, color="tab:blue", lw=1.5, label="std given S")
+            at = np.interp(picked, x, std)
+            bottom.scatter(picked, at, c="tab:red", s=14, zorder=5, label=f"{plural(len(plan), 'pick')} "
+                                                                           f"({plan.criterion})")
+            for n, (xp, yp) in enumerate(zip(picked, at), 1):
+                bottom.annotate(str(n), (xp, yp), textcoords="offset points", xytext=(0, 5), ha="center",
+                                fontsize=8, color="tab:red")
+            bottom.set_ylim(0, max(float(std.max()), 1e-12) * 1.25)
+            bottom.set_xlabel(model.signal.axes[0])
+            bottom.set_ylabel(f"std of {model.signal.channels[0]}")
+            bottom.legend(fontsize=7, loc="best")
+            fig.tight_layout()
+            with atomic(path) as tmp:
+                fig.savefig(tmp, format=picture_format(path).lower())
+        finally:
+            plt.close(fig)
+
+    def plan_caption(self, plan: "Acquisition") -> str:
+        return (f"a plot of the mean ± 2σ and S, and of the std with {plural(len(plan), 'pick')} numbered; "
+                "a table of them")

@@ -8,10 +8,13 @@ import numpy as np
 
 from ..errors import InputError
 from ..images import IMAGE_SUFFIXES, figure_grid, observe_mask, read_image, resize_image, samples_picture
+from ..text import plural
 from .base import Kind, Observation, Outputs
 from .pictures import save_picture
+from .plans import picture_panel, spread, std_panel, tile, titled
 
 if TYPE_CHECKING:
+    from ..acquisition import Acquisition
     from ..model import Model
 
 PACKAGE_DEMO = Path(__file__).resolve().parent.parent / "data" / "demo.png"
@@ -104,3 +107,21 @@ class ImageKind(Kind):
             tiles = [truth, picture, res.mean, *res.samples]
             written += [save_picture(p, figure_grid([[im]], scale=1, gap=0)) for p, im in zip(paths[1:], tiles)]
         return written
+
+    def plan_picture(self, path: Path, obs: Observation, plan: "Acquisition", res: Outputs, model: "Model",
+                     scale: int) -> None:
+        """truth | S | mean | the std given S with the picks numbered, one titled row."""
+        shape = res.mean.shape[:2]
+        seen_at = obs.truth.shape[:2] if obs.truth is not None else shape
+        std = spread(res.std)
+        panels = [titled(picture_panel(_nearest(obs.truth, shape), scale), "truth")] if obs.truth is not None else []
+        panels += [titled(picture_panel(_nearest(samples_picture(obs.positions, obs.values, seen_at), shape), scale),
+                          f"S: {plural(len(obs.positions), 'sample')}"),
+                   titled(picture_panel(res.mean, scale), "mean given S"),
+                   titled(std_panel(std, float(std.max()), scale, [(r, c, n + 1) for n, (r, c) in
+                                                                   enumerate(plan.cells())]),
+                          f"std given S, {plural(len(plan), 'pick')} ({plan.criterion})")]
+        save_picture(path, tile([panels]))
+
+    def plan_caption(self, plan: "Acquisition") -> str:
+        return f"truth | observed | mean | std with {plural(len(plan), 'pick')} numbered; a table of them"

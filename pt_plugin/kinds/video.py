@@ -8,13 +8,16 @@ import numpy as np
 
 from ..errors import InputError
 from ..files import atomic
+from ..grids import cell_index
 from ..images import IMAGE_SUFFIXES, composite, figure_grid, read_image, resize_image, samples_picture
 from ..text import plural
 from .base import Kind, Observation, Outputs
 from .image import fit_scale
 from .pictures import picture_format, save_picture
+from .plans import axis_label, slice_panels, spread, tile
 
 if TYPE_CHECKING:
+    from ..acquisition import Acquisition
     from ..model import Model
 
 
@@ -111,3 +114,14 @@ class VideoKind(Kind):
         columns = list(zip(*per_frame))  # one row per panel kind, one column per frame
         save_picture(strip, figure_grid([list(c) for c in columns], scale=max(1, scale // 2)))
         return [out, strip]
+
+    def plan_picture(self, path: Path, obs: Observation, plan: "Acquisition", res: Outputs, model: "Model",
+                     scale: int) -> None:
+        """The std given S in every frame that holds a pick, the picks numbered and S outlined."""
+        shape = res.mean.shape[:3]
+        observed = np.stack(np.unravel_index(cell_index(obs.positions, shape)[0], shape), -1)
+        rows = slice_panels(spread(res.std), plan.cells(), observed, scale, axis_label("t", shape[0]))
+        save_picture(path, tile(rows))
+
+    def plan_caption(self, plan: "Acquisition") -> str:
+        return f"the std given S in each frame with a pick, {plural(len(plan), 'pick')} numbered; a table of them"

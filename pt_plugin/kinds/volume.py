@@ -23,10 +23,12 @@ from ..text import number, plural
 from .base import Kind, Observation, Outputs
 from .meshes import MESH_FORMATS, Mesh, extract_mesh, marching_cubes, write_mesh
 from .pictures import FORMATS, save_picture
+from .plans import axis_label, slice_panels, spread, tile
 from .points import column_names, read_samples
 from .render import render, sdf_colors
 
 if TYPE_CHECKING:
+    from ..acquisition import Acquisition
     from ..model import Model
 
 DEFAULT_GRID = 32    # cells per axis of the output grid of a model without a training grid
@@ -237,3 +239,15 @@ class VolumeKind(Kind):
         s = std.reshape(-1)[cell_index(mesh.vertices, std.shape[:-1])[0]]
         t = (s / max(float(s.max()), 1e-12))[:, None]
         return np.array([0.78, 0.78, 0.8]) * (1 - t) + np.array([1.0, 0.45, 0.05]) * t
+
+    def plan_picture(self, path: Path, obs: Observation, plan: "Acquisition", res: Outputs, model: "Model",
+                     scale: int) -> None:
+        """The std given S in every z slice that holds a pick (y up), the picks numbered and S outlined."""
+        shape = res.mean.shape[:3]
+        observed = np.stack(np.unravel_index(cell_index(obs.positions, shape)[0], shape), -1)
+        rows = slice_panels(spread(res.std), plan.cells(), observed, scale, axis_label("z", shape[0]), flip=True)
+        save_picture(path, tile(rows))
+
+    def plan_caption(self, plan: "Acquisition") -> str:
+        return (f"the std given S in each z slice with a pick (x across, y up), {plural(len(plan), 'pick')} "
+                "numbered; a table of them")
