@@ -21,8 +21,8 @@ import sys
 import numpy as np
 
 import common
-from pt_plugin import grid_positions
 from common import fmt
+from pt_plugin import grid_positions
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, fn in work.items():
         common.log(f"{name}: timing")
         diff = float(np.abs(fn(models["plain"]) - fn(models["bound"])).max())
-        times = common.interleave({k: common.timer(lambda m=m: fn(m)) for k, m in models.items()},
+        times = common.interleave({k: common.timer(lambda m=m, fn=fn: fn(m)) for k, m in models.items()},
                                   args.repeats, warmup=1)
         plain, bound = common.median(times["plain"]) * 1e3, common.median(times["bound"]) * 1e3
         rows.append({"work": name, "plain_ms": plain, "bound_ms": bound, "plain_over_bound": plain / bound,

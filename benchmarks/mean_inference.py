@@ -28,7 +28,8 @@ means, the least any implementation must hold. 1e6 queries may need several GiB.
 Precisions (third table, with --precisions fp32,int8[,fp16]): the same ort mean computation with the
 graphs of each precision (`python -m export.quantize MODEL_PATH` makes them), interleaved like the
 first table, medians in ms; "time / fp32" < 1 means faster than fp32; an entry PRECISION@FOLDER takes that
-precision's graphs from another export folder (e.g. int8@weights/fashion-mnist next to a re-quantized copy); "max abs diff" is the largest
+precision's graphs from another export folder (e.g. int8@weights/fashion-mnist next to a re-quantized copy);
+"max abs diff" is the largest
 |mean - fp32 mean| over the grid (784 pixels) of all sets. fp16 is for GPUs: on the CPU provider it is slow.
 With --precisions-only any kind of model works: the queries are its own grid (a 32x32 image, a 32^3
 volume, an 8x32x32 clip) and the sets are random cells of its demo signal (Fashion-MNIST test images for

@@ -108,12 +108,13 @@ def chain_log_likelihood(model, sets: list[Set], pos: np.ndarray, val: np.ndarra
     for j, n in enumerate(steps):
         for lo in range(0, b_all, max_batch):
             hi = min(b_all, lo + max_batch)
-            ctx = model.encode_batch([(np.concatenate([sets[b][0], pos[b, :n]]), np.concatenate([sets[b][1], val[b, :n]]))
-                                      for b in range(lo, hi)])
+            ctx = model.encode_batch([(np.concatenate([sets[b][0], pos[b, :n]]),
+                                       np.concatenate([sets[b][1], val[b, :n]])) for b in range(lo, hi)])
             total[lo:hi] += model.query(ctx, pos[lo:hi, n:n + 1]).log_prob(val[lo:hi, n:n + 1])[:, 0]
         if j in (0, 9) or (j + 1) % max(1, len(steps) // 10) == 0:
             el = time.perf_counter() - t0
-            common.log(f"  ll: step {j + 1}/{len(steps)}, {el:.0f} s, ~{el / (j + 1) * (len(steps) - j - 1):.0f} s left")
+            left = el / (j + 1) * (len(steps) - j - 1)
+            common.log(f"  ll: step {j + 1}/{len(steps)}, {el:.0f} s, ~{left:.0f} s left")
     return total / len(steps)
 
 

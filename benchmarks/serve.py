@@ -22,11 +22,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import fmt, int_list, log, machine_line, parser, save_json, table  # noqa: E402
-
-import pt_plugin  # noqa: E402
-from pt_plugin.images import read_image, write_png  # noqa: E402
-from pt_plugin.kinds.image import PACKAGE_DEMO  # noqa: E402
+import pt_plugin
+from common import fmt, int_list, log, machine_line, parser, save_json, table
+from pt_plugin.images import read_image, write_png
+from pt_plugin.kinds.image import PACKAGE_DEMO
 
 
 def free_port() -> int:

@@ -24,16 +24,24 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+import torch
 
-from common import ROOT, interleave, log, machine_line, matmul_gflops, median, save_json, table, decoder_flops, \
-    encoder_flops, parser
-
-import torch  # noqa: E402  (after common, which puts the repository on the path)
-
-from export import precision  # noqa: E402
-from export.config import Config  # noqa: E402
-from export.model import PixelTransformer  # noqa: E402
+from common import (
+    ROOT,
+    decoder_flops,
+    encoder_flops,
+    interleave,
+    log,
+    machine_line,
+    matmul_gflops,
+    median,
+    parser,
+    save_json,
+    table,
+)
+from export import precision
+from export.config import Config
+from export.model import PixelTransformer
 
 VARIANTS = {  # name -> (precision, fused attention, compile)
     "fp32": ("fp32", False, False),

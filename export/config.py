@@ -76,7 +76,8 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    data: str = "fashion-mnist"   # fashion-mnist | idx:DIR | folder:DIR | cifar10:DIR | gp-curves | polynomials | moving-fashion | shapes
+    data: str = "fashion-mnist"   # fashion-mnist | idx:DIR | folder:DIR | cifar10:DIR | gp-curves | polynomials
+    #   | moving-fashion | shapes
     data_dir: str = "/usr/share/datasets/fashion-mnist"
     limit: int = 0                # use only the first N training images (0 = all)
     val_images: int = 500         # held out from the end of the training split

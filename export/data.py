@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 
 from pt_plugin.errors import InputError
-from pt_plugin.images import grid_positions as pixel_centers  # noqa: F401 - one definition of the pixel grid
 from pt_plugin.images import IMAGE_SUFFIXES, read_image, resize_image
+from pt_plugin.images import grid_positions as pixel_centers  # noqa: F401 - one definition of the pixel grid
 
-from .errors import DataError  # noqa: F401 - raised here, imported from here by callers
+from .errors import DataError  # raised here, imported from here by callers
 
 FASHION_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
 from pt_plugin.grids import grid_positions
 from pt_plugin.images import read_image
 

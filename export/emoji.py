@@ -105,7 +105,8 @@ def write_licenses(out: Path) -> None:
     for vendor, (pkg, lic, attribution) in PACKAGES.items():
         lines += [f"- `{vendor}_*.png`: {pkg}@{VERSION}, images under {lic}. {attribution}."]
     lines += ["", "Changes: every image was composited on a white background and area-downsampled from 64×64.",
-              "The packages' own code and metadata are MIT (© Cal Henderson, emoji-data); no code of theirs is included.",
+              "The packages' own code and metadata are MIT (© Cal Henderson, emoji-data); "
+              "no code of theirs is included.",
               "", "Apache License 2.0: https://www.apache.org/licenses/LICENSE-2.0",
               "Creative Commons Attribution 4.0: https://creativecommons.org/licenses/by/4.0/", ""]
     (out / "LICENSES.md").write_text("\n".join(lines))

@@ -34,14 +34,41 @@ import numpy as np
 import torch
 
 from .baselines import DEFAULT_RIDGE, ConditionalGaussian, linear_fill, nearest_fill
-from .data import DataError, load_idx_images, pixel_centers
 from .checkpoint import ExportError, load_checkpoint
 from .curves import FAMILIES
+from .data import DataError, load_idx_images, pixel_centers
 from .evaluate_curves import evaluate_curves
 from .evaluate_curves import markdown as curves_markdown
 from .evaluate_volume import evaluate_volumes
 from .evaluate_volume import markdown as volumes_markdown
-from .image_eval import (LN2, METHODS, SSIM_SIGMA, SSIM_WINDOW, sample_and_score, samples_lines, load_model, test_images, observed_indices, unobserved_mask, channels_last, take_pixels, model_predict, ar_sample, gaussian_window, ssim, psnr, paste, score, fill, sample_stats, fmt, markdown, plot_metrics, plot_samples, finite_or_none)  # noqa: F401 - also this module's API
+from .image_eval import (  # noqa: F401 - also this module's API
+    LN2,
+    METHODS,
+    SSIM_SIGMA,
+    SSIM_WINDOW,
+    ar_sample,
+    channels_last,
+    fill,
+    finite_or_none,
+    fmt,
+    gaussian_window,
+    load_model,
+    markdown,
+    model_predict,
+    observed_indices,
+    paste,
+    plot_metrics,
+    plot_samples,
+    psnr,
+    sample_and_score,
+    sample_stats,
+    samples_lines,
+    score,
+    ssim,
+    take_pixels,
+    test_images,
+    unobserved_mask,
+)
 
 DATA_DIR = "/usr/share/datasets/fashion-mnist"
 DEFAULT_SIZES = "4,16,64,256,784"

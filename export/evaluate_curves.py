@@ -22,6 +22,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+
 from pt_plugin.sampling import step_sizes
 
 from .checkpoint import load_checkpoint, total_steps
@@ -178,13 +179,15 @@ def evaluate_curves(checkpoint: str | Path, out: str | Path, curves: int = 400, 
             preds = [fn(a, b, c) for a, b, c in zip(xs, ys, xq)]
             m, v = np.stack([p[0] for p in preds]), np.stack([p[1] for p in preds])
             z = np.abs(yq - m) / np.sqrt(v)
-            row[name] = {"nll": float(gauss_nll(yq, m, v).mean()), "mse_vs_oracle_mean": float(((m - o_mean) ** 2).mean()),
+            row[name] = {"nll": float(gauss_nll(yq, m, v).mean()),
+                         "mse_vs_oracle_mean": float(((m - o_mean) ** 2).mean()),
                          "coverage90": float((z <= 1.6448536).mean())}
         results[str(size)] = row
         log(f"|S|={size}: NLL model {row['model']['nll']:.3f} oracle {row['oracle']['nll']:.3f} gap {row['gap']:+.3f}; "
             f"GP-ML2 {row['gp_ml2']['nll']:.3f}, LSQ poly {row['least_squares_poly']['nll']:.3f}; coverage "
             f"{row['model']['coverage90']:.3f} ({time.time() - t0:.1f}s)")
-    joint = joint_covariance(model, fam, sizes, joint_sets, joint_samples, joint_points, seed, log) if joint_sets else {}
+    joint = (joint_covariance(model, fam, sizes, joint_sets, joint_samples, joint_points, seed, log)
+             if joint_sets else {})
     res = {"settings": {"checkpoint": str(checkpoint), "family": data, "step": total_steps(ck), "curves": curves,
                         "queries": queries, "seed": seed, "sizes": list(sizes), "noise_std": NOISE_STD,
                         "coverage": COVERAGE, "joint": {"sets": joint_sets, "samples": joint_samples,
@@ -243,7 +246,8 @@ def markdown(res: dict) -> str:
         js = st["joint"]
         lines += ["", f"Joint samples: relative Frobenius error of the covariance of {js['samples']} samples on a "
                   f"{js['points']}-point grid against the oracle's posterior covariance, mean over {js['sets']} sets "
-                  "(oracle samples: the same error for exact draws from the oracle, the floor set by the sample count).",
+                  "(oracle samples: the same error for exact draws from the oracle, "
+                  "the floor set by the sample count).",
                   "", r"| \|S\| | exact sampler | scheduled (0.1) | independent draws | oracle samples |",
                   "|---:|---:|---:|---:|---:|"]
         for size, r in j.items():

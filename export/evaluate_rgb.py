@@ -26,14 +26,31 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .baselines import (ConditionalGaussian, KnnPosterior, discretized_gaussian_log_prob, linear_fill,
-                        nearest_fill, select_knn, select_ridge)
+from .baselines import (
+    ConditionalGaussian,
+    KnnPosterior,
+    discretized_gaussian_log_prob,
+    linear_fill,
+    nearest_fill,
+    select_knn,
+    select_ridge,
+)
 from .checkpoint import load_checkpoint, total_steps
 from .compose import observed_picture, plot_rows, write_composition
 from .data import image_files, load_image_folder, pixel_centers
 from .emoji import PACKAGES, split_key
-from .image_eval import (finite_or_none, fill, fmt, model_predict, observed_indices, paste,
-                       plot_metrics, sample_and_score, samples_lines, score)
+from .image_eval import (
+    fill,
+    finite_or_none,
+    fmt,
+    model_predict,
+    observed_indices,
+    paste,
+    plot_metrics,
+    sample_and_score,
+    samples_lines,
+    score,
+)
 from .train import holdout_split
 
 METHODS = {"model": "PixelTransformer", "cond_gauss": "Cond. Gaussian", "knn": "kNN posterior",

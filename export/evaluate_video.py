@@ -25,8 +25,16 @@ from pt_plugin import grid_positions
 
 from .baselines import DEFAULT_RIDGE, ConditionalGaussian, discretized_gaussian_log_prob, linear_fill
 from .data import load_idx_images
-from .image_eval import LN2, ar_sample, finite_or_none, fmt, load_model, model_predict, observed_indices, \
-    unobserved_mask
+from .image_eval import (
+    LN2,
+    ar_sample,
+    finite_or_none,
+    fmt,
+    load_model,
+    model_predict,
+    observed_indices,
+    unobserved_mask,
+)
 from .video import FASHION_DIR, FRAMES, SIZE, make_clips, shrink, test_clips
 
 SIZES = (64, 256, 1024)

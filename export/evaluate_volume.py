@@ -1,4 +1,5 @@
-"""Evaluation of SDF models on procedural shapes (issue 14): `python -m export.evaluate CHECKPOINT` on a shapes checkpoint.
+"""Evaluation of SDF models on procedural shapes (issue 14): `python -m export.evaluate CHECKPOINT` on a shapes
+checkpoint.
 
 Protocol: for each |S| and each evaluation shape (export.shapes.test_shapes, the eval seed
 stream), |S| samples are drawn as in training (half from the shell |sdf| < 0.05, half uniform in

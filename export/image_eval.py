@@ -10,6 +10,7 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+
 from pt_plugin.images import samples_picture
 from pt_plugin.sampling import step_sizes
 
@@ -294,7 +295,8 @@ def plot_samples(panels: list[dict], h: int, w: int, n_samples: int, path: Path)
     fig, axes = plt.subplots(len(panels), cols, figsize=(1.3 * cols, 1.3 * len(panels)), squeeze=False)
     titles = ["ground truth", "observed S", "mean"] + [f"sample {j + 1}" for j in range(n_samples)]
     for r, p in enumerate(panels):
-        pics = [p["truth"], samples_picture(pixel_centers(h, w)[p["idx"]], p["truth"][p["idx"]], (h, w)), p["mean"]] + list(p["samples"])
+        observed = samples_picture(pixel_centers(h, w)[p["idx"]], p["truth"][p["idx"]], (h, w))
+        pics = [p["truth"], observed, p["mean"], *p["samples"]]
         for c, ax in enumerate(axes[r]):
             pic = pics[c]
             ax.imshow(pic if pic.ndim == 3 else pic.reshape(h, w), cmap="gray", vmin=0, vmax=1,

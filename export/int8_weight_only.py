@@ -29,8 +29,7 @@ METHOD = (f"weight-only int8: onnxruntime MatMulNBits, {BITS}-bit symmetric weig
 def make_int8_weight_only(model, exclude: list[str]):
     """A copy of the ONNX `model` with every constant-weight MatMul not in `exclude` as an 8-bit MatMulNBits."""
     from onnxruntime.quantization import QuantFormat
-    from onnxruntime.quantization.matmul_nbits_quantizer import (DefaultWeightOnlyQuantConfig,
-                                                                 MatMulNBitsQuantizer)
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
     config = DefaultWeightOnlyQuantConfig(block_size=BLOCK_SIZE, is_symmetric=True, accuracy_level=ACCURACY_LEVEL,
                                           bits=BITS, quant_format=QuantFormat.QOperator)

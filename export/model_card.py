@@ -86,7 +86,7 @@ def render(card: str, blocks: dict[str, str]) -> str:
         if not pattern.search(card):
             raise ValueError(f"the card has no '{begin}' … '{end}' block; add the markers where the "
                              f"{name} table belongs")
-        card = pattern.sub(lambda _: f"{begin}\n{body}\n{end}", card, count=1)
+        card = pattern.sub(lambda _, text=f"{begin}\n{body}\n{end}": text, card, count=1)
     return card
 
 

@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from pt_plugin.metadata import sha256
 
-from .checkpoint import ExportError, load_checkpoint, total_steps  # noqa: F401 - re-exported for callers
+from .checkpoint import ExportError, load_checkpoint, total_steps  # also re-exported for callers
 from .evaluate import summary
 from .evaluate_curves import summary as curves_summary
 from .evaluate_rgb import summary as rgb_summary

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from pt_plugin.metadata import sha256
 
 from . import int8_weight_only

@@ -95,7 +95,8 @@ class ClipSampler:
     def __init__(self, garments: np.ndarray, min_samples: int, max_samples: int, num_queries: int, batch_size: int,
                  seed: np.random.SeedSequence, snap_fraction: float = 0.5, max_set_tokens: int = 0,
                  neighbour_share: float = NEIGHBOUR_SHARE):
-        self.garments, self.kmin, self.kmax, self.nq, self.bs = garments, min_samples, max_samples, num_queries, batch_size
+        self.garments, self.kmin, self.kmax = garments, min_samples, max_samples
+        self.nq, self.bs = num_queries, batch_size
         self.snap, self.max_tokens, self.neighbours = snap_fraction, max_set_tokens, neighbour_share
         self.rng = np.random.default_rng(seed)
         self.g = torch.Generator().manual_seed(int(self.rng.integers(2**62)))

@@ -88,8 +88,9 @@ def acquire(model: Any, positions, values, k: int = 1, candidates=None, criterio
 
     model: a pt_plugin Model (only its public API is used: encode, query, check_set, grid_shape).
     candidates: positions [N, pos_dim] in [-1, 1]; None takes the cells of a grid whose centre holds no
-    sample of S: `shape` (array order, as in mean_grid) or the model's training grid. criterion: "variance" | "entropy" |
-    "improvement" | "random" (see pt_plugin.criteria). seed: for "random" and fantasy="sample".
+    sample of S: `shape` (array order, as in mean_grid) or the model's training grid.
+    criterion: "variance" | "entropy" | "improvement" | "random" (see pt_plugin.criteria).
+    seed: for "random" and fantasy="sample".
     lazy=False scores every candidate at every pick (the reference loop, about k mean passes).
     Bad input raises InputError.
     """

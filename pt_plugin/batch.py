@@ -1,7 +1,8 @@
 """Complete a folder of images: mean image and N samples per image, in-process or in parallel on Ray Data.
 
-`complete_image` is the one recipe both paths run (observe, mean_grid, sample_grid, write PNGs), so a
-Ray job's pictures equal a plain loop's for the same seed. `complete_folder` runs it with
+`complete_image` is the one recipe both paths run (the model's kind reads and observes the image, as
+`pt-plugin sample` does; mean_grid, sample_grid; one PNG each), so a Ray job's pictures equal a plain
+loop's for the same seed. `complete_folder` runs it with
 `ray.data.from_items(...).map_batches(<callable class>)`: one model per actor, loaded once. Ray Data
 comes with the `serve` extra (pip install 'pt-plugin[serve]').
 """
@@ -15,11 +16,12 @@ import numpy as np
 
 from .errors import InputError
 from .files import check_outputs
-from .images import observe_mask, observe_random, read_image, resize_image, write_png
+from .images import IMAGE_SUFFIXES, observe_mask
+from .kinds import Kind, Observation, kind_for
 from .kinds.extras import require
-from .sampling import DEFAULT_STEP_FRACTION
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+from .kinds.pictures import save_picture
+from .sampling import DEFAULT_AUTOREGRESSIVE, DEFAULT_STEP_FRACTION
+from .text import article
 
 
 def image_files(folder: str | os.PathLike) -> list[Path]:
@@ -50,25 +52,35 @@ def complete_image(model, path: str | os.PathLike, out: str | os.PathLike, obser
     array or an image file); samples use `seed` too, so the result is that of Model.mean_grid /
     sample_grid on the same set.
     """
-    if model.signal.kind != "image":
-        raise InputError(f"batch completion is for image models; {model.meta['name']} is a {model.signal.kind} model")
+    kind = batch_kind(model)
     path, out = Path(path), Path(out)
-    img = read_image(path, model.val_dim)
-    if model.grid and img.shape[:2] != tuple(model.grid):
-        if not resize:
-            raise InputError(f"{path} is {img.shape[1]}x{img.shape[0]} pixels but model {model.meta['name']} works "
-                             f"on {model.grid[1]}x{model.grid[0]}; pass resize=True (--resize)")
-        img = resize_image(img, *model.grid)
-    if mask is not None:
-        m = read_image(mask, 1)[..., 0] if isinstance(mask, (str, os.PathLike)) else np.asarray(mask)
-        pos, val = observe_mask(img, m)
-    else:
-        pos, val = observe_random(img, 64 if observed is None else observed, seed)
-    written = [write_png(out / f"{path.stem}_mean.png", model.mean_grid(pos, val, img.shape[:2]))]
+    obs = observe(kind, kind.read(model, path, resize), observed, mask, seed, resize)
+    pos, val, shape = obs.positions, obs.values, obs.shape
+    written = [save_picture(out / f"{path.stem}_mean.png", model.mean_grid(pos, val, shape))]
     if num_samples:
-        samples = model.sample_grid(pos, val, img.shape[:2], num_samples, seed, **sample_options)
-        written += [write_png(out / f"{path.stem}_sample{j}.png", s) for j, s in enumerate(samples)]
+        samples = model.sample_grid(pos, val, shape, num_samples, seed, **sample_options)
+        written += [save_picture(out / f"{path.stem}_sample{j}.png", s) for j, s in enumerate(samples)]
     return written
+
+
+def batch_kind(model) -> Kind:
+    """The model's kind, when batch completion takes it (Kind.batchable: one picture per mean and sample)."""
+    kind = kind_for(model.signal)
+    if not kind.batchable:
+        raise InputError(f"batch completion is for image models; {model.meta['name']} is "
+                         f"{article(kind.name)} {kind.name} model")
+    return kind
+
+
+def observe(kind: Kind, obs: Observation, observed: int | None, mask, seed: int, resize: bool) -> Observation:
+    """S of one read image: the pixels of `mask` (an image file, resized with resize, or an [H, W] array), else
+    `observed` random ones (64 when None) drawn with `seed`."""
+    if mask is None:
+        return kind.observe(obs, 64 if observed is None else observed, seed)
+    if isinstance(mask, (str, os.PathLike)):
+        return kind.observe_mask(obs, Path(mask), resize)
+    obs.positions, obs.values = observe_mask(obs.truth, np.asarray(mask))
+    return obs
 
 
 class _Completer:
@@ -101,7 +113,7 @@ def init_local_ray(num_cpus: int | None = None) -> None:
 
 def complete_folder(model: str, folder: str | os.PathLike, out: str | os.PathLike, observed: int | None = 64,
                     mask=None, num_samples: int = 1, seed: int = 0, resize: bool = False,
-                    step_fraction: float = DEFAULT_STEP_FRACTION, autoregressive: int = 2048,
+                    step_fraction: float = DEFAULT_STEP_FRACTION, autoregressive: int = DEFAULT_AUTOREGRESSIVE,
                     temperature: float = 1.0, precision: str = "fp32", threads: int | None = 1,
                     workers: int = 2, num_cpus: float = 0.5) -> list[Path]:
     """Complete every image of `folder` with Ray Data (`workers` actors, each with its own model) into `out`.

@@ -22,7 +22,7 @@ from ._version import __version__
 from .criteria import CRITERIA
 from .errors import PtPluginError
 from .inputs import MAX_THREADS
-from .sampling import DEFAULT_STEP_FRACTION
+from .sampling import DEFAULT_AUTOREGRESSIVE, DEFAULT_STEP_FRACTION
 from .text import article, duration, number, plural
 from .weights import DEFAULT_MODEL
 
@@ -40,7 +40,8 @@ def friendly_errors(fn):
 
 def model_options(fn):
     fn = click.option("--model", "model_name", default=DEFAULT_MODEL, show_default=True,
-                      help="model name (`pt-plugin models`), or a folder with encoder.onnx, decoder.onnx, model.json")(fn)
+                      help="model name (`pt-plugin models`), "
+                           "or a folder with encoder.onnx, decoder.onnx, model.json")(fn)
     fn = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)(fn)
     fn = click.option("--threads", type=click.IntRange(0, MAX_THREADS), default=None,
                       help="CPU threads, 0 = onnxruntime's default [default: PT_PLUGIN_THREADS, else "
@@ -79,7 +80,8 @@ def observation_options(fn):
     fn = click.option("--background", type=click.Choice(["white", "black"]), default="white", show_default=True,
                       help="images and videos: what transparent pixels are composited on")(fn)
     fn = click.option("--shape", "shape_text", default=None,
-                      help="grid of the outputs, e.g. 112x112 (array order); finer than the model's = super-resolution")(fn)
+                      help="grid of the outputs, e.g. 112x112 (array order); "
+                           "finer than the model's = super-resolution")(fn)
     fn = click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)(fn)
     fn = click.option("--demo", is_flag=True, help="use the model's demo signal")(fn)
     fn = click.option("--yes", "-y", is_flag=True,
@@ -126,7 +128,8 @@ def _check_sources(req: Request) -> None:
         (picture_format if req.plan else check_out_name)(Path(req.out))
     given = [n for n, v in (("INPUT", req.source), ("--demo", req.demo), ("--points", req.points)) if v]
     if len(given) != 1:
-        raise click.UsageError("give one of INPUT, --demo or --points" + (f" (got {', '.join(given)})" if given else ""))
+        got = f" (got {', '.join(given)})" if given else ""
+        raise click.UsageError(f"give one of INPUT, --demo or --points{got}")
     if req.mask and req.observed is not None:
         raise click.UsageError("--mask and --observed both choose the observed samples: give one of them")
     if req.points and (req.mask or req.observed is not None):
@@ -349,7 +352,8 @@ SCALE_HELP = "enlargement of the picture [default: 4, less for large grids (pane
 @main.command()
 @observation_options
 @click.option("--num-samples", "-n", type=click.IntRange(1, 1000), default=3, show_default=True)
-@click.option("--autoregressive", type=click.IntRange(0, None), default=2048, show_default=True,
+@click.option("--autoregressive", type=click.IntRange(0, None), default=DEFAULT_AUTOREGRESSIVE,
+              show_default=True,
               help="positions drawn one by one (N'); the rest take the mean")
 @click.option("--step-fraction", type=click.FloatRange(0, 1, max_open=True), default=DEFAULT_STEP_FRACTION,
               show_default=True,
@@ -575,7 +579,8 @@ def serve_command(model_name, replicas, host, port, precision, threads):
 @click.option("--step-fraction", type=click.FloatRange(0, 1, max_open=True), default=DEFAULT_STEP_FRACTION,
               show_default=True)
 @click.option("--resize", is_flag=True, help="resize images to the model's grid instead of refusing them")
-@click.option("--workers", type=click.IntRange(1, 256), default=2, show_default=True, help="Ray actors (one model each)")
+@click.option("--workers", type=click.IntRange(1, 256), default=2, show_default=True,
+              help="Ray actors (one model each)")
 @click.option("--precision", type=click.Choice(["fp32", "int8", "fp16"]), default="fp32", show_default=True)
 @click.option("--threads", type=click.IntRange(0, 1024), default=1, show_default=True, help="CPU threads per actor")
 @friendly_errors

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import inputs
 from .errors import InputError
-from .sampling import DEFAULT_STEP_FRACTION
+from .sampling import DEFAULT_AUTOREGRESSIVE, DEFAULT_STEP_FRACTION
 
 MAX_BODY_BYTES = 8 * 1024 * 1024   # a request body over this is refused with 413
 MAX_SET_SIZE = 4096                # observed samples per request
@@ -133,7 +133,7 @@ def sample(model, body: dict) -> dict[str, Any]:
     if n > MAX_NUM_SAMPLES:
         raise TooLargeError(f"num_samples {n} is over the limit of {MAX_NUM_SAMPLES} per request")
     q = query_positions(model, body, MAX_SAMPLE_CELLS // n)
-    out = model.sample(p, v, q, n, body.get("seed"), autoregressive=body.get("autoregressive", 2048),
+    out = model.sample(p, v, q, n, body.get("seed"), autoregressive=body.get("autoregressive", DEFAULT_AUTOREGRESSIVE),
                        step_fraction=body.get("step_fraction", DEFAULT_STEP_FRACTION),
                        temperature=body.get("temperature", 1.0))
     return {"samples": out.tolist()}

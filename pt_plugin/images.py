@@ -14,7 +14,7 @@ import numpy as np
 
 from . import inputs
 from .errors import InputError
-from .grids import cell_index, grid_positions  # noqa: F401 - the image helpers' grid is the N-D one
+from .grids import cell_index, grid_positions, random_subset  # the image helpers' grid is the N-D one
 from .text import number
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")  # what folder readers take as images
@@ -48,10 +48,7 @@ def observe_random(image, k: int, seed: int | None = None) -> tuple[np.ndarray, 
     """(positions [k, 2], values [k, C]) of k distinct random pixels of an image [H, W(, C)]."""
     img = _as_image(image)
     h, w, c = img.shape
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or not 1 <= k <= h * w:
-        raise InputError(f"cannot observe {k!r} pixels of a {h}x{w} image: choose an integer between 1 and {h * w}")
-    idx = np.sort(np.random.default_rng(inputs.seed(seed)).choice(h * w, size=int(k), replace=False))
-    return grid_positions(h, w)[idx], img.reshape(-1, c)[idx]
+    return random_subset(grid_positions(h, w), img.reshape(-1, c), k, seed, f"pixels of a {h}x{w} image")
 
 
 def observe_mask(image, mask) -> tuple[np.ndarray, np.ndarray]:
@@ -194,9 +191,9 @@ def resize_image(image, h: int, w: int) -> np.ndarray:
     return np.asarray(im, np.float32).reshape(h, w, -1) / 255
 
 
-def write_png(path: str | Path, image) -> Path:
-    """Write a float [H, W(, C)] image in [0, 1] or a uint8 array as PNG (under a temporary name, then moved
-    into place); parent folders are created."""
+def write_picture(path: str | Path, image, fmt: str) -> Path:
+    """Write a float [H, W(, C)] image in [0, 1] or a uint8 array in Pillow's format `fmt` (under a temporary
+    name, then moved into place: pt_plugin.files.atomic); parent folders are created."""
     from PIL import Image
 
     from .files import atomic
@@ -208,5 +205,11 @@ def write_png(path: str | Path, image) -> Path:
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     with atomic(path) as tmp:
-        Image.fromarray(arr).save(tmp, format="PNG")
+        Image.fromarray(arr).save(tmp, format=fmt)
     return path
+
+
+def write_png(path: str | Path, image) -> Path:
+    """Write an image as PNG whatever the file's suffix (write_picture; kinds.pictures.save_picture goes by
+    the suffix)."""
+    return write_picture(path, image, "PNG")

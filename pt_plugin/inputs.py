@@ -62,7 +62,7 @@ def refuse_bool(a, name: str, expected: str) -> None:
             dtype = np.asarray(a).dtype
         except Exception:  # noqa: BLE001 - ragged lists: as_array says what is wrong with them
             return
-    if dtype == bool:
+    if dtype == np.bool_:
         raise InputError(f"{name} is an array of bools; expected {expected}")
 
 

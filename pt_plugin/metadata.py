@@ -28,7 +28,8 @@ def sha256(path: Path) -> str:
 
 
 def _fail(path: Path, what: str) -> WeightsError:
-    return WeightsError(f"{path}: {what}; re-export the model (python -m export.onnx in a pt-plugin source checkout) or reinstall it")
+    return WeightsError(f"{path}: {what}; re-export the model (python -m export.onnx in a pt-plugin source "
+                        "checkout) or reinstall it")
 
 
 def _int(meta: dict, key: str, path: Path, minimum: int = 1) -> int:

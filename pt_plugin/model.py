@@ -20,7 +20,7 @@ from .distribution import Distribution
 from .errors import InputError, WeightsError
 from .graphs import Graph, session_device, to_numpy
 from .grids import cell_index, grid_positions
-from .sampling import DEFAULT_STEP_FRACTION, hybrid_sample
+from .sampling import DEFAULT_AUTOREGRESSIVE, DEFAULT_STEP_FRACTION, hybrid_sample
 from .sessions import MIN_ONNXRUNTIME, make_session, require_onnxruntime, thread_count
 from .signal import Signal
 from .weights import DEFAULT_MODEL, graph_files, locate
@@ -139,7 +139,7 @@ class Model:
             session = make_session(path, device, providers, threads)
         except (InputError, WeightsError):
             raise
-        except Exception as e:  # noqa: BLE001 - onnxruntime's InvalidProtobuf, Fail, NoSuchFile, ...
+        except Exception as e:  # onnxruntime's InvalidProtobuf, Fail, NoSuchFile, ...: re-raised below
             first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
             too_new = "ir version" in first.lower() or "opset" in first.lower()
             if type(e).__module__.startswith("onnxruntime") and too_new:
@@ -306,8 +306,8 @@ class Model:
 
     # -- sampling ----------------------------------------------------------------------------
     def sample(self, positions, values, query_positions, num_samples: int = 1, seed: int | None = None,
-               autoregressive: int = 2048, step_fraction: float = DEFAULT_STEP_FRACTION, temperature: float = 1.0,
-               progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+               autoregressive: int = DEFAULT_AUTOREGRESSIVE, step_fraction: float = DEFAULT_STEP_FRACTION,
+               temperature: float = 1.0, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """Whole signals at query_positions drawn from p(signal | S), [num_samples, Q, val_dim].
 
         Hybrid autoregressive sampling (paper §4.3): a new random order per sample; the first

@@ -19,10 +19,12 @@ import numpy as np
 from .distribution import Distribution
 from .errors import InputError
 
-
 # the default: ceil(0.1·|set|) positions per encoder pass, measured within 5 % of the exact one-at-a-time
 # sampler at 31x its speed (README, benchmarks/sampling_quality.py); 0 is the exact sampler
 DEFAULT_STEP_FRACTION = 0.1
+# N', the positions drawn in turn before the rest take the mean given the grown set: every cell of the
+# bundled 28x28 and 32x32 image models; a quarter of the 8x32x32 clips (README, "Sampling")
+DEFAULT_AUTOREGRESSIVE = 2048
 
 
 class SetModel(Protocol):

@@ -20,6 +20,7 @@ from . import http_api
 from .batch import complete_folder, complete_image, init_local_ray  # noqa: F401  (re-exported)
 from .errors import InputError, PtPluginError
 from .kinds.extras import require
+from .weights import DEFAULT_MODEL
 
 serve = require("ray.serve", "serve", "pt_plugin.serve (Ray Serve deployment)")
 _responses = require("starlette.responses", "serve", "pt_plugin.serve (Ray Serve deployment)")
@@ -37,7 +38,7 @@ def _json(body: Any, status: int = 200):
 class PtPluginDeployment:
     """One model per replica, loaded once; routes by the last path segment."""
 
-    def __init__(self, model: str = "fashion-mnist", precision: str = "fp32", threads: int | None = 1,
+    def __init__(self, model: str = DEFAULT_MODEL, precision: str = "fp32", threads: int | None = 1,
                  device: str = "cpu", batch: bool = True) -> None:
         from .model import load
 
@@ -78,7 +79,7 @@ class PtPluginDeployment:
         return run
 
 
-def build_app(model: str = "fashion-mnist", replicas: int = 1, precision: str = "fp32", threads: int | None = 1,
+def build_app(model: str = DEFAULT_MODEL, replicas: int = 1, precision: str = "fp32", threads: int | None = 1,
               device: str = "cpu", num_cpus: float = REPLICA_CPUS, batch: bool = True):
     """A Ray Serve application: `replicas` copies of the deployment, each with its own model."""
     return PtPluginDeployment.options(num_replicas=int(replicas), ray_actor_options={"num_cpus": float(num_cpus)}) \
@@ -88,7 +89,7 @@ def build_app(model: str = "fashion-mnist", replicas: int = 1, precision: str = 
 def app(args: dict[str, str]):
     """Application builder for `serve run pt_plugin.serve:app model=NAME replicas=N precision=fp32 threads=1`."""
     threads = args.get("threads", "1")
-    return build_app(args.get("model", "fashion-mnist"), int(args.get("replicas", 1)), args.get("precision", "fp32"),
+    return build_app(args.get("model", DEFAULT_MODEL), int(args.get("replicas", 1)), args.get("precision", "fp32"),
                      None if threads in ("", "none", "None") else int(threads), args.get("device", "cpu"),
                      float(args.get("num_cpus", REPLICA_CPUS)), args.get("batch", "true").lower() != "false")
 

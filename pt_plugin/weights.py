@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pooch
 
-from .errors import InputError, ModelNotFoundError, WeightsError
 from . import metadata
+from .errors import InputError, ModelNotFoundError, WeightsError
 from .metadata import sha256
 
 MODEL_FILES = ("encoder.onnx", "decoder.onnx", "model.json")
@@ -194,7 +194,8 @@ def locate(name_or_path: str | os.PathLike, precision: str = "fp32", path: bool 
         missing = [f for f in MODEL_FILES if not (p / f).is_file()]
         if missing:
             raise ModelNotFoundError(f"{p} is not a pt-plugin model folder: missing {', '.join(missing)} "
-                                     "(write one with `python -m export.onnx CHECKPOINT --out DIR` in a pt-plugin source checkout)")
+                                     "(write one with `python -m export.onnx CHECKPOINT --out DIR` "
+                                     "in a pt-plugin source checkout)")
         return p
     if not isinstance(name_or_path, str):
         raise InputError(f"a model is named by a string or given as a path, got {type(name_or_path).__name__}")
@@ -203,7 +204,8 @@ def locate(name_or_path: str | os.PathLike, precision: str = "fp32", path: bool 
     unlisted = [f for f in extra if f not in _listed(name)]
     if unlisted:
         raise InputError(f"model {name!r} has no registered {precision} graphs ({', '.join(unlisted)} not in "
-                         f"registry.txt); use precision='fp32', or make them with (pt-plugin source checkout) `python -m export.quantize "
+                         "registry.txt); use precision='fp32', or make them with (pt-plugin source checkout) "
+                         "`python -m export.quantize "
                          f"DIR --{precision}` on a copy of the model folder and load it with model_path=DIR")
     bundled = bundled_path(name)
     if bundled and all((bundled / f).is_file() for f in extra):

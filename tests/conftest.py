@@ -17,12 +17,41 @@ TINY_TRAIN = {"limit": 2000, "val_images": 200, "batch_size": 8, "min_samples": 
 #   CPU lacks it: slower, same code path)
 
 
+NO_FASHION = f"Fashion-MNIST not in {FASHION} (apt-get install dataset-fashion-mnist)"
+# the fixtures below that read Fashion-MNIST: a test that uses one (directly or through another fixture) skips
+# without it. A test or parameter that reads it otherwise carries @pytest.mark.fashion; the fixtures also call
+# require_fashion(), so a test that escapes both still skips rather than errors.
+FASHION_FIXTURES = {"tiny_run", "tiny_export", "torch_model", "runtime_model", "test_image"}
+
+
+def has_fashion() -> bool:
+    return (FASHION / "train-images-idx3-ubyte.gz").is_file()
+
+
+def require_fashion() -> None:
+    """Skip the calling test (from a fixture or the test itself) when Fashion-MNIST is not installed."""
+    if not has_fashion():
+        pytest.skip(NO_FASHION)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "fashion: needs Fashion-MNIST in /usr/share/datasets (skipped without it)")
+
+
+def needs_fashion(item) -> bool:
+    """Whether a collected test reads Fashion-MNIST: its marker (parameters' marks included) or a fixture in its
+    closure (item.fixturenames holds every fixture it needs, through other fixtures too)."""
+    fixtures = set(getattr(item, "fixturenames", ()))
+    return item.get_closest_marker("fashion") is not None or bool(FASHION_FIXTURES & fixtures)
+
+
 def pytest_collection_modifyitems(config, items):
-    if not (FASHION / "train-images-idx3-ubyte.gz").is_file():
-        skip = pytest.mark.skip(reason=f"Fashion-MNIST not in {FASHION} (apt-get install dataset-fashion-mnist)")
-        for item in items:
-            if "tiny_run" in getattr(item, "fixturenames", ()) or "tiny_export" in getattr(item, "fixturenames", ()):
-                item.add_marker(skip)
+    if has_fashion():
+        return
+    skip = pytest.mark.skip(reason=NO_FASHION)
+    for item in items:
+        if needs_fashion(item):
+            item.add_marker(skip)
 
 
 # set PT_PLUGIN_TEST_CACHE=/some/dir to keep the tiny model between runs while working on the tests
@@ -34,6 +63,7 @@ def tiny_run(tmp_path_factory) -> Path:
     """Train the tiny model (a few hundred steps, ~20 s) and return its run folder."""
     from export.train import main
 
+    require_fashion()
     out = Path(CACHE) / "tiny_run" if CACHE else tmp_path_factory.mktemp("tiny_run")
     if CACHE and (out / "model.pt").is_file():
         return out
@@ -74,4 +104,5 @@ def runtime_model(tiny_export):
 def test_image() -> np.ndarray:
     from export.data import load_idx_images
 
+    require_fashion()
     return load_idx_images(FASHION, "test")[0]

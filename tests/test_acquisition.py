@@ -31,8 +31,10 @@ def curves():
 
 @pytest.fixture(scope="module")
 def images():
+    from conftest import require_fashion
     from export.data import load_idx_images
 
+    require_fashion()
     return load_idx_images("/usr/share/datasets/fashion-mnist", "test")[:8, ..., 0].reshape(8, -1)
 
 
@@ -359,6 +361,7 @@ def test_jittered_grid_is_one_pixel_per_block():
         assert np.bincount(np.searchsorted(edges, coord, side="right") - 1, minlength=8).tolist() == [8] * 8
 
 
+@pytest.mark.fashion
 def test_evaluation_runs_and_reports(tmp_path):
     from export.evaluate_acquisition import main
 

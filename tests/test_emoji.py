@@ -24,7 +24,8 @@ def rgba_png(arr: np.ndarray) -> bytes:
 
 
 def synthetic_emoji() -> np.ndarray:
-    """64×64 RGBA: transparent top half, opaque red / transparent checkerboard bottom-left, half-alpha black bottom-right."""
+    """64×64 RGBA: transparent top half, opaque red / transparent checkerboard bottom-left, half-alpha black
+    bottom-right."""
     a = np.zeros((64, 64, 4), np.uint8)
     a[:32, :, :3] = 0  # transparent black: must come out white, not black
     yy, xx = np.mgrid[32:64, 0:32]

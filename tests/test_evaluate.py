@@ -2,7 +2,6 @@
 import json
 
 import numpy as np
-import torch
 
 from export.baselines import ConditionalGaussian, linear_fill, nearest_fill
 

@@ -10,7 +10,9 @@ import pytest
 from PIL import Image
 
 import pt_plugin
-from conftest import FASHION
+from conftest import FASHION, require_fashion
+from pt_plugin.kinds import Observation, Outputs, kind_for
+from pt_plugin.kinds.meshes import has_surface
 
 EXE = shutil.which("pt-plugin")
 TINY = {"d_model": 32, "n_heads": 2, "enc_layers": 1, "dec_layers": 1, "ffn": 64}
@@ -42,9 +44,11 @@ KINDS = {
     "volume": ({"pos_dim": 3, "num_bins": 16, "value_range": [-0.3, 0.3], "normalize_values": True},
                {"data": "shapes", "min_samples": 4, "max_samples": 128}, "16,16,16"),
 }
+FROM_FASHION = {"image", "video"}  # trained on Fashion-MNIST garments: skipped without the data set (conftest)
 
 
-@pytest.fixture(scope="module", params=list(KINDS))
+@pytest.fixture(scope="module", params=[pytest.param(k, marks=[pytest.mark.fashion] if k in FROM_FASHION else [])
+                                        for k in KINDS])
 def kind_export(request, tmp_path_factory):
     """(kind, export folder) of a tiny model trained and exported for real, with its demo."""
     from export.demo import main as demo
@@ -52,6 +56,8 @@ def kind_export(request, tmp_path_factory):
     from export.train import main as train
 
     kind = request.param
+    if kind in FROM_FASHION:
+        require_fashion()
     model, data, grid = KINDS[kind]
     tmp = tmp_path_factory.mktemp(kind)
     if kind == "image":
@@ -66,6 +72,41 @@ def kind_export(request, tmp_path_factory):
     assert demo([str(tmp / "run" / "model.pt"), "--out", str(out)]
                 + (["--image", str(tmp / "rgb" / "im0.png")] if kind == "image" else [])) == 0
     return kind, out
+
+
+def demo_grids(folder, observed: int, num_samples: int, seed: int) -> dict[str, np.ndarray]:
+    """The mean and samples that `pt-plugin sample --demo --observed K -n N --seed S` computes, in-process."""
+    m = pt_plugin.load(model_path=folder, device="cpu")
+    kind = kind_for(m.signal)
+    obs = kind.observe(kind.demo(m), observed, seed)
+    samples = m.sample_grid(obs.positions, obs.values, obs.shape, num_samples, seed)
+    return {"mean": m.mean_grid(obs.positions, obs.values, obs.shape),
+            **{f"sample_{i:02d}": s for i, s in enumerate(samples)}}
+
+
+def test_volume_meshes_exactly_the_grids_that_cross_zero(tmp_path, capsys):
+    """VolumeKind.write: a mesh of a sphere's SDF (vertices on the sphere), a note and no file for a grid
+    that never crosses zero."""
+    pytest.importorskip("skimage")
+    from types import SimpleNamespace
+
+    from pt_plugin.kinds.volume import VolumeKind
+
+    shape = (12, 12, 12)
+    grid = pt_plugin.grid_positions(*shape)
+    sphere = (np.linalg.norm(grid, axis=1) - 0.5).reshape(*shape, 1).astype(np.float32)
+    outside = np.full_like(sphere, 0.2)
+    model = SimpleNamespace(value_range=(-0.3, 0.3), meta={"name": "synthetic"})
+    obs = Observation(grid[:5], sphere.reshape(-1, 1)[:5], shape)
+    res = Outputs(sphere, np.full_like(sphere, 0.01), np.stack([outside, sphere]))
+    written = VolumeKind().write(tmp_path / "v.png", obs, res, model, scale=1)
+    err = capsys.readouterr().err
+    assert sorted(w.name for w in written) == ["v.png", "v_mean.ply", "v_sample_01.ply"]
+    assert "the sample 00 has no zero crossing" in err and "mean SDF" not in err and "sample 01" not in err
+    head, body = (tmp_path / "v_mean.ply").read_text().split("end_header\n")
+    n = int(head.split("element vertex ")[1].split()[0])
+    vertices = np.loadtxt(body.splitlines()[:n])
+    assert n > 50 and np.allclose(np.linalg.norm(vertices, axis=1), 0.5, atol=0.03)
 
 
 def test_signal_block_and_grid_outputs(kind_export):
@@ -103,11 +144,13 @@ def test_cli_writes_the_kinds_file(kind_export, tmp_path):
         with Image.open(out) as im:
             assert im.n_frames == 8
         assert (tmp_path / "s_frames.png").is_file()
-    if kind == "volume":  # a mesh of the mean and of each sample, or a note where a grid has no surface
+    if kind == "volume":  # a mesh of each grid that crosses zero, a note for each that does not
+        grids = demo_grids(folder, observed=20, num_samples=2, seed=0)  # what the command computed
         for name, label in (("mean", "mean SDF"), ("sample_00", "sample 00"), ("sample_01", "sample 01")):
-            mesh = tmp_path / f"s_{name}.ply"
-            assert mesh.is_file() != (f"the {label} has no zero crossing" in r.stderr), r.stderr
-            if mesh.is_file():
+            mesh, surface = tmp_path / f"s_{name}.ply", has_surface(grids[name])
+            assert mesh.is_file() == surface, (name, r.stderr)
+            assert (f"the {label} has no zero crossing" in r.stderr) == (not surface), r.stderr
+            if surface:
                 head = mesh.read_text().split("end_header")[0]
                 assert "element vertex" in head and "element face" in head and str(mesh) in r.stdout
         with Image.open(out) as im:
@@ -140,7 +183,11 @@ def test_volume_points_from_csv(kind_export, tmp_path):
                         "12x10x8", "--out", str(tmp_path / "m.obj")], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert "4 observed samples" in r.stdout and (tmp_path / "m.png").is_file()
-    assert (tmp_path / "m.obj").is_file() != ("no zero crossing" in r.stderr)  # the mean alone: NAME.obj (issue 31)
+    m = pt_plugin.load(model_path=folder, device="cpu")
+    pos, val = m.check_set(*np.split(np.loadtxt(tmp_path / "pts.csv", delimiter=",", skiprows=1), [3], axis=1))
+    surface = has_surface(m.mean_grid(pos, val, (12, 10, 8)))  # the mean the command computed
+    assert (tmp_path / "m.obj").is_file() == surface, r.stderr  # the mean alone: NAME.obj (issue 31)
+    assert ("no zero crossing" in r.stderr) == (not surface), r.stderr
     (tmp_path / "bad.csv").write_text("x,y,z,sdf\n0.1,0.2,0.3\n")
     (tmp_path / "far.csv").write_text("0,0,2,0.1\n")
     for name, message in (("bad.csv", "expected 4 per row"), ("far.csv", "lies outside [-1, 1]")):

@@ -12,8 +12,7 @@ import pytest
 import pt_plugin
 from export import quantize
 from export.registry import write_registry
-from pt_plugin import InputError, WeightsError, grid_positions, observe_random
-from pt_plugin import weights
+from pt_plugin import InputError, WeightsError, grid_positions, observe_random, weights
 
 HAS_FP16 = importlib.util.find_spec("onnxconverter_common") is not None
 needs_fp16 = pytest.mark.skipif(not HAS_FP16, reason="fp16 needs onnxconverter-common")

@@ -16,8 +16,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from pt_plugin import (InputError, ModelNotFoundError, WeightsError, compose, grid_positions, observe_mask,
-                       observe_random)
+from pt_plugin import (
+    InputError,
+    ModelNotFoundError,
+    WeightsError,
+    compose,
+    grid_positions,
+    observe_mask,
+    observe_random,
+)
 from pt_plugin.distribution import Distribution
 
 REFUSALS = (InputError, ModelNotFoundError, WeightsError)
@@ -159,7 +166,8 @@ def test_mean_image(runtime_model, s, shape, return_std):
 
 @props(60)
 @given(s=sample_sets(), q=queries(8), num_samples=st.one_of(st.integers(1, 3), bad_counts),
-       seed=st.one_of(seeds, scalars), autoregressive=st.one_of(st.integers(0, 8), scalars), step_fraction=st.one_of(st.floats(0, 0.99), scalars),
+       seed=st.one_of(seeds, scalars), autoregressive=st.one_of(st.integers(0, 8), scalars),
+       step_fraction=st.one_of(st.floats(0, 0.99), scalars),
        temperature=st.one_of(st.floats(0.05, 3), scalars))
 def test_sample(runtime_model, s, q, num_samples, seed, autoregressive, step_fraction, temperature):
     kwargs = dict(num_samples=num_samples, seed=seed, autoregressive=autoregressive, step_fraction=step_fraction,

@@ -84,7 +84,8 @@ def test_lower_temperature_gives_less_varied_samples(runtime_model, test_image):
 def test_observed_pixels_are_kept(runtime_model, test_image):
     pos, val = observed(test_image, 100)
     s = runtime_model.sample_images(pos, val, num_samples=1, seed=0, step_fraction=0.3)
-    idx = ((pos[:, 1] + 1) / 2 * 28 - 0.5).round().astype(int) * 28 + ((pos[:, 0] + 1) / 2 * 28 - 0.5).round().astype(int)
+    row, col = (((pos[:, k] + 1) / 2 * 28 - 0.5).round().astype(int) for k in (1, 0))
+    idx = row * 28 + col
     np.testing.assert_array_equal(s.reshape(-1)[idx], val[:, 0])
 
 

@@ -73,22 +73,6 @@ def _set(demo, k=64, seed=0):
     return pt_plugin.observe_random(demo, k, seed=seed)
 
 
-def test_batched_mean_equals_unbatched(model, demo):
-    """@serve.batch is exact: a request's /mean answer does not depend on the others in its batch."""
-    for precision in ("fp32", "int8"):
-        m = model if precision == "fp32" else pt_plugin.load("fashion-mnist", device="cpu", threads=1,
-                                                             precision="int8")
-        reqs = [http_api.mean_request(m, {"positions": p.tolist(), "values": v.tolist(),
-                                          "query_positions": pt_plugin.grid_positions(28, 28)[:q].tolist(),
-                                          "return_std": True})
-                for (p, v), q in ((_set(demo, k, s), q) for k, s, q in ((64, 0, 784), (10, 1, 100), (300, 2, 500)))]
-        together = http_api.mean_batch(m, reqs)
-        for r, t in zip(reqs, together):
-            alone = http_api.mean_batch(m, [r])[0]
-            np.testing.assert_allclose(t["mean"], alone["mean"], atol=1e-5)
-            np.testing.assert_allclose(t["std"], alone["std"], atol=1e-5)
-
-
 def test_info(server):
     with urllib.request.urlopen(server + "/fm/info", timeout=TIMEOUT) as r:
         info = json.loads(r.read())

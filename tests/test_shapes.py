@@ -10,12 +10,11 @@ from pt_plugin.grids import grid_positions
 pytest.importorskip("skimage")
 pytest.importorskip("scipy")
 
-from export.config import Config, ModelConfig  # noqa: E402
-from export.curves import seed_sequence  # noqa: E402
-from export.evaluate_volume import (KnnPosterior, chamfer, evaluate_volumes, gauss_mix_nll, iou,  # noqa: E402
-                                    mesh_vertices)
-from export.model import PixelTransformer  # noqa: E402
-from export.shapes import EXTENT, NEAR_BAND, TRUNCATION, Primitive, ShapeSampler, box, cylinder, shapes  # noqa: E402
+from export.config import Config, ModelConfig
+from export.curves import seed_sequence
+from export.evaluate_volume import KnnPosterior, chamfer, evaluate_volumes, gauss_mix_nll, iou, mesh_vertices
+from export.model import PixelTransformer
+from export.shapes import EXTENT, NEAR_BAND, TRUNCATION, Primitive, ShapeSampler, box, cylinder, shapes
 
 
 def brute_box_sdf(p, center, half):

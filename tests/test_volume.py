@@ -229,7 +229,8 @@ def test_sdf_grid_input_is_observed_on_its_cells(tmp_path):
         d = np.linalg.norm(obs.positions - [0.2, 0.0, -0.1], axis=1) - 0.5
         np.testing.assert_allclose(obs.values[:, 0], np.clip(d, -TRUNC, TRUNC), atol=1e-5)
     np.save(tmp_path / "small.npy", sphere_grid((10, 12, 14), (0.2, 0.0, -0.1), 0.5))
-    with pytest.raises(InputError, match=r"10x12x14 grid but model stand-in works on 16x16x16 .*pass --resize"):
+    with pytest.raises(InputError, match=r"a 10x12x14 \(Z x Y x X\) grid but model stand-in works on a 16x16x16 "
+                                         r".*pass --resize"):
         kind.read(MODEL, tmp_path / "small.npy", resize=False)
     obs = kind.observe(kind.read(MODEL, tmp_path / "small.npy", resize=True), 50, seed=0)
     assert obs.truth.shape == (16, 16, 16, 1)
@@ -246,7 +247,9 @@ def test_resample_grid_is_trilinear_at_cell_centres():
     """A linear field stays linear (exact inside the old grid's centres); the same size is unchanged."""
     from pt_plugin.kinds.volume import resample_grid
 
-    field = lambda shape: (grid_positions(*shape) @ np.array([0.3, -0.2, 0.1])).reshape(*shape, 1)
+    def field(shape):
+        return (grid_positions(*shape) @ np.array([0.3, -0.2, 0.1])).reshape(*shape, 1)
+
     src = field((8, 8, 8)).astype(np.float32)
     np.testing.assert_array_equal(resample_grid(src, (8, 8, 8)), src)
     out = resample_grid(src, (4, 4, 4))

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import InputError
-from ..grids import grid_positions
+from ..grids import grid_positions, random_subset
 from ..text import article, plural
 from .pictures import picture_format
 from .plans import plan_paths, plan_scale, write_table
@@ -54,6 +54,7 @@ class Kind:
     takes_points = False     # whether --points (a CSV of observed samples) is an input of this kind
     takes_folders = False    # whether INPUT may be a folder (the frames of a clip)
     writes_out_dir = False   # whether --out-dir is used (each picture, or the meshes)
+    batchable = False        # whether `pt-plugin batch` completes a folder of these (a picture per mean, sample)
 
     def check_input(self, path: Path, points: bool, model_name: str) -> None:
         """Before any work: refuse an input this kind does not read (--points, a folder), saying what it reads."""
@@ -97,10 +98,7 @@ class Kind:
             pos, val = obs.truth_positions, obs.truth_values
         else:
             pos, val = grid_positions(*obs.truth.shape[:-1]), obs.truth.reshape(-1, obs.truth.shape[-1])
-        if not 1 <= k <= len(pos):
-            raise InputError(f"cannot observe {k} samples of a signal of {len(pos)}: choose 1 to {len(pos)}")
-        idx = np.sort(np.random.default_rng(seed).choice(len(pos), size=k, replace=False))
-        obs.positions, obs.values = pos[idx], val[idx]
+        obs.positions, obs.values = random_subset(pos, val, k, seed, f"samples of a signal of {len(pos)}")
         return obs
 
     def check_writer(self) -> None:
@@ -121,6 +119,26 @@ class Kind:
                            plural(num_samples, "sample") if num_samples else "std"])
 
     def read(self, model: "Model", path: Path, resize: bool, background: str = "white") -> Observation:
+        raise NotImplementedError
+
+    def fit_grid(self, model: "Model", path: Path, truth: np.ndarray, resize: bool) -> np.ndarray:
+        """A read signal [*grid, C] on the model's grid: as it is when it fits, resampled (self.resample) with
+        resize (--resize), else an InputError that names both sizes (self.size_words)."""
+        want = tuple(model.grid or ())
+        have = tuple(truth.shape[:len(want)])
+        if not want or have == want:
+            return truth
+        if not resize:
+            raise InputError(f"{path} is {self.size_words(have)} but model {model.meta['name']} works on "
+                             f"{self.size_words(want)}; pass --resize to resample it")
+        return self.resample(truth, want)
+
+    def size_words(self, shape: tuple[int, ...]) -> str:
+        """A grid's size as its error messages say it."""
+        return f"a {'x'.join(map(str, shape))} grid"
+
+    def resample(self, truth: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """truth [*grid, C] resampled onto another grid (fit_grid with resize)."""
         raise NotImplementedError
 
     def write(self, out: Path, obs: Observation, res: Outputs, model: "Model", scale: int,

@@ -40,6 +40,7 @@ class ImageKind(Kind):
     name = "image"
     input_help = f"an image file ({', '.join(IMAGE_SUFFIXES)}, .tif)"
     writes_out_dir = True
+    batchable = True
 
     def check_input(self, path: Path, points: bool, model_name: str) -> None:
         super().check_input(path, points, model_name)
@@ -58,15 +59,15 @@ class ImageKind(Kind):
     def read(self, model: "Model", path: Path, resize: bool, background: str = "white",
              source: str = "") -> Observation:
         """An image file (transparency composited on `background`), resized to the model's grid with resize."""
-        img = read_image(path, model.val_dim, background)
-        grid = model.grid
-        if grid and img.shape[:2] != tuple(grid):
-            if not resize:
-                raise InputError(f"{path} is {img.shape[1]}x{img.shape[0]} pixels but model {model.meta['name']} "
-                                 f"works on {grid[1]}x{grid[0]}; pass --resize to resize it")
-            img = resize_image(img, grid[0], grid[1])
+        img = self.fit_grid(model, path, read_image(path, model.val_dim, background), resize)
         return Observation(np.zeros((0, 2), np.float32), np.zeros((0, model.val_dim), np.float32), img.shape[:2],
                            truth=img, source=source or str(path))
+
+    def size_words(self, shape: tuple[int, ...]) -> str:
+        return f"{shape[1]}x{shape[0]} pixels"
+
+    def resample(self, truth: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        return resize_image(truth, *shape)
 
     def observe_mask(self, obs: Observation, mask_path: Path, resize: bool = False) -> Observation:
         """The pixels where the mask image is white (> 0.5) are observed; with resize, a mask of another

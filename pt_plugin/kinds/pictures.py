@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..images import write_picture
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".gif": "GIF", ".webp": "WEBP", ".bmp": "BMP",
            ".tif": "TIFF", ".tiff": "TIFF"}
@@ -22,17 +23,4 @@ def picture_format(path: Path) -> str:
 def save_picture(path: Path, pixels: np.ndarray) -> Path:
     """Write a uint8 [H, W(, 3)] array (or floats in [0, 1]) in the format of path's suffix, under a temporary
     name moved into place (pt_plugin.files.atomic); folders are made."""
-    from PIL import Image
-
-    from ..files import atomic
-
-    path = Path(path)
-    fmt = picture_format(path)
-    arr = np.asarray(pixels)
-    if arr.dtype != np.uint8:
-        arr = (np.clip(arr, 0, 1) * 255 + 0.5).astype(np.uint8)
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    with atomic(path) as tmp:
-        Image.fromarray(arr).save(tmp, format=fmt)
-    return path
+    return write_picture(path, pixels, picture_format(path))

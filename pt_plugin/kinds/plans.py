@@ -135,7 +135,7 @@ def slice_panels(std: np.ndarray, cells: np.ndarray, observed: np.ndarray, scale
     """
     top = float(std.max())
     h = std.shape[1]
-    fix = (lambda r: h - 1 - r) if flip else (lambda r: r)  # noqa: E731
+    fix = (lambda r: h - 1 - r) if flip else (lambda r: r)
     panels = []
     for a in np.unique(cells[:, 0]):
         picks = [(fix(int(r)), int(c), n + 1) for n, (s, r, c) in enumerate(cells) if s == a]

@@ -1,4 +1,5 @@
-"""Videos (x, y, t) -> gray or RGB: read a GIF or a folder of frames, write an animation and a frame strip (paper Fig. 10)."""
+"""Videos (x, y, t) -> gray or RGB: read a GIF or a folder of frames, write an animation and a frame strip
+(paper Fig. 10)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -69,16 +70,18 @@ class VideoKind(Kind):
             raise InputError(f"a video is written as an animation: give --out NAME.gif (or .png / .webp), not {out}")
 
     def read(self, model: "Model", path: Path, resize: bool, background: str = "white") -> Observation:
-        clip = read_frames(path, model.val_dim, background)
-        want = model.grid
-        if want and clip.shape[:3] != tuple(want):
-            if not resize:
-                raise InputError(f"{path} is {_frames(*clip.shape[:3])} but model {model.meta['name']} works on "
-                                 f"{_frames(*want)}; pass --resize to resample it")
-            pick = np.minimum((np.arange(want[0]) + 0.5) * clip.shape[0] // want[0], clip.shape[0] - 1).astype(int)
-            clip = np.stack([resize_image(clip[t], want[1], want[2]) for t in pick])
+        clip = self.fit_grid(model, path, read_frames(path, model.val_dim, background), resize)
         return Observation(np.zeros((0, 3), np.float32), np.zeros((0, model.val_dim), np.float32), clip.shape[:3],
                            truth=clip, source=str(path))
+
+    def size_words(self, shape: tuple[int, ...]) -> str:
+        return _frames(*shape)
+
+    def resample(self, truth: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """The frames nearest in time to the wanted ones (each at (t + 0.5)/T of the clip), resized."""
+        t_len = truth.shape[0]
+        pick = np.minimum((np.arange(shape[0]) + 0.5) * t_len // shape[0], t_len - 1).astype(int)
+        return np.stack([resize_image(truth[t], shape[1], shape[2]) for t in pick])
 
     def panels(self, obs: Observation, res: Outputs) -> list[list[np.ndarray]]:
         """Per frame t: truth | samples observed in frame t | mean | samples (or | std, scaled to its largest

@@ -161,18 +161,17 @@ class VolumeKind(Kind):
         path = Path(path)
         empty = np.zeros((0, 3), np.float32), np.zeros((0, 1), np.float32)
         if path.suffix.lower() in GRID_SUFFIXES:
-            grid = read_grid(path)
-            want = model.grid
-            if want and grid.shape[:3] != tuple(want):
-                if not resize:
-                    raise InputError(f"{path} is a {'x'.join(map(str, grid.shape[:3]))} grid but model "
-                                     f"{model.meta['name']} works on {'x'.join(map(str, want))} (array order Z x Y x "
-                                     "X); pass --resize to resample it")
-                grid = resample_grid(grid, tuple(want))
+            grid = self.fit_grid(model, path, read_grid(path), resize)
             lo, hi = model.value_range
             return Observation(*empty, self.default_shape(model), truth=np.clip(grid, lo, hi), source=str(path))
         pos, val = read_samples(path, column_names(model, ("x", "y", "z", "sdf")), 3, model.value_range)
         return Observation(pos, val, self.default_shape(model), source=str(path))
+
+    def size_words(self, shape: tuple[int, ...]) -> str:
+        return f"a {'x'.join(map(str, shape))} (Z x Y x X) grid"
+
+    def resample(self, truth: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        return resample_grid(truth, shape)
 
     def caption(self, obs: Observation, num_samples: int) -> str:
         known = obs.truth is not None
