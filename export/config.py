@@ -102,7 +102,7 @@ class TrainConfig:
     max_minutes: float = 0.0      # stop (with a checkpoint) after this wall time; 0 = no limit
     precision: str = "auto"       # auto | fp32 | bf16 (export.precision): auto = bf16 where the device has it natively
     attention: str = "auto"       # auto | folded | fused (F.scaled_dot_product_attention) in training; exports are
-    #   always folded. auto: fused in fp32 and on CUDA, folded for bf16 on a CPU (export.precision.fused_attention)
+    #   always folded. auto: fused on CUDA; on a CPU from the key count where it pays (precision.FUSE_FROM_CPU)
     compile: bool = False         # torch.compile the model (dynamic shapes; a compile of ~1 minute first)
 
 

@@ -107,7 +107,8 @@ class Attention(nn.Module):
         self.proj = nn.Linear(d, d)
         self.drop = nn.Dropout(dropout)
         self.frozen: tuple[torch.Tensor, ...] | None = None  # set by frozen_for_export; not in the state_dict
-        self.fused = False  # fused_forward (training: PixelTransformer.fuse_attention), never in an export
+        self.fuse_from: int | None = None  # fused_forward from this many keys on (training only:
+        #   PixelTransformer.fuse_attention); None: never. Exports always take the folded path
 
     def projections(self) -> tuple[torch.Tensor, ...]:
         """(wq, bq): weight [H·(dh+1), d] and bias giving [q / √dh, 1] per head in one projection."""
@@ -132,7 +133,7 @@ class Attention(nn.Module):
         return q1 @ k_t1, v
 
     def forward(self, x: torch.Tensor, mem: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        if self.fused and self.frozen is None:
+        if self.fuse_from is not None and self.frozen is None and mem.shape[1] >= self.fuse_from:
             return self.fused_forward(x, mem, bias)
         scores, v = self.scores_and_values(x, mem, bias)
         att = self.drop(torch.softmax(scores, dim=-1))
@@ -309,12 +310,13 @@ class PixelTransformer(nn.Module):
             nn.init.normal_(m.weight, std=std or m.in_features ** -0.5)
             nn.init.zeros_(m.bias)
 
-    def fuse_attention(self, on: bool = True) -> "PixelTransformer":
-        """Train through F.scaled_dot_product_attention (Attention.fused_forward); exports always use the folded
-        formulation (frozen_for_export), which has the same weights and outputs."""
+    def fuse_attention(self, from_keys: int | None = 0) -> "PixelTransformer":
+        """Train through F.scaled_dot_product_attention (Attention.fused_forward) wherever a layer attends to at
+        least `from_keys` keys (0: always; None: never). Exports always use the folded formulation
+        (frozen_for_export), which has the same weights and outputs."""
         for m in self.modules():
             if isinstance(m, Attention):
-                m.fused = on
+                m.fuse_from = from_keys
         return self
 
     def forward(self, sample_pos, sample_val, sample_mask, query_pos) -> "Mixture":

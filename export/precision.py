@@ -60,15 +60,27 @@ def choose(requested: str, device: torch.device) -> tuple[str, str]:
     return ("bf16", f"auto: {why}") if ok else ("fp32", f"auto: {why}")
 
 
-def fused_attention(attention: str, precision: str, device: torch.device) -> bool:
-    """Whether training runs attention through F.scaled_dot_product_attention. auto: yes in fp32 (1.0–1.4× the
-    folded step on a CPU) and on CUDA; no for bf16 on a CPU, where torch's fused bf16 kernel measured 0.4–1.0× the
-    folded bf16 step (benchmarks/train_throughput.py, docs/benchmarks/train_throughput.md)."""
+# From how many keys on the fused attention beats the folded one in a training step on a CPU
+# (benchmarks/train_throughput.py, docs/benchmarks/train_throughput.md): fp32 0.86–0.94× at 20–64 keys,
+# 1.08× at 181, 1.2–2.0× from 400; bf16 0.5–0.65× up to 400 keys, 1.05–1.2× from 800.
+FUSE_FROM_CPU = {"fp32": 128, "bf16": 640}
+
+
+def fused_attention(attention: str, precision: str, device: torch.device) -> int | None:
+    """From how many keys on training runs attention through F.scaled_dot_product_attention (0: always, None:
+    never; both forms give the same outputs). auto: always on CUDA; on a CPU from FUSE_FROM_CPU[precision]."""
     if attention not in ATTENTION:
         raise PrecisionError(f"attention must be one of {', '.join(ATTENTION)}; got {attention!r}")
     if attention != "auto":
-        return attention == "fused"
-    return device.type == "cuda" or precision == "fp32"
+        return 0 if attention == "fused" else None
+    return 0 if device.type == "cuda" else FUSE_FROM_CPU[precision]
+
+
+def describe_attention(fuse_from: int | None) -> str:
+    """The log's words for fused_attention's answer."""
+    if fuse_from is None:
+        return "folded attention"
+    return "fused attention" if fuse_from == 0 else f"folded attention below {fuse_from} keys, fused from there"
 
 
 def autocast(precision: str, device: torch.device):

@@ -210,8 +210,8 @@ def main(argv=None) -> int:
     torch.manual_seed(tc.seed + rank)
     log = (lambda *a: print(*a, flush=True)) if rank == 0 else (lambda *a: None)
     prec, why = precision.choose(tc.precision, device)
-    fused = precision.fused_attention(tc.attention, prec, device)
-    log(f"precision {prec} ({why}), {'fused' if fused else 'folded'} attention")
+    fuse_from = precision.fused_attention(tc.attention, prec, device)
+    log(f"precision {prec} ({why}), {precision.describe_attention(fuse_from)}")
 
     try:
         make_sampler, val, what = data_sources(cfg, rank)
@@ -220,7 +220,7 @@ def main(argv=None) -> int:
         return 2
     out = Path(tc.out)
     out.mkdir(parents=True, exist_ok=True)
-    model = PixelTransformer(cfg.model).to(device).fuse_attention(fused)
+    model = PixelTransformer(cfg.model).to(device).fuse_attention(fuse_from)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     step, history, minutes_before, lineage = 0, [], 0.0, []
     if args.resume and (out / "last.pt").is_file():

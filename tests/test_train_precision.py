@@ -45,11 +45,12 @@ def test_explicit_precisions_are_kept_and_emulated_bf16_is_flagged(monkeypatch):
         precision.choose("fp16", CPU)
 
 
-def test_attention_auto_is_folded_for_bf16_on_a_cpu_and_fused_otherwise():
-    assert precision.fused_attention("auto", "bf16", CPU) is False
-    assert precision.fused_attention("auto", "fp32", CPU) is True
-    assert precision.fused_attention("folded", "fp32", CPU) is False
-    assert precision.fused_attention("fused", "bf16", CPU) is True
+def test_attention_auto_fuses_from_the_measured_key_count_on_a_cpu():
+    assert precision.fused_attention("auto", "bf16", CPU) == precision.FUSE_FROM_CPU["bf16"] > 0
+    assert precision.fused_attention("auto", "fp32", CPU) == precision.FUSE_FROM_CPU["fp32"] > 0
+    assert precision.fused_attention("folded", "fp32", CPU) is None
+    assert precision.fused_attention("fused", "bf16", CPU) == 0
+    assert precision.describe_attention(640) == "folded attention below 640 keys, fused from there"
     with pytest.raises(precision.PrecisionError, match="one of auto, folded, fused"):
         precision.fused_attention("flash", "bf16", CPU)
 
@@ -87,7 +88,7 @@ def test_a_bad_precision_in_a_config_file_is_refused(tmp_path, capsys):
 @pytest.mark.parametrize("fused", [False, True])
 def test_islands_stay_float32_under_bf16_autocast(fused):
     """Fourier features, value embedding and output head run in float32; the blocks really run in bf16."""
-    model = tiny_model().fuse_attention(fused)
+    model = tiny_model().fuse_attention(0 if fused else None)
     seen: dict[str, torch.dtype] = {}
 
     def record(name):
@@ -120,7 +121,7 @@ def test_fused_attention_equals_the_folded_one(normalize):
     spos, sval, mask, qpos, qval = batch(k=33, q=17)
     outs, grads = [], []
     for fused in (False, True):
-        model = tiny_model(normalize_values=normalize).fuse_attention(fused)
+        model = tiny_model(normalize_values=normalize).fuse_attention(0 if fused else None)
         loss = model(spos, sval, mask, qpos).loss(qval, 0.1).mean()
         loss.backward()
         outs.append(loss.detach())
@@ -129,10 +130,22 @@ def test_fused_attention_equals_the_folded_one(normalize):
     assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-6)
 
 
+def test_attention_is_fused_only_from_the_threshold_on():
+    model = tiny_model().fuse_attention(21)
+    att = model.encoder.blocks[0].att
+    calls = []
+    fused = att.fused_forward
+    att.fused_forward = lambda *a: calls.append(a[1].shape[1]) or fused(*a)
+    for k in (20, 21, 30):
+        spos, sval, mask, qpos, _ = batch(k=k)
+        model(spos, sval, mask, qpos)
+    assert calls == [21, 30]
+
+
 def test_an_export_never_uses_the_fused_attention():
     from export.model import frozen_for_export
 
-    model = tiny_model().fuse_attention(True)
+    model = tiny_model().fuse_attention(0)
     att = model.decoder.blocks[0].att
     calls = []
     att.fused_forward = lambda *a: calls.append(a)  # would be called by a fused forward
@@ -143,7 +156,7 @@ def test_an_export_never_uses_the_fused_attention():
 
 @pytest.mark.parametrize("fused", [False, True])
 def test_bf16_training_steps_lower_a_finite_loss(fused):
-    model = tiny_model().fuse_attention(fused)
+    model = tiny_model().fuse_attention(0 if fused else None)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     spos, sval, mask, qpos, qval = batch(b=4, k=24, q=32)
     losses = []
