@@ -4,40 +4,20 @@ where what a terminal user sees matters."""
 from __future__ import annotations
 
 import csv
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 import pt_plugin
+from cli_helpers import cli, refused
 from pt_plugin import cost
-from pt_plugin.cli import main
 from pt_plugin.kinds import kind_for
 
 EXE = shutil.which("pt-plugin")
-
-
-def cli(*args, cwd: Path | None = None, env: dict | None = None):
-    """Run `pt-plugin ARGS` in-process in cwd; the click Result."""
-    old = os.getcwd()
-    try:
-        if cwd is not None:
-            os.chdir(cwd)
-        return CliRunner().invoke(main, [str(a) for a in args], env=env, catch_exceptions=False)
-    finally:
-        os.chdir(old)
-
-
-def refused(result, *needles: str) -> None:
-    assert result.exit_code != 0, result.output
-    assert "Traceback" not in result.output
-    for needle in needles:
-        assert needle in result.output, result.output
 
 
 def table(path: Path) -> tuple[list[str], list[dict[str, str]]]:

@@ -18,12 +18,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 import pt_plugin
+from cli_helpers import cli, refused
 from pt_plugin import InputError
 from pt_plugin.cli import main
 from pt_plugin.kinds import Observation, Outputs
@@ -39,25 +39,6 @@ EXE = shutil.which("pt-plugin")
 def models():
     """The bundled models this file uses, loaded once."""
     return {name: pt_plugin.load(name, device="cpu") for name in ("fashion-mnist", "emoji", "gp-curves")}
-
-
-def cli(*args, cwd: Path | None = None, env: dict | None = None):
-    """Run `pt-plugin ARGS` in-process (stderr is not a terminal here) in cwd; the click Result."""
-    old = os.getcwd()
-    try:
-        if cwd is not None:
-            os.chdir(cwd)
-        return CliRunner().invoke(main, [str(a) for a in args], env=env, catch_exceptions=False)
-    finally:
-        os.chdir(old)
-
-
-def refused(result, *needles: str) -> None:
-    """A one-line refusal that names each needle, with no traceback."""
-    assert result.exit_code != 0, result.output
-    assert "Traceback" not in result.output
-    for needle in needles:
-        assert needle in result.output, result.output
 
 
 def garment(path: Path, size: int = 28) -> Path:
