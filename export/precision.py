@@ -61,8 +61,8 @@ def choose(requested: str, device: torch.device) -> tuple[str, str]:
 
 
 # From how many keys on the fused attention beats the folded one in a training step on a CPU
-# (benchmarks/train_throughput.py, docs/benchmarks/train_throughput.md): fp32 0.86–0.94× at 20–64 keys,
-# 1.08× at 181, 1.2–2.0× from 400; bf16 0.5–0.65× up to 400 keys, 1.05–1.2× from 800.
+# (benchmarks/train_throughput.py, docs/benchmarks/train_throughput.md): fp32 0.86–1.03× at 4–64 keys,
+# 1.08× at 181, 1.2–2.0× from 400; bf16 0.4–0.7× up to 400 keys, 1.03–1.2× from 800.
 FUSE_FROM_CPU = {"fp32": 128, "bf16": 640}
 
 
