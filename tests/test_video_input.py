@@ -55,6 +55,19 @@ def test_a_gif_is_read_frame_by_frame(model, clip, tmp_path):
     np.testing.assert_allclose(obs.truth, clip, atol=EIGHT_BITS)
 
 
+def test_identical_consecutive_frames_read_back_as_written(model, tmp_path):
+    """A GIF writer merges identical consecutive frames into one shown longer; reading counts it again."""
+    with np.load(model.path / "demo.npz") as d:
+        frames = d["truth"].copy()
+    frames[2] = frames[3] = frames[4] = frames[1]  # a still stretch of four frames
+    path = write_gif(tmp_path / "still.gif", frames)
+    with Image.open(path) as im:
+        assert sum(1 for _ in ImageSequence.Iterator(im)) < 8  # the writer did merge them
+    obs = VideoKind().read(model, path, resize=False)
+    assert obs.truth.shape == (8, 32, 32, 1)
+    np.testing.assert_allclose(obs.truth, frames, atol=EIGHT_BITS)
+
+
 def test_a_frame_folder_is_read_in_name_order(model, clip, tmp_path):
     obs = VideoKind().read(model, write_frames(tmp_path / "frames", clip[::-1]), resize=False)
     np.testing.assert_allclose(obs.truth, clip[::-1], atol=EIGHT_BITS)

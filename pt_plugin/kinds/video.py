@@ -22,9 +22,21 @@ if TYPE_CHECKING:
     from ..model import Model
 
 
+def held_frames(frames: list, durations: list[float]) -> list:
+    """Each frame as many times as it is shown for multiples of the shortest duration. GIF writers (Pillow
+    among them) merge identical consecutive frames into one frame shown longer: without this a static stretch
+    of a clip would read back with fewer frames than were written. Frames without a duration count once."""
+    shown = [d for d in durations if d and d > 0]
+    if not shown:
+        return frames
+    base = min(shown)
+    return [f for f, d in zip(frames, durations) for _ in range(max(1, round(d / base)) if d and d > 0 else 1)]
+
+
 def read_frames(path: Path, channels: int, background: str = "white") -> np.ndarray:
     """[T, H, W, C] in [0, 1] from an animated GIF/PNG/WebP or a folder of frame images (sorted by name);
-    transparency is composited on `background`."""
+    transparency is composited on `background`; a frame shown k times as long as the shortest counts k times
+    (held_frames)."""
     from PIL import Image, ImageSequence, UnidentifiedImageError
 
     path = Path(path)
@@ -36,8 +48,12 @@ def read_frames(path: Path, channels: int, background: str = "white") -> np.ndar
     elif path.is_file():
         try:
             with Image.open(path) as im:
-                frames = [np.asarray(composite(f.copy(), background).convert("L" if channels == 1 else "RGB"),
-                                     np.float32) / 255 for f in ImageSequence.Iterator(im)]
+                frames, durations = [], []
+                for f in ImageSequence.Iterator(im):
+                    durations.append(f.info.get("duration") or 0)
+                    frames.append(np.asarray(composite(f.copy(), background).convert("L" if channels == 1 else "RGB"),
+                                             np.float32) / 255)
+            frames = held_frames(frames, durations)
         except (UnidentifiedImageError, OSError) as e:
             raise InputError(f"{path} is not a readable animation ({e})") from None
         frames = [f[..., None] if f.ndim == 2 else f for f in frames]
