@@ -8,11 +8,8 @@ from typing import Any
 import torch
 
 from .config import Config
+from .errors import ExportError  # raised here, imported from here by callers
 from .model import PixelTransformer
-
-
-class ExportError(RuntimeError):
-    """The export could not be written or did not match torch."""
 
 
 def load_checkpoint(path: str | Path) -> tuple[PixelTransformer, dict[str, Any]]:

@@ -11,9 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
-class ConfigError(ValueError):
-    """A configuration that cannot work, found before any training starts."""
+from .errors import ConfigError  # raised here, imported from here by callers
 
 
 @dataclass

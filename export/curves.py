@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .errors import ConfigError
+
 NOISE_STD = 0.05
 POLY_DEGREE = 6
 GP_LENGTHSCALE = 0.25
@@ -61,7 +63,7 @@ FAMILIES = {
 
 def family(name: str) -> CurveFamily:
     if name not in FAMILIES:
-        raise ValueError(f"unknown curve family {name!r}; expected one of {', '.join(FAMILIES)}")
+        raise ConfigError(f"unknown curve family {name!r}; expected one of {', '.join(FAMILIES)}")
     return FAMILIES[name]
 
 
@@ -76,7 +78,7 @@ class CurveSampler:
     def __init__(self, fam: CurveFamily, min_samples: int, max_samples: int, num_queries: int, batch_size: int,
                  seed: np.random.SeedSequence):
         if not 1 <= min_samples <= max_samples:
-            raise ValueError(f"need 1 <= min_samples <= max_samples, got {min_samples}, {max_samples}")
+            raise ConfigError(f"need 1 <= min_samples <= max_samples, got {min_samples}, {max_samples}")
         self.fam, self.kmin, self.kmax, self.nq, self.bs = fam, min_samples, max_samples, num_queries, batch_size
         self.rng = np.random.default_rng(seed)
 

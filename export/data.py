@@ -21,7 +21,7 @@ from pt_plugin.errors import InputError
 from pt_plugin.images import IMAGE_SUFFIXES, read_image, resize_image
 from pt_plugin.images import grid_positions as pixel_centers  # noqa: F401 - one definition of the pixel grid
 
-from .errors import DataError  # raised here, imported from here by callers
+from .errors import DataError, UsageError, reports_errors  # DataError: raised here, imported from here by callers
 
 FASHION_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -193,14 +193,15 @@ class SetSampler:
         return spos, sval, mask, qpos, qval
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     """`python -m export.data RECIPE ...`: build a data set on disk (recipes: emoji)."""
     import sys
 
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in ("emoji",):
-        print("usage: python -m export.data emoji --out DIR [--size 32] [--packages DIR]", file=sys.stderr)
-        return 2
+        raise UsageError(f"no such recipe {argv[0] if argv else ''!r}; "
+                         "expected: python -m export.data emoji --out DIR [--size 32] [--packages DIR]")
     from .emoji import main as emoji_main  # imported when asked for: it needs npm
 
     return emoji_main(argv[1:])

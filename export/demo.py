@@ -21,9 +21,10 @@ import numpy as np
 from pt_plugin.grids import grid_positions
 from pt_plugin.images import read_image
 
-from .checkpoint import ExportError, load_checkpoint
+from .checkpoint import load_checkpoint
 from .curves import FAMILIES, family, seed_sequence
-from .data import DataError, load_dataset
+from .data import load_dataset
+from .errors import reports_errors
 
 CURVE_POINTS = 200
 SHAPE_GRID = 32      # the shape demo's truth grid (each axis)
@@ -64,6 +65,7 @@ def write_demo(out: Path, arrays: dict[str, np.ndarray]) -> Path:
     return path
 
 
+@reports_errors
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m export.demo", description=__doc__.splitlines()[0])
     p.add_argument("checkpoint")
@@ -71,12 +73,8 @@ def main(argv=None) -> int:
     p.add_argument("--image", help="an image file to use as the demo (images)")
     p.add_argument("--seed", type=int, default=0, help="which held-out signal")
     a = p.parse_args(argv)
-    try:
-        _, ck = load_checkpoint(a.checkpoint)
-        path = write_demo(Path(a.out), demo_arrays(ck, a.image, a.seed))
-    except (ExportError, DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    _, ck = load_checkpoint(a.checkpoint)
+    path = write_demo(Path(a.out), demo_arrays(ck, a.image, a.seed))
     print(f"wrote {path}")
     return 0
 

@@ -18,9 +18,9 @@ import sys
 
 import torch
 
-from .checkpoint import ExportError, load_checkpoint
+from .checkpoint import load_checkpoint
 from .config import Config
-from .data import DataError
+from .errors import reports_errors
 from .model import Mixture, PixelTransformer, key_bias
 
 
@@ -65,6 +65,7 @@ def own_key_weight(model: PixelTransformer, batches: list) -> dict[str, list[flo
     return {"own_key": [] if per_head is None else (per_head / n).tolist(), "uniform": uniform / n}
 
 
+@reports_errors
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m export.diagnose", description=__doc__.splitlines()[0])
     p.add_argument("checkpoints", nargs="+")
@@ -73,12 +74,8 @@ def main(argv=None) -> int:
     from .train import data_sources  # heavy: only when run
 
     for path in a.checkpoints:
-        try:
-            model, ck = load_checkpoint(path)
-            _, val, _ = data_sources(Config.from_dict(ck["config"]), 0)
-        except (DataError, ExportError, FileNotFoundError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+        model, ck = load_checkpoint(path)
+        _, val, _ = data_sources(Config.from_dict(ck["config"]), 0)
         r = conditioning_gain(model, val[:a.batches])
         w = own_key_weight(model, val[:a.batches])
         print(f"{path} (step {ck.get('step')}): val log-lik with S {r['with_s']:.3f}, with shuffled S "

@@ -12,7 +12,6 @@ import hashlib
 import json
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
@@ -23,7 +22,7 @@ import numpy as np
 from pt_plugin.errors import InputError
 from pt_plugin.images import read_image, write_png
 
-from .errors import DataError
+from .errors import DataError, UsageError, reports_errors
 
 VERSION = "16.0.0"
 # vendor -> (npm package, licence of its images, attribution)
@@ -144,6 +143,7 @@ def build(out: Path, size: int = 32, packages_dir: Path | None = None) -> dict:
     return manifest
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m export.data emoji", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="folder for train/, test/, LICENSES.md, manifest.json")
@@ -151,13 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--packages", help="folder holding the packed .tgz files (else npm pack into a temp folder)")
     args = p.parse_args(argv)
     if not 1 <= args.size <= 64:
-        print(f"error: --size must be in 1..64 (the sources are 64x64), got {args.size}", file=sys.stderr)
-        return 2
-    try:
-        m = build(Path(args.out), args.size, Path(args.packages) if args.packages else None)
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--size must be in 1..64 (the sources are 64x64), got {args.size}")
+    m = build(Path(args.out), args.size, Path(args.packages) if args.packages else None)
     c = m["counts"]
     print(f"wrote {c['train']['total']} train and {c['test']['total']} test images of {args.size}x{args.size} "
           f"into {args.out} in {m['seconds']} s")

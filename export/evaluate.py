@@ -34,9 +34,10 @@ import numpy as np
 import torch
 
 from .baselines import DEFAULT_RIDGE, ConditionalGaussian, linear_fill, nearest_fill
-from .checkpoint import ExportError, load_checkpoint
+from .checkpoint import load_checkpoint
 from .curves import FAMILIES
-from .data import DataError, load_idx_images, pixel_centers
+from .data import load_idx_images, pixel_centers
+from .errors import UsageError, int_list, reports_errors
 from .evaluate_curves import evaluate_curves
 from .evaluate_curves import markdown as curves_markdown
 from .evaluate_volume import evaluate_volumes
@@ -89,7 +90,7 @@ def evaluate(checkpoint_path: str | Path, out: str | Path = "runs/eval", images:
     d = h * w
     bad = [s for s in sizes if not 1 <= s <= d]
     if bad:
-        raise ValueError(f"sizes {bad} outside 1..{d}")
+        raise UsageError(f"--sizes {bad} outside 1..{d}: expected set sizes between 1 and the {d} pixels")
     centers = torch.from_numpy(pixel_centers(h, w))
     t0 = time.time()
     train = load_idx_images(data_dir, "train")[..., 0].reshape(-1, d)
@@ -160,6 +161,7 @@ def summary(report: dict) -> dict:
             "sizes": sizes}
 
 
+@reports_errors
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m export.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("checkpoint")
@@ -188,46 +190,42 @@ def main(argv=None) -> int:
     p.add_argument("--clips", type=int, default=64, help="video models: evaluation clips per |S|")
     p.add_argument("--bank", type=int, default=2000, help="shape models: training shapes of the kNN posterior")
     a = p.parse_args(argv)
-    try:
-        model, ck = load_checkpoint(a.checkpoint)
-        if ck["config"]["train"].get("data") in FAMILIES:  # a curve model: held against the exact posterior
-            sizes = tuple(int(s) for s in a.sizes.split(",")) if a.sizes != DEFAULT_SIZES else None
-            res = evaluate_curves(a.checkpoint, a.out, a.curves, sizes=sizes, seed=a.seed,
-                                  joint_sets=a.joint_sets, joint_samples=a.joint_samples, threads=a.threads)
-            print(curves_markdown(res), end="")
-            return 0
-        if ck["config"]["train"].get("data") == "shapes":  # an SDF model: meshes, occupancy and 3-D baselines
-            sizes = tuple(int(s) for s in a.sizes.split(",")) if a.sizes != DEFAULT_SIZES else None
-            res = evaluate_volumes(a.checkpoint, a.out, a.shapes, sizes=sizes, seed=a.seed, bank=a.bank,
-                                   threads=a.threads)
-            print(volumes_markdown(res), end="")
-            return 0
-        if ck["config"]["train"].get("data") == "moving-fashion":  # a video model: clips and 3-D baselines
-            from .evaluate_video import evaluate_video
-            from .evaluate_video import markdown as video_markdown
+    model, ck = load_checkpoint(a.checkpoint)
+    if ck["config"]["train"].get("data") in FAMILIES:  # a curve model: held against the exact posterior
+        sizes = tuple(int_list(a.sizes, "--sizes")) if a.sizes != DEFAULT_SIZES else None
+        res = evaluate_curves(a.checkpoint, a.out, a.curves, sizes=sizes, seed=a.seed,
+                              joint_sets=a.joint_sets, joint_samples=a.joint_samples, threads=a.threads)
+        print(curves_markdown(res), end="")
+        return 0
+    if ck["config"]["train"].get("data") == "shapes":  # an SDF model: meshes, occupancy and 3-D baselines
+        sizes = tuple(int_list(a.sizes, "--sizes")) if a.sizes != DEFAULT_SIZES else None
+        res = evaluate_volumes(a.checkpoint, a.out, a.shapes, sizes=sizes, seed=a.seed, bank=a.bank,
+                               threads=a.threads)
+        print(volumes_markdown(res), end="")
+        return 0
+    if ck["config"]["train"].get("data") == "moving-fashion":  # a video model: clips and 3-D baselines
+        from .evaluate_video import evaluate_video
+        from .evaluate_video import markdown as video_markdown
 
-            sizes = tuple(int(s) for s in a.sizes.split(",")) if a.sizes != DEFAULT_SIZES else None
-            res = evaluate_video(a.checkpoint, a.out, a.clips, **({"sizes": sizes} if sizes else {}), seed=a.seed,
-                                 samples=a.samples, sample_clips=a.sample_images, gauss_train=a.gauss_train or 10000,
-                                 threads=a.threads)
-            print(video_markdown(res), end="")
-            return 0
-        sizes = tuple(int(s) for s in a.sizes.split(",") if s.strip())
-        if model.cfg.val_dim == 3:  # an RGB image model: its folder's test split, the kNN posterior as well
-            from .evaluate_rgb import SIZES, evaluate_rgb
-            from .evaluate_rgb import markdown as rgb_markdown
+        sizes = tuple(int_list(a.sizes, "--sizes")) if a.sizes != DEFAULT_SIZES else None
+        res = evaluate_video(a.checkpoint, a.out, a.clips, **({"sizes": sizes} if sizes else {}), seed=a.seed,
+                             samples=a.samples, sample_clips=a.sample_images, gauss_train=a.gauss_train or 10000,
+                             threads=a.threads)
+        print(video_markdown(res), end="")
+        return 0
+    sizes = tuple(int_list(a.sizes, "--sizes"))
+    if model.cfg.val_dim == 3:  # an RGB image model: its folder's test split, the kNN posterior as well
+        from .evaluate_rgb import SIZES, evaluate_rgb
+        from .evaluate_rgb import markdown as rgb_markdown
 
-            res = evaluate_rgb(a.checkpoint, a.out, a.images, SIZES if a.sizes == DEFAULT_SIZES else sizes, a.seed,
-                               a.samples, a.sample_images, a.ar_frac, a.data_dir, a.batch_size or 4, a.ridge,
-                               a.gauss_train, a.tune_images, threads=a.threads)
-            print(rgb_markdown(res), end="")
-            return 0
-        res = evaluate(a.checkpoint, a.out, a.images, sizes, a.seed, a.samples, a.sample_images, a.ar_frac,
-                       a.data_dir or DATA_DIR, a.batch_size or 32, DEFAULT_RIDGE if a.ridge is None else a.ridge,
-                       a.gauss_train, threads=a.threads)
-    except (DataError, ExportError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        res = evaluate_rgb(a.checkpoint, a.out, a.images, SIZES if a.sizes == DEFAULT_SIZES else sizes, a.seed,
+                           a.samples, a.sample_images, a.ar_frac, a.data_dir, a.batch_size or 4, a.ridge,
+                           a.gauss_train, a.tune_images, threads=a.threads)
+        print(rgb_markdown(res), end="")
+        return 0
+    res = evaluate(a.checkpoint, a.out, a.images, sizes, a.seed, a.samples, a.sample_images, a.ar_frac,
+                   a.data_dir or DATA_DIR, a.batch_size or 32, DEFAULT_RIDGE if a.ridge is None else a.ridge,
+                   a.gauss_train, threads=a.threads)
     print(markdown(res), end="")
     return 0
 

@@ -27,6 +27,7 @@ import pt_plugin
 from pt_plugin.acquisition import acquire
 
 from .acquisition_report import markdown, plan_picture
+from .errors import reports_errors
 
 DATA_DIR = "/usr/share/datasets/fashion-mnist"
 IMAGE_START, IMAGE_SIZES = 16, (32, 64, 128)
@@ -174,6 +175,7 @@ def evaluate_curves(model, curves: int, methods, seed: int, log: Callable[[str],
 
 # ------------------------------------------------------------------------------------ main
 
+@reports_errors
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m export.evaluate_acquisition", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="docs/acquisition")

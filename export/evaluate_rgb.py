@@ -39,6 +39,7 @@ from .checkpoint import load_checkpoint, total_steps
 from .compose import observed_picture, plot_rows, write_composition
 from .data import image_files, load_image_folder, pixel_centers
 from .emoji import PACKAGES, split_key
+from .errors import DataError, UsageError
 from .image_eval import (
     fill,
     finite_or_none,
@@ -71,7 +72,7 @@ def data_folder(config: dict, data_dir: str | Path | None) -> Path:
     spec = config["train"].get("data") or ""
     kind, _, where = spec.partition(":")
     if kind != "folder" or Path(where).name != "train":
-        raise ValueError(f"the checkpoint was trained on {spec!r}, not folder:DIR/train: "
+        raise UsageError(f"the checkpoint was trained on {spec!r}, not folder:DIR/train: "
                          "pass --data-dir DIR (a folder with train/ and test/)")
     return Path(where).parent
 
@@ -226,23 +227,24 @@ def evaluate_rgb(checkpoint_path: str | Path, out: str | Path = "runs/eval", ima
         torch.set_num_threads(threads)
     model, ck = load_checkpoint(checkpoint_path)
     if model.cfg.pos_dim != 2 or model.cfg.val_dim != 3:
-        raise ValueError(f"{checkpoint_path}: needs an RGB image model (pos_dim 2, val_dim 3), "
+        raise UsageError(f"{checkpoint_path}: needs an RGB image model (pos_dim 2, val_dim 3), "
                          f"got pos_dim {model.cfg.pos_dim}, val_dim {model.cfg.val_dim}")
     folder = data_folder(ck["config"], data_dir)
     test, h, w = load_split(folder, "test")
     d = h * w
     if images > len(test):
-        raise ValueError(f"--images {images} exceeds the {len(test)} test images in {folder / 'test'}")
+        raise UsageError(f"--images {images} exceeds the {len(test)} test images in {folder / 'test'}; "
+                         f"expected at most {len(test)}")
     bad = [s for s in sizes if not 1 <= s < d]
     if bad:
-        raise ValueError(f"sizes {bad} outside 1..{d - 1}")
+        raise UsageError(f"--sizes {bad} outside 1..{d - 1}: expected set sizes below the {d} pixels of an image")
     which = np.random.default_rng(seed).permutation(len(test))[:images]  # nested: more images keep the first ones
     imgs = test[which]
 
     tc = ck["config"]["train"]
     all_train, th, tw = load_split(folder, "train")
     if (th, tw) != (h, w):
-        raise ValueError(f"train images are {th}×{tw}, test images {h}×{w}")
+        raise DataError(f"train images are {th}×{tw}, test images {h}×{w}; expected one size in {folder}")
     split = tuning_split(emoji_groups(folder / "train"), tc.get("val_images") or tune_images, tune_images,
                          min((x for x in (tc.get("limit"), train_limit) if x), default=0))
     gauss, knn, tuning = fit_baselines(all_train, split, sizes, seed, ridge, log)

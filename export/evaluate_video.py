@@ -25,6 +25,7 @@ from pt_plugin import grid_positions
 
 from .baselines import DEFAULT_RIDGE, ConditionalGaussian, discretized_gaussian_log_prob, linear_fill
 from .data import load_idx_images
+from .errors import UsageError
 from .image_eval import (
     LN2,
     ar_sample,
@@ -89,7 +90,7 @@ def evaluate_video(checkpoint_path: str | Path, out: str | Path, clips: int = 64
     truth = test_clips(clips, seed, data_dir).reshape(clips, D).astype(np.float64)
     bad = [s for s in sizes if not 1 <= s < D]
     if bad:
-        raise ValueError(f"sizes {bad} outside 1..{D - 1}")
+        raise UsageError(f"--sizes {bad} outside 1..{D - 1}: expected set sizes below the {D} cells of a clip")
     centers = torch.from_numpy(grid_positions(FRAMES, SIZE, SIZE))
     t0 = time.time()
     garments = shrink(load_idx_images(data_dir, "train"))[:-500]  # export.train holds out the last 500

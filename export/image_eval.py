@@ -16,6 +16,7 @@ from pt_plugin.sampling import step_sizes
 
 from .checkpoint import load_checkpoint, total_steps
 from .data import load_idx_images, pixel_centers
+from .errors import UsageError
 from .model import Mixture, PixelTransformer
 
 METHODS = {"model": "PixelTransformer", "cond_gauss": "Cond. Gaussian", "linear": "Linear", "nearest": "Nearest"}
@@ -30,7 +31,7 @@ def load_model(path: str | Path, pos_dim: int = 2) -> tuple[PixelTransformer, in
     model, ck = load_checkpoint(path)
     if model.cfg.pos_dim != pos_dim or model.cfg.val_dim != 1:
         what = "grayscale image" if pos_dim == 2 else f"gray {pos_dim}-D"
-        raise ValueError(f"{path}: evaluation needs a {what} model (pos_dim {pos_dim}, val_dim 1), "
+        raise UsageError(f"{path}: evaluation needs a {what} model (pos_dim {pos_dim}, val_dim 1), "
                          f"got pos_dim {model.cfg.pos_dim}, val_dim {model.cfg.val_dim}")
     return model, total_steps(ck)
 
@@ -39,7 +40,7 @@ def test_images(data_dir: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarra
     """n seeded test images as [n, H*W] float32 values k/255, their test-split indices, H and W."""
     imgs = load_idx_images(data_dir, "test")[..., 0]
     if n > len(imgs):
-        raise ValueError(f"--images {n} exceeds the {len(imgs)} test images")
+        raise UsageError(f"--images {n} exceeds the {len(imgs)} test images; expected at most {len(imgs)}")
     which = np.random.default_rng(seed).permutation(len(imgs))[:n]  # nested: more images keep the first ones
     _, h, w = imgs.shape
     return imgs[which].reshape(n, h * w), which, h, w

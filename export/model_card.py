@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from .errors import DataError, UsageError, reports_errors
 from .image_eval import fmt
 
 BEGIN, END = "<!-- generated: {} -->", "<!-- end generated: {} -->"
@@ -84,7 +85,7 @@ def render(card: str, blocks: dict[str, str]) -> str:
         begin, end = BEGIN.format(name), END.format(name)
         pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
         if not pattern.search(card):
-            raise ValueError(f"the card has no '{begin}' … '{end}' block; add the markers where the "
+            raise UsageError(f"the card has no '{begin}' … '{end}' block; add the markers where the "
                              f"{name} table belongs")
         card = pattern.sub(lambda _, text=f"{begin}\n{body}\n{end}": text, card, count=1)
     return card
@@ -125,6 +126,7 @@ def blocks_for(report: dict, ck: dict[str, Any] | None) -> dict[str, str]:
     return blocks
 
 
+@reports_errors
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m export.model_card", description=__doc__.splitlines()[0])
     p.add_argument("card", help="MODEL_CARD.md to update in place")
@@ -134,12 +136,22 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     try:
         report = json.loads(Path(a.metrics).read_text())
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--metrics {a.metrics}: {e}; expected the metrics.json of export.evaluate") from None
+    try:
         ck = torch.load(a.checkpoint, map_location="cpu", weights_only=False) if a.checkpoint else None
+    except (OSError, ValueError, RuntimeError, EOFError) as e:
+        raise UsageError(f"--checkpoint {a.checkpoint}: {e}; expected a checkpoint of export.train") from None
+    try:
         card = Path(a.card).read_text()
-        new = render(card, blocks_for(report, ck))
-    except (OSError, ValueError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except OSError as e:
+        raise UsageError(f"{a.card}: {e}; expected the MODEL_CARD.md to update") from None
+    try:
+        blocks = blocks_for(report, ck)
+    except (KeyError, TypeError, ValueError) as e:
+        raise DataError(f"{a.metrics} or the checkpoint lacks {e}: expected the metrics.json of python -m "
+                        "export.evaluate and a checkpoint of python -m export.train") from None
+    new = render(card, blocks)
     if a.check:
         if new != card:
             print(f"{a.card} is out of date: run python -m export.model_card without --check", file=sys.stderr)

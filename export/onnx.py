@@ -23,6 +23,7 @@ import torch
 from pt_plugin.metadata import sha256
 
 from .checkpoint import ExportError, load_checkpoint, total_steps  # also re-exported for callers
+from .errors import int_list, reports_errors
 from .evaluate import summary
 from .evaluate_curves import summary as curves_summary
 from .evaluate_rgb import summary as rgb_summary
@@ -244,6 +245,7 @@ def read_metrics(path: Path) -> dict:
     return metrics
 
 
+@reports_errors
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m export.onnx", description=__doc__.splitlines()[0])
     p.add_argument("checkpoint")
@@ -260,30 +262,26 @@ def main(argv=None) -> int:
     p.add_argument("--sizes", default="1,7,64,2048")
     a = p.parse_args(argv)
     out = Path(a.out)
-    try:
-        model, ck = load_checkpoint(a.checkpoint)
-        grid = [int(x) for x in a.grid.split(",")] if a.grid else None
-        metrics = read_metrics(Path(a.metrics)) if a.metrics else None
-        existing = [f for f in EXPORT_FILES if (out / f).exists()]
-        if existing and not a.force:
-            raise ExportError(f"{out} already holds an export ({', '.join(existing)}); pass --force to replace it")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=f".{out.name}-", dir=out.parent) as staging:
-            meta = export(model, ck, Path(staging), a.name or out.name, a.version, grid, metrics, True, a.kind)
-            worst = validate(model, Path(staging), sizes=[int(s) for s in a.sizes.split(",")])
-            ok = worst <= a.tolerance
-            print(f"parity {'OK' if ok else 'FAILED'}: largest difference {worst:.2e} (tolerance {a.tolerance:.0e})")
-            if not ok:
-                print(f"error: nothing written to {out}: the graphs do not compute what the checkpoint does",
-                      file=sys.stderr)
-                return 1
-            out.mkdir(parents=True, exist_ok=True)
-            for f in EXPORT_FILES:  # model.json last: a folder is loadable only once its graphs are in place
-                (Path(staging) / f).replace(out / f)
-        print(f"wrote {out}/encoder.onnx, decoder.onnx, model.json ({meta['parameters']} parameters)")
-    except ExportError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    model, ck = load_checkpoint(a.checkpoint)
+    grid = int_list(a.grid, "--grid") if a.grid else None
+    metrics = read_metrics(Path(a.metrics)) if a.metrics else None
+    existing = [f for f in EXPORT_FILES if (out / f).exists()]
+    if existing and not a.force:
+        raise ExportError(f"{out} already holds an export ({', '.join(existing)}); pass --force to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}-", dir=out.parent) as staging:
+        meta = export(model, ck, Path(staging), a.name or out.name, a.version, grid, metrics, True, a.kind)
+        worst = validate(model, Path(staging), sizes=int_list(a.sizes, "--sizes"))
+        ok = worst <= a.tolerance
+        print(f"parity {'OK' if ok else 'FAILED'}: largest difference {worst:.2e} (tolerance {a.tolerance:.0e})")
+        if not ok:
+            print(f"error: nothing written to {out}: the graphs do not compute what the checkpoint does",
+                  file=sys.stderr)
+            return 1
+        out.mkdir(parents=True, exist_ok=True)
+        for f in EXPORT_FILES:  # model.json last: a folder is loadable only once its graphs are in place
+            (Path(staging) / f).replace(out / f)
+    print(f"wrote {out}/encoder.onnx, decoder.onnx, model.json ({meta['parameters']} parameters)")
     return 0
 
 

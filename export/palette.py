@@ -7,10 +7,11 @@ prints the quantization error of held-out pixels and the fit time for each k.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import numpy as np
+
+from .errors import UsageError, int_list, reports_errors
 
 CHUNK = 8192  # rows per distance block: keeps the [rows, k] matrix small for k = 512
 
@@ -51,7 +52,7 @@ def fit_palette(images: np.ndarray, k: int, seed: int = 0, max_pixels: int = 200
     """
     x = np.asarray(images, np.float64).reshape(-1, np.shape(images)[-1])
     if k < 1 or len(x) < k:
-        raise ValueError(f"need 1 <= k <= number of pixels, got k={k} for {len(x)} pixels")
+        raise UsageError(f"need 1 <= k <= number of pixels, got k={k} for {len(x)} pixels")
     rng = np.random.default_rng(seed)
     if len(x) > max_pixels:
         x = x[np.sort(rng.choice(len(x), max_pixels, replace=False))]
@@ -82,8 +83,9 @@ def quantization_stats(pixels: np.ndarray, centres: np.ndarray, tol: float = 2 /
     return {"mse": float(d2.mean() / x.shape[1]), "within": float(within.mean())}
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
-    from .data import DataError, load_dataset
+    from .data import load_dataset
 
     p = argparse.ArgumentParser(prog="python -m export.palette", description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="training images, e.g. folder:/work/data/emoji/train")
@@ -92,13 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-pixels", type=int, default=200_000)
     args = p.parse_args(argv)
-    try:
-        train, test = load_dataset(args.data, ""), load_dataset(args.test, "")
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    train, test = load_dataset(args.data, ""), load_dataset(args.test, "")
     print(f"train {train.shape}, test {test.shape}; tolerance 2/255 per channel")
-    for k in (int(s) for s in args.k.split(",")):
+    for k in int_list(args.k, "--k"):
         t0 = time.time()
         centres = fit_palette(train, k, args.seed, args.max_pixels)
         sec = time.time() - t0

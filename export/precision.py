@@ -13,12 +13,10 @@ from pathlib import Path
 
 import torch
 
+from .errors import PrecisionError  # raised here, imported from here by callers
+
 PRECISIONS = ("auto", "fp32", "bf16")
 ATTENTION = ("auto", "folded", "fused")
-
-
-class PrecisionError(ValueError):
-    """A precision that is not one of PRECISIONS, or bf16 asked for where it cannot run."""
 
 
 def cpu_flags() -> dict[str, bool]:

@@ -56,6 +56,7 @@ import numpy as np
 from pt_plugin.metadata import sha256
 
 from . import int8_weight_only
+from .errors import UsageError, reports_errors
 from .onnx import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUTS, ENCODER_OUTPUTS, ExportError
 
 VARIANTS = ("int8", "fp16")
@@ -572,6 +573,7 @@ def data_source(spec: str) -> str:
                                      "idx:DIR, folder:DIR or cifar10:DIR")
 
 
+@reports_errors
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m export.quantize", description=__doc__.splitlines()[0])
     p.add_argument("export_dir", help="folder with encoder.onnx, decoder.onnx, model.json (from export.onnx)")
@@ -599,17 +601,12 @@ def main(argv=None) -> int:
     wanted = [v for v in VARIANTS if getattr(a, v)] or list(VARIANTS)
     missing = [f for f in ("encoder.onnx", "decoder.onnx", "model.json") if not (folder / f).is_file()]
     if missing:
-        print(f"error: {folder} is not an export folder: missing {', '.join(missing)} "
-              "(write one with `python -m export.onnx CHECKPOINT --out DIR`)", file=sys.stderr)
-        return 2
+        raise UsageError(f"{folder} is not an export folder: missing {', '.join(missing)} "
+                         "(write one with `python -m export.onnx CHECKPOINT --out DIR`)")
     failed = []
     for precision in wanted:
-        try:
-            ok, entry = make_variant(folder, precision, a.force, a.calibration_data, a.data_dir, a.parity_data,
-                                     a.float_fallback, a.weight_only_fallback)
-        except ExportError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+        ok, entry = make_variant(folder, precision, a.force, a.calibration_data, a.data_dir, a.parity_data,
+                                 a.float_fallback, a.weight_only_fallback)
         if not ok:
             failed.append(precision)
             continue

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from pt_plugin.weights import MODEL_FILES, OPTIONAL_FILES, sha256
 
+from .errors import UsageError, reports_errors
+
 
 def write_registry(root: Path) -> list[str]:
     lines = []
@@ -27,12 +29,12 @@ def write_registry(root: Path) -> list[str]:
     return lines
 
 
+@reports_errors
 def main(argv=None) -> int:
     args = sys.argv[1:] if argv is None else argv
     root = Path(args[0] if args else "weights")
     if not root.is_dir():
-        print(f"error: {root} is not a folder", file=sys.stderr)
-        return 2
+        raise UsageError(f"{root} is not a folder; expected the weights folder (default weights)")
     for line in write_registry(root):
         print(line)
     return 0

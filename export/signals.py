@@ -7,6 +7,7 @@ from typing import Any
 from pt_plugin.signal import KINDS, Signal
 
 from .curves import FAMILIES
+from .errors import UsageError
 
 KIND_OF_DATA = {**{name: "curve" for name in FAMILIES}, "moving-fashion": "video", "shapes": "volume"}
 AXES = {"image": ("x", "y"), "curve": ("x",), "video": ("x", "y", "t"), "volume": ("x", "y", "z")}
@@ -20,10 +21,10 @@ def signal_for(data: str | None, pos_dim: int, val_dim: int, grid: list[int] | N
     by_dims = {1: "curve", 2: "image", 3: "volume"}.get(pos_dim, "image")
     kind = kind or KIND_OF_DATA.get((data or "").partition(":")[0], "image" if data else by_dims)
     if kind not in KINDS:
-        raise ValueError(f"signal kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        raise UsageError(f"signal kind must be one of {', '.join(KINDS)}, got {kind!r}")
     axes = AXES[kind]
     if len(axes) != pos_dim:
-        raise ValueError(f"a {kind} has {len(axes)} position axes ({', '.join(axes)}), the model has pos_dim {pos_dim}")
+        raise UsageError(f"a {kind} has {len(axes)} position axes ({', '.join(axes)}), the model has pos_dim {pos_dim}")
     if kind == "curve":
         channels = ("y",)
     elif kind == "volume":
@@ -31,7 +32,7 @@ def signal_for(data: str | None, pos_dim: int, val_dim: int, grid: list[int] | N
     else:
         channels = {1: ("gray",), 3: ("r", "g", "b")}.get(val_dim, tuple(f"c{i}" for i in range(val_dim)))
     if len(channels) != val_dim:
-        raise ValueError(f"a {kind} model has {len(channels)} value channels, this one val_dim {val_dim}")
+        raise UsageError(f"a {kind} model has {len(channels)} value channels, this one val_dim {val_dim}")
     return Signal(kind, axes, tuple(grid) if grid else None, channels, UNITS[kind], tuple(value_range))
 
 

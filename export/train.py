@@ -24,6 +24,7 @@ from . import precision
 from .config import Config, ConfigError, ModelConfig, TrainConfig
 from .curves import FAMILIES, CurveSampler, family, seed_sequence
 from .data import DataError, SetSampler, load_dataset, load_idx_images
+from .errors import reports_errors
 from .model import PixelTransformer
 from .palette import fit_palette
 from .shapes import ShapeSampler
@@ -192,12 +193,9 @@ def save(path: Path, obj: dict) -> None:
     os.replace(tmp, path)  # a crash mid-write never leaves a broken checkpoint
 
 
+@reports_errors
 def main(argv=None) -> int:
-    try:
-        cfg, args = parse_args(argv)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    cfg, args = parse_args(argv)
     tc = cfg.train
     ddp = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
     rank = 0
@@ -213,11 +211,7 @@ def main(argv=None) -> int:
     fuse_from = precision.fused_attention(tc.attention, prec, device)
     log(f"precision {prec} ({why}), {precision.describe_attention(fuse_from)}")
 
-    try:
-        make_sampler, val, what = data_sources(cfg, rank)
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    make_sampler, val, what = data_sources(cfg, rank)
     out = Path(tc.out)
     out.mkdir(parents=True, exist_ok=True)
     model = PixelTransformer(cfg.model).to(device).fuse_attention(fuse_from)
