@@ -182,7 +182,7 @@ def isolated(fn: Callable[..., T], *args: Any) -> T:
 # -- data --------------------------------------------------------------------------------------
 def test_images(n: int, data_dir: Path = DEFAULT_DATA_DIR, start: int = 0) -> np.ndarray:
     """Fashion-MNIST test images start..start+n, [n, 28, 28, 1] float32 in [0, 1]."""
-    from export.data import load_idx_images
+    from export.datasets.images import load_idx_images
 
     return load_idx_images(data_dir, "test")[start:start + n]
 

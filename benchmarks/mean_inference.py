@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-memory", action="store_true", help="skip all peak-memory measurements")
     p.add_argument("--precisions-only", action="store_true", help="only the precisions table (no torch, no memory)")
     p.add_argument("--precisions", type=lambda t: [x.strip() for x in t.split(",") if x.strip()], default=[],
-                   help="also time the ort path per precision, e.g. fp32,int8 (needs export.quantize's graphs); "
+                   help="also time the ort path per precision, e.g. fp32,int8 (needs export.quantize.make's graphs); "
                         "PRECISION@FOLDER takes them from another export folder")
     return p.parse_args(argv)
 
@@ -101,7 +101,7 @@ def set_maker(model, shape: tuple[int, ...], data_dir: Path, batch: int) -> Call
 def load_torch(checkpoint: Path, threads: int):
     import torch
 
-    from export.onnx import load_checkpoint
+    from export.onnx.graphs import load_checkpoint
 
     torch.set_num_threads(threads)
     try:

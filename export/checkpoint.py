@@ -7,9 +7,9 @@ from typing import Any
 
 import torch
 
-from .config import Config
-from .errors import ExportError  # raised here, imported from here by callers
-from .model import PixelTransformer
+from export.config import Config
+from export.errors import ExportError  # raised here, imported from here by callers
+from export.model import PixelTransformer
 
 
 def load_checkpoint(path: str | Path) -> tuple[PixelTransformer, dict[str, Any]]:

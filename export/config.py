@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError  # raised here, imported from here by callers
+from export.datasets.base import DEFAULT_DATA, FASHION_DIR
+from export.errors import ConfigError  # raised here, imported from here by callers
 
 
 @dataclass
@@ -74,9 +75,8 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    data: str = "fashion-mnist"   # fashion-mnist | idx:DIR | folder:DIR | cifar10:DIR | gp-curves | polynomials
-    #   | moving-fashion | shapes
-    data_dir: str = "/usr/share/datasets/fashion-mnist"
+    data: str = DEFAULT_DATA      # a data spec of export.datasets: NAME or NAME:DIR (python -m export.train --help)
+    data_dir: str = FASHION_DIR   # the IDX folder of the data sets read from Fashion-MNIST
     limit: int = 0                # use only the first N training images (0 = all)
     val_images: int = 500         # held out from the end of the training split
     batch_size: int = 16
@@ -95,7 +95,7 @@ class TrainConfig:
     log_every: int = 50
     val_every: int = 1000
     ckpt_every: int = 500
-    out: str = "runs/fashion-mnist"
+    out: str = f"runs/{DEFAULT_DATA}"
     threads: int = 0              # torch threads (0 = torch default)
     max_minutes: float = 0.0      # stop (with a checkpoint) after this wall time; 0 = no limit
     precision: str = "auto"       # auto | fp32 | bf16 (export.precision): auto = bf16 where the device has it natively

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import ModelConfig
+from export.config import ModelConfig
 
 MASK_FILL = -3.0e4  # finite "minus infinity": keeps fp16 exports and fully masked rows free of NaN
 

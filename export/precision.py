@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import PrecisionError  # raised here, imported from here by callers
+from export.errors import PrecisionError  # raised here, imported from here by callers
 
 PRECISIONS = ("auto", "fp32", "bf16")
 ATTENTION = ("auto", "folded", "fused")

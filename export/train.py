@@ -17,18 +17,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from . import precision
-from .config import Config, ConfigError, ModelConfig, TrainConfig
-from .curves import FAMILIES, CurveSampler, family, seed_sequence
-from .data import DataError, SetSampler, load_dataset, load_idx_images
-from .errors import reports_errors
-from .model import PixelTransformer
-from .palette import fit_palette
-from .shapes import ShapeSampler
-from .video import ClipSampler, shrink
+from export import precision
+from export.config import Config, ConfigError, ModelConfig, TrainConfig
+from export.datasets import TrainingData, dataset
+from export.errors import reports_errors
+from export.model import PixelTransformer
 
 
 def parse_bool(text: str) -> bool:
@@ -90,88 +85,13 @@ def rank0_minutes(minutes: float, ddp: bool, device: torch.device) -> float:
     return float(t.item())
 
 
-def validation_batches(images: np.ndarray, tc: TrainConfig, n_batches: int = 8):
-    """Fixed, seeded validation draws: the same sets every time, across the |S| range."""
-    sampler = SetSampler(images, tc.min_samples, tc.max_samples, tc.num_queries,
-                         min(32, len(images)), tc.snap_fraction, seed=12345)
-    return [sampler.batch() for _ in range(n_batches)]
-
-
-def holdout_split(images: np.ndarray, spec: str, val_images: int) -> tuple[np.ndarray, np.ndarray]:
-    """(held-out, training) images of a data set as training splits them: the last val_images, after a
-    seeded shuffle for a folder (its files are sorted by name: not the last names)."""
-    if spec.startswith("folder:"):
-        images = images[np.random.default_rng(12345).permutation(len(images))]
-    return images[-val_images:], images[:-val_images]
-
-
-def data_sources(cfg: Config, rank: int):
-    """(training sampler factory: first step -> sampler, fixed validation batches, what it trains on).
-
-    Called before the model is built, so the data can shape it (a palette fitted to the images).
-
-    Curve families (polynomials, gp-curves), moving-fashion clips and shapes are drawn on the fly from
-    disjoint seed streams; everything else is a set of images read by export.data.load_dataset.
-    """
-    tc, mc = cfg.train, cfg.model
-    if tc.data in FAMILIES:
-        if (mc.pos_dim, mc.val_dim) != (1, 1):
-            raise DataError(f"{tc.data} are 1-D functions: the model needs pos_dim 1 and val_dim 1, "
-                            f"got {mc.pos_dim} and {mc.val_dim}")
-        fam = family(tc.data)
-
-        def curve_sampler(step: int) -> CurveSampler:
-            return CurveSampler(fam, tc.min_samples, tc.max_samples, tc.num_queries, tc.batch_size,
-                                seed_sequence("train", tc.seed, rank, step))
-        val = CurveSampler(fam, tc.min_samples, tc.max_samples, tc.num_queries, 32, seed_sequence("val"))
-        return curve_sampler, [val.batch() for _ in range(8)], f"{tc.data} drawn on the fly"
-    if tc.data == "moving-fashion":
-        if (mc.pos_dim, mc.val_dim) != (3, 1):
-            raise DataError(f"moving-fashion clips are (x, y, t) -> gray: the model needs pos_dim 3 and val_dim 1, "
-                            f"got {mc.pos_dim} and {mc.val_dim}")
-        garments = shrink(load_idx_images(tc.data_dir, "train"))
-        val_g, train_g = garments[-tc.val_images:], garments[:-tc.val_images]
-        if tc.limit:
-            train_g = train_g[:tc.limit]
-
-        def clip_sampler(step: int) -> ClipSampler:
-            return ClipSampler(train_g, tc.min_samples, tc.max_samples, tc.num_queries, tc.batch_size,
-                               seed_sequence("train", tc.seed, rank, step), tc.snap_fraction, tc.max_set_tokens)
-        val = ClipSampler(val_g, tc.min_samples, tc.max_samples, tc.num_queries, 16, seed_sequence("val"),
-                          tc.snap_fraction, neighbour_share=0.0)  # validation queries as evaluation draws them
-        return clip_sampler, [val.batch() for _ in range(8)], f"moving-fashion clips of {len(train_g)} garments"
-    if tc.data == "shapes":
-        if (mc.pos_dim, mc.val_dim) != (3, 1):
-            raise DataError(f"shapes are (x, y, z) -> sdf: the model needs pos_dim 3 and val_dim 1, "
-                            f"got {mc.pos_dim} and {mc.val_dim}")
-
-        def shape_sampler(step: int) -> ShapeSampler:
-            return ShapeSampler(tc.min_samples, tc.max_samples, tc.num_queries, tc.batch_size,
-                                seed_sequence("train", tc.seed, rank, step), tc.max_set_tokens)
-        val = ShapeSampler(tc.min_samples, tc.max_samples, tc.num_queries, 8, seed_sequence("val"), tc.max_set_tokens,
-                           neighbour_share=0.0)  # validation queries as evaluation draws them
-        return shape_sampler, [val.batch() for _ in range(8)], "procedural chairs, stools and tables drawn on the fly"
-    images = load_dataset(tc.data, tc.data_dir, "train")
-    if tc.val_images >= len(images):
-        raise DataError(f"val_images={tc.val_images} leaves no training images (dataset has {len(images)})")
-    val_imgs, train_imgs = holdout_split(images, tc.data, tc.val_images)
-    if tc.limit:
-        train_imgs = train_imgs[:tc.limit]
-    if mc.val_dim != images.shape[-1]:
-        raise DataError(f"model val_dim={mc.val_dim} but the images have {images.shape[-1]} channels")
-    what = f"{len(train_imgs)} images"
-    if tc.palette and len(mc.bin_centers or []) != tc.palette:  # a config that carries them keeps them
-        t = time.time()
-        try:
-            mc.bin_centers = fit_palette(train_imgs, tc.palette, seed=tc.seed).tolist()
-        except ValueError as e:
-            raise DataError(f"--palette {tc.palette}: {e}") from None
-        what += f", a {tc.palette}-colour palette fitted to their pixels in {time.time() - t:.1f} s"
-
-    def image_sampler(step: int) -> SetSampler:
-        return SetSampler(train_imgs, tc.min_samples, tc.max_samples, tc.num_queries, tc.batch_size,
-                          tc.snap_fraction, seed=tc.seed * 1000 + rank + step, max_set_tokens=tc.max_set_tokens)
-    return image_sampler, validation_batches(val_imgs, tc), what
+def data_sources(cfg: Config, rank: int) -> TrainingData:
+    """What the config's data set trains on (export.datasets): a sampler per starting step, fixed validation
+    batches, a line for the log. Called before the model is built, so the data can shape it (a palette
+    fitted to the images)."""
+    data = dataset(cfg.train.data)
+    data.check_dims(cfg.model.pos_dim, cfg.model.val_dim)
+    return data.training(cfg, rank)
 
 
 @torch.no_grad()

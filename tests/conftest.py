@@ -77,7 +77,7 @@ def tiny_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_export(tiny_run, tmp_path_factory) -> Path:
     """The tiny model exported to ONNX (encoder.onnx, decoder.onnx, model.json)."""
-    from export.onnx import main
+    from export.onnx.graphs import main
 
     out = (Path(CACHE) if CACHE else tmp_path_factory.mktemp("tiny_export")) / "tiny"
     if CACHE and (out / "model.json").is_file():
@@ -88,7 +88,7 @@ def tiny_export(tiny_run, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def torch_model(tiny_run):
-    from export.onnx import load_checkpoint
+    from export.onnx.graphs import load_checkpoint
 
     return load_checkpoint(tiny_run / "model.pt")[0]
 
@@ -102,7 +102,7 @@ def runtime_model(tiny_export):
 
 @pytest.fixture(scope="session")
 def test_image() -> np.ndarray:
-    from export.data import load_idx_images
+    from export.datasets.images import load_idx_images
 
     require_fashion()
     return load_idx_images(FASHION, "test")[0]

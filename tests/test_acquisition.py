@@ -32,7 +32,7 @@ def curves():
 @pytest.fixture(scope="module")
 def images():
     from conftest import require_fashion
-    from export.data import load_idx_images
+    from export.datasets.images import load_idx_images
 
     require_fashion()
     return load_idx_images("/usr/share/datasets/fashion-mnist", "test")[:8, ..., 0].reshape(8, -1)
@@ -349,7 +349,7 @@ def test_k_past_the_memory_guard_is_refused(runtime_model, monkeypatch):
 
 # -- the evaluation script ---------------------------------------------------------------------
 def test_jittered_grid_is_one_pixel_per_block():
-    from export.evaluate_acquisition import jittered_grid
+    from export.evaluate.acquisition import jittered_grid
 
     rng = np.random.default_rng(0)
     for n in (16, 32, 64, 128):
@@ -363,7 +363,7 @@ def test_jittered_grid_is_one_pixel_per_block():
 
 @pytest.mark.fashion
 def test_evaluation_runs_and_reports(tmp_path):
-    from export.evaluate_acquisition import main
+    from export.evaluate.acquisition import main
 
     assert main(["--out", str(tmp_path), "--images", "1", "--curves", "1", "--methods",
                  "variance,random,stratified"]) == 0
@@ -420,7 +420,7 @@ def test_readme_quotes_the_acquisition_evaluation_and_benchmark():
     import re
     from pathlib import Path
 
-    from export.acquisition_report import ratio
+    from export.evaluate.acquisition_report import ratio
 
     root = Path(__file__).resolve().parents[1]
     readme = (root / "README.md").read_text()

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from export.config import Config, ConfigError, ModelConfig
-from export.data import DataError, SetSampler, bilinear, load_idx_images, pixel_centers, read_idx
+from export.datasets.images import DataError, SetSampler, bilinear, load_idx_images, pixel_centers, read_idx
 
 
 def test_sampler_positions_inside_the_square_and_values_bilinear():
@@ -31,12 +31,6 @@ def test_bilinear_between_two_pixels_is_their_average():
     img[0, 0, 1, 0] = 1.0
     mid = torch.tensor([[[0.0, 0.0]]])  # halfway between the two pixel centres
     assert abs(bilinear(img, mid).item() - 0.5) < 1e-6
-
-
-def test_variable_sizes_give_a_mask():
-    imgs = np.zeros((3, 4, 4, 1), np.float32)
-    spos, sval, mask, _, _ = SetSampler(imgs, 8, 8, 4, 3, seed=0).batch(variable_sizes=True)
-    assert mask.shape == (3, 8) and mask[:, 0].all()
 
 
 def write_idx(path, arr):

@@ -1,9 +1,9 @@
-"""export.diagnose: the conditioning gain is zero when shuffling S changes nothing, and positive once values matter."""
+"""export.tools.diagnose: the conditioning gain is zero when shuffling S changes nothing, positive once it matters."""
 import torch
 
 from export.config import ModelConfig
-from export.diagnose import conditioning_gain, own_key_weight
 from export.model import PixelTransformer
+from export.tools.diagnose import conditioning_gain, own_key_weight
 
 
 def small_model() -> PixelTransformer:

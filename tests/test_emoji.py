@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from export import emoji
 from export.config import ConfigError, ModelConfig
-from export.data import DataError, load_image_folder
-from export.palette import fit_palette, quantization_stats
+from export.datasets import emoji
+from export.datasets.images import DataError, load_image_folder
+from export.datasets.palette import fit_palette, quantization_stats
 
 EMOJI = Path(__file__).parent / "data" / "emoji"
 

@@ -3,7 +3,7 @@ import json
 
 import numpy as np
 
-from export.baselines import ConditionalGaussian, linear_fill, nearest_fill
+from export.evaluate.baselines import ConditionalGaussian, linear_fill, nearest_fill
 
 
 def test_linear_fill_reproduces_a_plane():
@@ -35,7 +35,7 @@ def test_conditional_gaussian_matches_direct_formula():
 
 
 def test_evaluate_writes_reports(tiny_run, tmp_path):
-    from export.evaluate import evaluate
+    from export.evaluate.gray import evaluate
 
     res = evaluate(tiny_run / "model.pt", out=tmp_path, images=4, sizes=(16, 784), samples=2, sample_images=2,
                    ar_frac=0.5, gauss_train=1000, log=lambda *_: None)
@@ -51,9 +51,9 @@ def test_evaluate_writes_reports(tiny_run, tmp_path):
 
 
 def test_export_records_the_evaluation_summary(tiny_run, tmp_path):
-    """`export.onnx --metrics metrics.json` puts the per-|S| figures of the report into model.json."""
-    from export.evaluate import evaluate
-    from export.onnx import main
+    """`export.onnx.graphs --metrics metrics.json` puts the per-|S| figures of the report into model.json."""
+    from export.evaluate.gray import evaluate
+    from export.onnx.graphs import main
 
     evaluate(tiny_run / "model.pt", out=tmp_path / "eval", images=2, sizes=(16,), samples=0, gauss_train=500,
              log=lambda *_: None)

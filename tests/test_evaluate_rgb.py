@@ -10,11 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from export.baselines import KNN_SIGMAS, KnnPosterior, select_knn
 from export.checkpoint import load_checkpoint
 from export.config import Config
-from export.data import pixel_centers
-from export.evaluate import model_predict, observed_indices
+from export.datasets.images import pixel_centers
+from export.evaluate.baselines import KNN_SIGMAS, KnnPosterior, select_knn
+from export.evaluate.gray import model_predict, observed_indices
 from export.model import Mixture, PixelTransformer
 
 PALETTE = [[r, g, b] for r in (0.0, 0.5, 1.0) for g in (0.0, 0.5, 1.0) for b in (0.0, 0.5, 1.0)]
@@ -161,9 +161,9 @@ def rgb_run(tmp_path):
 
 
 def test_evaluate_rgb_end_to_end(rgb_run):
-    from export.evaluate import main, model_predict, unobserved_mask
-    from export.evaluate_rgb import load_split
-    from export.onnx import read_metrics
+    from export.evaluate.gray import main, model_predict, unobserved_mask
+    from export.evaluate.rgb import load_split
+    from export.onnx.graphs import read_metrics
 
     out = rgb_run / "eval"
     assert main([str(rgb_run / "model.pt"), "--out", str(out), "--images", "6", "--sizes", "4,16", "--samples", "2",
@@ -193,7 +193,7 @@ def test_evaluate_rgb_end_to_end(rgb_run):
     _, logp = model_predict(model, imgs, idx, torch.from_numpy(pixel_centers(h, w)), 4, torch.float64)
     want = -logp[unobserved_mask(idx, 64)].mean() / (3 * math.log(2))
     assert math.isclose(res["sizes"]["16"]["model"]["nll_bits"], want, rel_tol=1e-9)
-    summary = read_metrics(out / "metrics.json")  # what export.onnx --metrics records in model.json
+    summary = read_metrics(out / "metrics.json")  # what export.onnx.graphs --metrics records in model.json
     assert summary["sizes"]["16"]["knn_nll_bits"] == res["sizes"]["16"]["knn"]["nll_bits"]
     assert "RGB" in summary["protocol"] and "pass" in summary["targets"]
     assert "| 16 |" in (out / "metrics.md").read_text()

@@ -1,8 +1,8 @@
-"""export.evaluate_video baselines: space-time nearest and per-frame linear fill on clips with known answers."""
+"""export.evaluate.video baselines: space-time nearest and per-frame linear fill on clips with known answers."""
 import numpy as np
 
-from export.evaluate_video import D, nearest_spacetime, per_frame_linear, score, voxel_coords
-from export.video import FRAMES, SIZE
+from export.datasets.video import FRAMES, SIZE
+from export.evaluate.video import D, nearest_spacetime, per_frame_linear, score, voxel_coords
 
 
 def plane_clip() -> np.ndarray:
@@ -44,7 +44,7 @@ def test_ar_sample_with_no_autoregressive_steps_is_the_mean():
     import torch
 
     from export.config import ModelConfig
-    from export.image_eval import ar_sample, model_predict
+    from export.evaluate.images import ar_sample, model_predict
     from export.model import PixelTransformer
     from pt_plugin import grid_positions
 
@@ -66,12 +66,12 @@ def test_ar_sample_with_no_autoregressive_steps_is_the_mean():
 
 
 def test_a_video_report_is_summarised_for_model_json():
-    """export.onnx --metrics on a video report keeps per |S| the model's NLL and MSE, the Gaussian's NLL and
+    """export.onnx.graphs --metrics on a video report keeps per |S| the model's NLL and MSE, the Gaussian's NLL and
     the best baseline's MSE (a video report has no PSNR/SSIM: the image summary would fail on it)."""
     import json
     from pathlib import Path
 
-    from export.onnx import read_metrics
+    from export.onnx.graphs import read_metrics
 
     path = Path(__file__).resolve().parents[1] / "docs" / "moving-fashion" / "metrics.json"
     report = json.loads(path.read_text())

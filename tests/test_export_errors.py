@@ -6,7 +6,10 @@ import sys
 
 import pytest
 
-from export import checkpoint, config, data, errors, onnx, precision, quantize
+from export import checkpoint, config, errors, precision
+from export.datasets import images as data
+from export.onnx import graphs as onnx
+from export.quantize import make as quantize
 
 
 def test_every_export_error_is_an_export_error():
@@ -20,8 +23,8 @@ def test_every_export_error_is_an_export_error():
 
 
 def test_bare_refusals_are_export_errors():
-    from export.curves import family
-    from export.signals import signal_for
+    from export.datasets.curves import family
+    from export.onnx.signal import signal_for
 
     with pytest.raises(errors.ConfigError, match="expected one of"):
         family("no-such-family")
@@ -55,16 +58,16 @@ def _refused(capsys, code: int) -> str:
 
 
 @pytest.mark.parametrize("module, argv, needle", [
-    ("export.onnx", ["{tmp}/missing.pt", "--out", "{tmp}/out"], "checkpoint not found"),
-    ("export.demo", ["{tmp}/missing.pt", "--out", "{tmp}/out"], "checkpoint not found"),
-    ("export.diagnose", ["{tmp}/missing.pt"], "checkpoint not found"),
-    ("export.evaluate", ["{tmp}/missing.pt"], "checkpoint not found"),
-    ("export.quantize", ["{tmp}"], "is not an export folder"),
-    ("export.registry", ["{tmp}/nowhere"], "is not a folder"),
-    ("export.data", ["nothing"], "no such recipe"),
-    ("export.emoji", ["--out", "{tmp}/e", "--size", "99"], "--size must be in 1..64"),
-    ("export.model_card", ["{tmp}/card.md", "--metrics", "{tmp}/none.json"], "expected the metrics.json"),
-    ("export.palette", ["--data", "nosuch:thing", "--test", "nosuch:thing"], ""),
+    ("export.onnx.graphs", ["{tmp}/missing.pt", "--out", "{tmp}/out"], "checkpoint not found"),
+    ("export.tools.demo", ["{tmp}/missing.pt", "--out", "{tmp}/out"], "checkpoint not found"),
+    ("export.tools.diagnose", ["{tmp}/missing.pt"], "checkpoint not found"),
+    ("export.evaluate.gray", ["{tmp}/missing.pt"], "checkpoint not found"),
+    ("export.quantize.make", ["{tmp}"], "is not an export folder"),
+    ("export.onnx.registry", ["{tmp}/nowhere"], "is not a folder"),
+    ("export.datasets.images", ["nothing"], "no such recipe"),
+    ("export.datasets.emoji", ["--out", "{tmp}/e", "--size", "99"], "--size must be in 1..64"),
+    ("export.tools.model_card", ["{tmp}/card.md", "--metrics", "{tmp}/none.json"], "expected the metrics.json"),
+    ("export.tools.palette", ["--data", "nosuch:thing", "--test", "nosuch:thing"], ""),
     ("export.train", ["--data", "nosuch:thing", "--steps", "1", "--out", "{tmp}/run"], ""),
 ])
 def test_mains_refuse_bad_input_on_one_line(tmp_path, capsys, module, argv, needle):
@@ -76,7 +79,7 @@ def test_mains_refuse_bad_input_on_one_line(tmp_path, capsys, module, argv, need
 
 
 def test_a_refusal_from_the_command_line_is_one_line_without_traceback(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "export.onnx", str(tmp_path / "missing.pt"), "--out",
+    r = subprocess.run([sys.executable, "-m", "export.onnx.graphs", str(tmp_path / "missing.pt"), "--out",
                         str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip().startswith("error: checkpoint not found") and "Traceback" not in r.stderr

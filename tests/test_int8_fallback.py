@@ -1,11 +1,12 @@
-"""Mixed-precision int8 (export.int8_fallback): graph surgery back to float32 and the choice of MatMuls."""
+"""Mixed-precision int8 (export.quantize.fallback): graph surgery back to float32 and the choice of MatMuls."""
 import json
 
 import numpy as np
 import onnx
 import pytest
 
-from export import int8_fallback, quantize
+from export.quantize import fallback as int8_fallback
+from export.quantize import make as quantize
 from test_precision import copy_export
 
 

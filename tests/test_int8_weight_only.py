@@ -1,4 +1,4 @@
-"""Weight-only int8 (export.int8_weight_only): the int8 variant made when static int8 misses the gate."""
+"""Weight-only int8 (export.quantize.weight_only): the int8 variant made when static int8 misses the gate."""
 import json
 
 import numpy as np
@@ -6,7 +6,8 @@ import onnx
 import pytest
 
 import pt_plugin
-from export import int8_weight_only, quantize
+from export.quantize import make as quantize
+from export.quantize import weight_only as int8_weight_only
 from pt_plugin import grid_positions, observe_random
 from test_precision import copy_export
 

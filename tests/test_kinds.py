@@ -23,7 +23,7 @@ PALETTE = [[r, g, b] for r in (0.0, 0.5, 1.0) for g in (0.0, 0.5, 1.0) for b in 
 
 def rgb_folder(root):
     """Eight 16x16 colour images (tinted garments) written as PNG files."""
-    from export.data import load_idx_images
+    from export.datasets.images import load_idx_images
 
     root.mkdir(parents=True, exist_ok=True)
     garments = load_idx_images(FASHION, "test")[:8, 6:22, 6:22]
@@ -51,8 +51,8 @@ FROM_FASHION = {"image", "video"}  # trained on Fashion-MNIST garments: skipped 
                                         for k in KINDS])
 def kind_export(request, tmp_path_factory):
     """(kind, export folder) of a tiny model trained and exported for real, with its demo."""
-    from export.demo import main as demo
-    from export.onnx import main as export
+    from export.onnx.graphs import main as export
+    from export.tools.demo import main as demo
     from export.train import main as train
 
     kind = request.param

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import pt_plugin
-from export.model_card import blocks_for
-from export.model_card import main as model_card
-from export.onnx import load_checkpoint, total_steps
+from export.onnx.graphs import load_checkpoint, total_steps
+from export.tools.model_card import blocks_for
+from export.tools.model_card import main as model_card
 
 ROOT = Path(__file__).resolve().parents[1]
 CARD = ROOT / "weights" / "fashion-mnist" / "MODEL_CARD.md"
@@ -78,13 +78,13 @@ def test_readme_shows_the_shipped_numbers():
 
 
 def check_card_is_fresh(name):
-    """`export.model_card --check` passes on the bundled card; returns (model.json, the evaluation report)."""
+    """`export.tools.model_card --check` passes on the bundled card; returns (model.json, the evaluation report)."""
     import subprocess
     import sys
 
     card, report = ROOT / "weights" / name / "MODEL_CARD.md", ROOT / "docs" / name / "metrics.json"
     ck = ROOT / "weights" / "checkpoints" / f"{name}.pt"
-    r = subprocess.run([sys.executable, "-m", "export.model_card", str(card), "--metrics", str(report),
+    r = subprocess.run([sys.executable, "-m", "export.tools.model_card", str(card), "--metrics", str(report),
                         "--checkpoint", str(ck), "--check"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stderr
     return json.loads((ROOT / "weights" / name / "model.json").read_text()), json.loads(report.read_text())
@@ -110,7 +110,7 @@ def test_shape_and_emoji_cards_are_fresh_renderings(name):
 
 
 def test_a_video_report_renders_the_video_table():
-    """A video report (export.evaluate_video) fills the card's evaluation block with its own table: every
+    """A video report (export.evaluate.video) fills the card's evaluation block with its own table: every
     method's MSE per |S|, not the image table (which would fail on its keys)."""
     report = json.loads((ROOT / "docs" / "moving-fashion" / "metrics.json").read_text())
     blocks = blocks_for(report, None)

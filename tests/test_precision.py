@@ -1,4 +1,4 @@
-"""Reduced-precision graphs (export.quantize): parity with fp32, loading by precision, registry checks."""
+"""Reduced-precision graphs (export.quantize.make): parity with fp32, loading by precision, registry checks."""
 import functools
 import http.server
 import importlib.util
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import pt_plugin
-from export import quantize
-from export.registry import write_registry
+from export.onnx.registry import write_registry
+from export.quantize import make as quantize
 from pt_plugin import InputError, WeightsError, grid_positions, observe_random, weights
 
 HAS_FP16 = importlib.util.find_spec("onnxconverter_common") is not None

@@ -143,7 +143,7 @@ def test_one_dimensional_model(tmp_path):
     """A pos_dim 1 model, exported here, works through the same API."""
     from export.config import ModelConfig
     from export.model import PixelTransformer
-    from export.onnx import export
+    from export.onnx.graphs import export
 
     cfg = ModelConfig(pos_dim=1, val_dim=1, d_model=16, n_heads=2, enc_layers=1, dec_layers=1, ffn=32,
                       num_bins=1, value_range=(-3.0, 3.0))

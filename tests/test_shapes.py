@@ -1,4 +1,4 @@
-"""Procedural SDF shapes (export/shapes.py) and their evaluation (export/evaluate_volume.py), issue 14."""
+"""Procedural SDF shapes (export/datasets/shapes.py) and their evaluation (export/evaluate/volume.py), issue 14."""
 import json
 
 import numpy as np
@@ -11,10 +11,10 @@ pytest.importorskip("skimage")
 pytest.importorskip("scipy")
 
 from export.config import Config, ModelConfig
-from export.curves import seed_sequence
-from export.evaluate_volume import KnnPosterior, chamfer, evaluate_volumes, gauss_mix_nll, iou, mesh_vertices
+from export.datasets.curves import seed_sequence
+from export.datasets.shapes import EXTENT, NEAR_BAND, TRUNCATION, Primitive, ShapeSampler, box, cylinder, shapes
+from export.evaluate.volume import KnnPosterior, chamfer, evaluate_volumes, gauss_mix_nll, iou, mesh_vertices
 from export.model import PixelTransformer
-from export.shapes import EXTENT, NEAR_BAND, TRUNCATION, Primitive, ShapeSampler, box, cylinder, shapes
 
 
 def brute_box_sdf(p, center, half):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from export.onnx import ExportError, export, load_checkpoint, validate
+from export.onnx.graphs import ExportError, export, load_checkpoint, validate
 
 
 def test_training_lowers_validation_loss(tiny_run):
@@ -45,7 +45,7 @@ def test_a_run_stopped_on_time_validates_its_final_weights(tiny_run, tmp_path):
 
 def test_fine_tuning_records_the_earlier_training(tiny_run, tmp_path):
     """--init keeps the lineage, so an export reports every step the weights have seen."""
-    from export.onnx import model_metadata
+    from export.onnx.graphs import model_metadata
     from export.train import main
 
     cfg = json.loads((tiny_run / "config.json").read_text())

@@ -175,7 +175,7 @@ def test_bf16_training_steps_lower_a_finite_loss(fused):
 
 
 def test_the_tiny_run_trained_in_bf16_and_its_export_passed_parity(tiny_run, tiny_export):
-    """conftest's tiny model trains with precision bf16; its fp32 graphs passed export.onnx's parity gate."""
+    """conftest's tiny model trains with precision bf16; its fp32 graphs passed export.onnx.graphs's parity gate."""
     ck = torch.load(tiny_run / "model.pt", weights_only=False)
     assert ck["precision"] == "bf16"
     meta = json.loads((tiny_export / "model.json").read_text())

@@ -1,8 +1,8 @@
-"""export.video: training clips' sets and queries, neighbour queries next to S."""
+"""export.datasets.video: training clips' sets and queries, neighbour queries next to S."""
 import numpy as np
 import torch
 
-from export.video import NEIGHBOUR_STD, ClipSampler
+from export.datasets.video import NEIGHBOUR_STD, ClipSampler
 
 
 def garments() -> np.ndarray:

@@ -320,10 +320,10 @@ def test_missing_scikit_image_is_named(monkeypatch):
 
 
 def test_shapes_demo_arrays():
-    """export.demo's shapes branch: the truncated SDF in array order [Z, Y, X] and dense points, half
+    """export.tools.demo's shapes branch: the truncated SDF in array order [Z, Y, X] and dense points, half
     near the surface."""
-    from export.demo import demo_arrays
-    from export.shapes import NEAR_BAND, test_shapes
+    from export.datasets.shapes import NEAR_BAND, test_shapes
+    from export.tools.demo import demo_arrays
 
     a = demo_arrays({"config": {"train": {"data": "shapes"}, "model": {"pos_dim": 3, "val_dim": 1}}}, seed=3)
     shape = test_shapes(1, 3)[0]

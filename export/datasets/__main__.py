@@ -1,0 +1,6 @@
+"""`python -m export.datasets`: see export.datasets.images."""
+import sys
+
+from export.datasets.images import main
+
+sys.exit(main())

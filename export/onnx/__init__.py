@@ -1,0 +1,1 @@
+"""ONNX export: encoder and decoder graphs, model.json, parity against torch, weights registry."""

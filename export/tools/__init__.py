@@ -1,0 +1,1 @@
+"""Tools around a trained model: its demo signal, a training diagnostic, its model card."""
