@@ -15,7 +15,9 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -113,16 +115,141 @@ def save(path: Path, obj: dict) -> None:
     os.replace(tmp, path)  # a crash mid-write never leaves a broken checkpoint
 
 
-@reports_errors
-def main(argv=None) -> int:
-    cfg, args = parse_args(argv)
-    tc = cfg.train
+def distributed() -> tuple[bool, int, torch.device]:
+    """(DDP or not, this process's rank, its device): DDP under torchrun, NCCL on GPUs, gloo on CPUs."""
     ddp = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
     rank = 0
     if ddp:
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         rank = torch.distributed.get_rank()
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    return ddp, rank, device
+
+
+@dataclass
+class Run:
+    """One training run: the model and optimizer, and what its checkpoints and validations record."""
+    cfg: Config
+    model: PixelTransformer
+    opt: torch.optim.Optimizer
+    val: list
+    device: torch.device
+    prec: str
+    rank: int
+    log: Callable[..., None]
+    step: int = 0
+    history: list = field(default_factory=list)
+    minutes_before: float = 0.0  # training minutes of the runs this one resumes
+    lineage: list = field(default_factory=list)  # earlier runs behind --init weights, oldest first
+    t0: float = field(default_factory=time.time)
+
+    @property
+    def out(self) -> Path:
+        return Path(self.cfg.train.out)
+
+    def elapsed(self) -> float:
+        """Training minutes so far, over resumes."""
+        return self.minutes_before + (time.time() - self.t0) / 60
+
+    def restore(self, resume: bool, init: str | None) -> None:
+        """Continue from out/last.pt (--resume, optimizer too) or start from --init weights."""
+        if resume and (self.out / "last.pt").is_file():
+            ck = torch.load(self.out / "last.pt", map_location=self.device, weights_only=False)
+            self.model.load_state_dict(ck["model"])
+            self.opt.load_state_dict(ck["optimizer"])
+            self.step, self.history = ck["step"], ck.get("history", [])
+            self.minutes_before, self.lineage = ck.get("minutes", 0.0), ck.get("lineage", [])
+            self.log(f"resumed from {self.out / 'last.pt'} at step {self.step}")
+        elif init:
+            ck = torch.load(init, map_location=self.device, weights_only=False)
+            self.model.load_state_dict(ck["model"])
+            self.lineage = ck.get("lineage", []) + [{"init": str(init), "steps": ck.get("step"),
+                                                     "minutes": ck.get("minutes"), "history": ck.get("history", [])}]
+            self.log(f"initialised from {init}")
+
+    def checkpoint(self, metrics: dict | None = None) -> None:
+        """last.pt (with the optimizer, for --resume) and model.pt (weights only), on rank 0."""
+        if self.rank:
+            return
+        state = {"config": self.cfg.to_dict(), "model": self.model.state_dict(), "step": self.step,
+                 "history": self.history, "minutes": self.elapsed(), "lineage": self.lineage, "precision": self.prec}
+        save(self.out / "last.pt", {**state, "optimizer": self.opt.state_dict()})
+        save(self.out / "model.pt", {**state, "metrics": metrics or (self.history[-1] if self.history else {})})
+
+    def validate(self) -> None:
+        """Validation NLL of the weights now, into the history, the log and a checkpoint."""
+        m = evaluate(self.model, self.val, self.cfg.model.alpha, self.device)
+        m.update(step=self.step, minutes=round(self.elapsed(), 2))
+        self.history.append(m)
+        self.log(f"val step {self.step} loss {m['val_loss']:.4f} nll {m['val_nll']:.4f} nats/value")
+        self.checkpoint(m)
+
+
+def train_step(run: Run, net: torch.nn.Module, batch) -> torch.Tensor:
+    """One optimizer step on a batch at the scheduled learning rate; returns the loss (not checked)."""
+    tc, device = run.cfg.train, run.device
+    spos, sval, mask, qpos, qval = (t.to(device) for t in batch)
+    with precision.autocast(run.prec, device):  # the blocks in bf16; model.full_precision keeps the islands fp32
+        mix = net(spos, sval, mask, qpos)
+    loss = mix.loss(qval, run.cfg.model.alpha).mean()
+    if not torch.isfinite(loss):
+        return loss
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(run.model.parameters(), tc.grad_clip)
+    run.opt.step()
+    run.step += 1
+    return loss
+
+
+def train_loop(run: Run, net: torch.nn.Module, sampler, ddp: bool, trace: list[str] | None) -> int:
+    """Steps until cfg.train.steps or max_minutes, logging, validating and checkpointing on schedule."""
+    tc = run.cfg.train
+    tlast, running = time.time(), 0.0
+    while run.step < tc.steps:
+        minutes = rank0_minutes(run.elapsed(), ddp, run.device)
+        for grp in run.opt.param_groups:
+            grp["lr"] = lr_at(run.step, tc, minutes)
+        batch = sampler.batch()
+        loss = train_step(run, net, batch)
+        if not torch.isfinite(loss):
+            print(f"error: non-finite loss at step {run.step}; lower --lr", file=sys.stderr)
+            return 1
+        if trace is not None:
+            trace.append(hashlib.sha256(batch[0].cpu().numpy().tobytes()).hexdigest()[:16])
+        running += loss.item()
+        if run.step % tc.log_every == 0:
+            now = time.time()
+            run.log(f"step {run.step} loss {running / tc.log_every:.4f} lr {lr_at(run.step, tc, run.elapsed()):.2e} "
+                    f"{tc.log_every / (now - tlast):.2f} steps/s |S|={batch[0].shape[1]}")
+            running, tlast = 0.0, now
+        if run.step % tc.val_every == 0 or run.step == tc.steps:
+            run.validate()
+        elif run.step % tc.ckpt_every == 0:
+            run.checkpoint()
+        if tc.max_minutes and minutes > tc.max_minutes:
+            run.log(f"stopping after {tc.max_minutes} minutes at step {run.step}")
+            break
+    if run.history and run.history[-1]["step"] != run.step:  # stopped between validations: the final figure
+        run.validate()
+    else:
+        run.checkpoint()
+    return 0
+
+
+def write_trace(run: Run, trace: list[str]) -> None:
+    """--trace: this rank's batch hashes and final parameters (the DDP test compares ranks)."""
+    params = torch.cat([p.detach().reshape(-1).cpu() for p in run.model.parameters()]).numpy()
+    (run.out / f"trace-rank{run.rank}.json").write_text(json.dumps({
+        "rank": run.rank, "world_size": int(os.environ.get("WORLD_SIZE", 1)), "batches": trace, "step": run.step,
+        "params_sha256": hashlib.sha256(params.tobytes()).hexdigest()}))
+
+
+@reports_errors
+def main(argv=None) -> int:
+    cfg, args = parse_args(argv)
+    tc = cfg.train
+    ddp, rank, device = distributed()
     if tc.threads:
         torch.set_num_threads(tc.threads)
     torch.manual_seed(tc.seed + rank)
@@ -132,102 +259,29 @@ def main(argv=None) -> int:
     log(f"precision {prec} ({why}), {precision.describe_attention(fuse_from)}")
 
     make_sampler, val, what = data_sources(cfg, rank)
-    out = Path(tc.out)
-    out.mkdir(parents=True, exist_ok=True)
+    Path(tc.out).mkdir(parents=True, exist_ok=True)
     model = PixelTransformer(cfg.model).to(device).fuse_attention(fuse_from)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    step, history, minutes_before, lineage = 0, [], 0.0, []
-    if args.resume and (out / "last.pt").is_file():
-        ck = torch.load(out / "last.pt", map_location=device, weights_only=False)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        step, history = ck["step"], ck.get("history", [])
-        minutes_before, lineage = ck.get("minutes", 0.0), ck.get("lineage", [])
-        log(f"resumed from {out / 'last.pt'} at step {step}")
-    elif args.init:
-        init = torch.load(args.init, map_location=device, weights_only=False)
-        model.load_state_dict(init["model"])
-        # the runs these weights went through before, oldest first, so exports can report all the training
-        lineage = init.get("lineage", []) + [{"init": str(args.init), "steps": init.get("step"),
-                                              "minutes": init.get("minutes"), "history": init.get("history", [])}]
-        log(f"initialised from {args.init}")
+    run = Run(cfg, model, opt, val, device, prec, rank, log)
+    run.restore(args.resume, args.init)
     if rank == 0:
-        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        (run.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     net = torch.nn.parallel.DistributedDataParallel(model) if ddp else model
     if tc.compile:
         net = torch.compile(net, dynamic=True)
-
-    sampler = make_sampler(step)
+    sampler = make_sampler(run.step)
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"training {n_params / 1e6:.2f}M parameters on {what} ({device}), steps {step}->{tc.steps}")
-
-    def checkpoint(metrics=None):
-        if rank:
-            return
-        state = {"config": cfg.to_dict(), "model": model.state_dict(), "step": step, "history": history,
-                 "minutes": elapsed(), "lineage": lineage, "precision": prec}
-        save(out / "last.pt", {**state, "optimizer": opt.state_dict()})
-        save(out / "model.pt", {**state, "metrics": metrics or (history[-1] if history else {})})
-
-    if step == 0 and rank == 0:  # the untrained model's figure, so every curve shows where it started
-        history.append({**evaluate(model, val, cfg.model.alpha, device), "step": 0, "minutes": 0.0})
-        log(f"val step 0 loss {history[0]['val_loss']:.4f} nll {history[0]['val_nll']:.4f} nats/value")
-    t0, tlast, running = time.time(), time.time(), 0.0
-    trace: list[str] = []
-
-    def elapsed() -> float:
-        """Training minutes so far, over resumes."""
-        return minutes_before + (time.time() - t0) / 60
-
-    def validate() -> None:
-        """Validation NLL of the weights now, into the history, the log and a checkpoint."""
-        m = evaluate(model, val, cfg.model.alpha, device)
-        m.update(step=step, minutes=round(elapsed(), 2))
-        history.append(m)
-        log(f"val step {step} loss {m['val_loss']:.4f} nll {m['val_nll']:.4f} nats/value")
-        checkpoint(m)
-
-    while step < tc.steps:
-        minutes = rank0_minutes(elapsed(), ddp, device)
-        for grp in opt.param_groups:
-            grp["lr"] = lr_at(step, tc, minutes)
-        spos, sval, mask, qpos, qval = (t.to(device) for t in sampler.batch())
-        with precision.autocast(prec, device):  # the blocks in bf16; model.full_precision keeps the islands fp32
-            mix = net(spos, sval, mask, qpos)
-        loss = mix.loss(qval, cfg.model.alpha).mean()
-        if not torch.isfinite(loss):
-            print(f"error: non-finite loss at step {step}; lower --lr", file=sys.stderr)
-            return 1
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-        opt.step()
-        step += 1
-        if args.trace:
-            trace.append(hashlib.sha256(spos.cpu().numpy().tobytes()).hexdigest()[:16])
-        running += loss.item()
-        if step % tc.log_every == 0:
-            now = time.time()
-            log(f"step {step} loss {running / tc.log_every:.4f} lr {lr_at(step, tc, elapsed()):.2e} "
-                f"{tc.log_every / (now - tlast):.2f} steps/s |S|={spos.shape[1]}")
-            running, tlast = 0.0, now
-        if step % tc.val_every == 0 or step == tc.steps:
-            validate()
-        elif step % tc.ckpt_every == 0:
-            checkpoint()
-        if tc.max_minutes and minutes > tc.max_minutes:
-            log(f"stopping after {tc.max_minutes} minutes at step {step}")
-            break
-    if history and history[-1]["step"] != step:  # stopped on time between validations: the final weights' figure
-        validate()
-    else:
-        checkpoint()
-    if args.trace:
-        params = torch.cat([p.detach().reshape(-1).cpu() for p in model.parameters()]).numpy()
-        (out / f"trace-rank{rank}.json").write_text(json.dumps({
-            "rank": rank, "world_size": int(os.environ.get("WORLD_SIZE", 1)), "batches": trace, "step": step,
-            "params_sha256": hashlib.sha256(params.tobytes()).hexdigest()}))
-    log(f"done: {step} steps, checkpoint {out / 'model.pt'}")
+    log(f"training {n_params / 1e6:.2f}M parameters on {what} ({device}), steps {run.step}->{tc.steps}")
+    if run.step == 0 and rank == 0:  # the untrained model's figure, so every curve shows where it started
+        run.history.append({**evaluate(model, val, cfg.model.alpha, device), "step": 0, "minutes": 0.0})
+        log(f"val step 0 loss {run.history[0]['val_loss']:.4f} nll {run.history[0]['val_nll']:.4f} nats/value")
+    run.t0 = time.time()
+    trace: list[str] | None = [] if args.trace else None
+    if train_loop(run, net, sampler, ddp, trace):
+        return 1
+    if trace is not None:
+        write_trace(run, trace)
+    log(f"done: {run.step} steps, checkpoint {run.out / 'model.pt'}")
     if ddp:
         torch.distributed.destroy_process_group()
     return 0

@@ -22,11 +22,6 @@ import torch
 
 from export.checkpoint import ExportError, load_checkpoint, total_steps  # also re-exported for callers
 from export.errors import int_list, reports_errors
-from export.evaluate.curves import summary as curves_summary
-from export.evaluate.gray import summary
-from export.evaluate.rgb import summary as rgb_summary
-from export.evaluate.video import summary as video_summary
-from export.evaluate.volume import summary as volumes_summary
 from export.model import PixelTransformer, frozen_for_export
 from export.onnx.signal import graph_io, signal_for
 from pt_plugin.metadata import sha256
@@ -227,20 +222,16 @@ def validate(model: PixelTransformer, out: Path, sizes=(1, 7, 64, 2048), batches
 
 
 def read_metrics(path: Path) -> dict:
-    """A JSON object for model.json's metrics: an export.evaluate.gray report is summarised (gray or RGB images,
-    curves, shapes, videos)."""
+    """A JSON object for model.json's metrics: a report of `python -m export.evaluate` is summarised by the
+    protocol that wrote it (export.evaluate.report); any other JSON object is kept as it is."""
+    from export.evaluate.report import summary  # the evaluation room, only when a report is given
+
     try:
         metrics = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise ExportError(f"--metrics {path} could not be read as JSON: {e}") from None
-    if "settings" in metrics and "sizes" in metrics:  # a report of export.evaluate.gray
-        if "family" in metrics["settings"]:
-            return curves_summary(metrics)
-        if "truncation" in metrics["settings"]:
-            return volumes_summary(metrics)
-        if metrics["settings"].get("kind") == "video":
-            return video_summary(metrics)
-        return rgb_summary(metrics) if metrics["settings"].get("channels", 1) == 3 else summary(metrics)
+    if isinstance(metrics, dict) and "settings" in metrics and "sizes" in metrics:
+        return summary(metrics)
     return metrics
 
 

@@ -3,8 +3,8 @@
 `python -m export.tools.model_card CARD.md --metrics metrics.json --checkpoint CK.pt [--check]`
 
 The card's prose is written by hand; the blocks between `<!-- generated: NAME -->` and
-`<!-- end generated: NAME -->` are rendered here from the export.evaluate.gray report (tables
-"evaluation" and "samples") and from the checkpoint's validation history, run by run
+`<!-- end generated: NAME -->` are rendered from the export.evaluate report (each protocol renders its own
+tables: export.evaluate.report.card_blocks) and from the checkpoint's validation history, run by run
 ("validation"), so a card cannot show numbers that no script produced. `--check` exits 1 when the
 card differs from a fresh rendering (the tests run it on the bundled card).
 """
@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from export.errors import DataError, UsageError, reports_errors
-from export.evaluate.images import fmt
+from export.evaluate.report import card_blocks
 
 BEGIN, END = "<!-- generated: {} -->", "<!-- end generated: {} -->"
 
@@ -28,35 +28,6 @@ BEGIN, END = "<!-- generated: {} -->", "<!-- end generated: {} -->"
 def minus(cell: str) -> str:
     """A typographic minus, as in the card's prose."""
     return cell.replace("-", "−")
-
-
-def evaluation_table(report: dict) -> str:
-    """The model against the baselines, per |S| below the full image (unobserved pixels)."""
-    head = [r"\|S\|", "PT NLL", "CG NLL", "PT − CG (bits)", "PT MSE", "CG MSE", "PT/CG MSE", "linear MSE",
-            "nearest MSE", "PT PSNR", "CG PSNR", "PT SSIM", "CG SSIM"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
-    pixels = report["settings"]["pixels"]
-    for size, r in report["sizes"].items():
-        if int(size) >= pixels:
-            continue
-        m, g, vs = r["model"], r["cond_gauss"], r["model_vs_gauss"]
-        row = [size, fmt(m["nll_bits"], 3), fmt(g["nll_bits"], 3), minus(fmt(vs["nll_diff_bits"], 2)),
-               fmt(m["mse"], 4), fmt(g["mse"], 4), fmt(vs["mse_ratio"], 3), fmt(r["linear"]["mse"], 4),
-               fmt(r["nearest"]["mse"], 4), fmt(m["psnr"], 2), fmt(g["psnr"], 2), fmt(m["ssim"], 3),
-               fmt(g["ssim"], 3)]
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
-
-
-def samples_table(report: dict) -> str:
-    """Spread and error of the samples export.evaluate.gray drew, per |S|."""
-    lines = [r"| \|S\| | per-pixel std across samples | sample MSE | mean-image MSE (same images) |",
-             "|---:|---:|---:|---:|"]
-    for size, r in report["sizes"].items():
-        if "samples" in r:
-            s = r["samples"]
-            lines.append(f"| {size} | {fmt(s['std'], 3)} | {fmt(s['mse'], 3)} | {fmt(s['mean_mse'], 3)} |")
-    return "\n".join(lines)
 
 
 def histories(ck: dict[str, Any]) -> list[list[dict[str, Any]]]:
@@ -91,36 +62,10 @@ def render(card: str, blocks: dict[str, str]) -> str:
     return card
 
 
-def curve_tables(report: dict) -> str:
-    """A curve model's tables (export.evaluate.curves): against the exact posterior, and joint samples."""
-    from export.evaluate.curves import markdown
-
-    return markdown(report).split("\n", 2)[2].strip()  # without the title line
-
-
-def volume_tables(report: dict) -> str:
-    """A shape model's table (export.evaluate.volume): NLL, SDF MSE, IoU and Chamfer against the 3-D baselines."""
-    from export.evaluate.volume import markdown
-
-    return markdown(report).split("\n", 2)[2].strip()
-
-
-def video_tables(report: dict) -> str:
-    """A video model's table (export.evaluate.video): NLL against the Gaussian, MSE of every method, samples."""
-    from export.evaluate.video import markdown
-
-    return markdown(report).split("\n", 2)[2].strip()
-
-
 def blocks_for(report: dict, ck: dict[str, Any] | None) -> dict[str, str]:
-    if "family" in report["settings"]:
-        blocks = {"evaluation": curve_tables(report)}
-    elif "truncation" in report["settings"]:
-        blocks = {"evaluation": volume_tables(report)}
-    elif report["settings"].get("kind") == "video":
-        blocks = {"evaluation": video_tables(report)}
-    else:
-        blocks = {"evaluation": evaluation_table(report), "samples": samples_table(report)}
+    """Every generated block of a card: the report's own (its protocol renders them) and the checkpoint's
+    validation history."""
+    blocks = dict(card_blocks(report))
     if ck is not None:
         blocks["validation"] = validation_tables(ck)
     return blocks
