@@ -133,6 +133,8 @@ class Attention(nn.Module):
         return q1 @ k_t1, v
 
     def forward(self, x: torch.Tensor, mem: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        if bias.shape[-2] != 1:  # a bias per query and key (the causal buffer's training masks)
+            return self.biased_forward(x, mem, bias)
         if self.fuse_from is not None and self.frozen is None and mem.shape[1] >= self.fuse_from:
             return self.fused_forward(x, mem, bias)
         scores, v = self.scores_and_values(x, mem, bias)
@@ -152,6 +154,31 @@ class Attention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype),
                                              dropout_p=self.drop.p if self.training else 0.0)
         return self.proj(out.transpose(1, 2).reshape(b, lq, h * dh))
+
+
+    def heads(self, t: torch.Tensor) -> torch.Tensor:
+        """[B, L, H·dh] -> [B, H, L, dh]."""
+        b, n, _ = t.shape
+        return t.view(b, n, self.h, self.dh).transpose(1, 2)
+
+    def keys_values(self, mem: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values [B, H, K, dh] of memory tokens: what the causal buffer caches."""
+        k, v = self.kv(mem).chunk(2, dim=-1)
+        return self.heads(k), self.heads(v)
+
+    def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """The plain formulation over given keys and values [B, H, K, dh], with a bias broadcast to
+        [B, H, Lq, K]: softmax(q·kᵀ/√dh + bias)·v, projected."""
+        b, lq, _ = x.shape
+        q = self.heads(self.q(x)) * (1.0 / math.sqrt(self.dh))
+        att = self.drop(torch.softmax(q @ k.transpose(-1, -2) + bias, dim=-1))
+        return self.proj((att @ v).transpose(1, 2).reshape(b, lq, self.h * self.dh))
+
+    def biased_forward(self, x: torch.Tensor, mem: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """Attention with a bias per query and key [B, 1, Lq, K] (training the causal buffer, export.cache)."""
+        if self.fuse_from is not None and self.frozen is None:
+            return self.fused_forward(x, mem, bias)
+        return self.attend(x, *self.keys_values(mem), bias)
 
 
 @contextmanager
@@ -215,12 +242,18 @@ class Encoder(nn.Module):
         self.blocks = nn.ModuleList(EncoderBlock(cfg) for _ in range(cfg.enc_layers))
         self.ln = nn.LayerNorm(cfg.d_model)
 
-    def forward(self, positions: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def tokens(self, positions: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """The first block's input [B, K, D]: each sample's value embedding beside its Fourier features."""
         if self.value_affine is not None:  # value_range -> [-1, 1]
             values = (values - self.value_affine[0]) * self.value_affine[1]
         with full_precision(values):
-            x = torch.cat([self.value_embed(values.float()), self.posenc(positions)], dim=-1)
-        bias = key_bias(mask, x.dtype)
+            return torch.cat([self.value_embed(values.float()), self.posenc(positions)], dim=-1)
+
+    def forward(self, positions: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
+        """bias: [B, 1, K, K] per query and key instead of the key mask's (the causal buffer, export.cache)."""
+        x = self.tokens(positions, values)
+        bias = key_bias(mask, x.dtype) if bias is None else bias
         for blk in self.blocks:
             x = blk(x, bias)
         return self.ln(x)
@@ -248,12 +281,18 @@ class QueryDecoder(nn.Module):
         b, nq, _ = query_positions.shape
         return torch.cat([self.query_token.expand(b, nq, -1), self.posenc(query_positions)], dim=-1)
 
-    def forward(self, memory: torch.Tensor, mask: torch.Tensor, query_positions: torch.Tensor):
+    def forward(self, memory: torch.Tensor, mask: torch.Tensor, query_positions: torch.Tensor,
+                bias: torch.Tensor | None = None):
+        """bias: [B, 1, Q, K] per query and key instead of the key mask's (the causal buffer, export.cache)."""
         b, nq, _ = query_positions.shape
         q = self.tokens(query_positions)
-        bias = key_bias(mask, q.dtype)
+        bias = key_bias(mask, q.dtype) if bias is None else bias
         for blk in self.blocks:
             q = blk(q, memory, bias)
+        return self.outputs(q, b, nq)
+
+    def outputs(self, q: torch.Tensor, b: int, nq: int):
+        """(logits, offsets, log σ) from the last block's query tokens [B, Q, D]."""
         with full_precision(q):
             return self.head_outputs(self.head(self.ln(q.float())), b, nq)
 
