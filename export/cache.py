@@ -8,9 +8,9 @@ one token over the cached keys and values (O(K² + NK + N²) for N draws, agains
 grown set is encoded again for every value, the paper's §4.3 bottleneck). Given S alone nothing
 changes: mean and distribution queries are today's computation.
 
-- Training (`buffer_forward`, `buffer_biases`): one pass with teacher forcing. A random buffer G in
-  random order joins S; each buffer position is predicted from S and G_<j and ordinary queries from S
-  alone, all through [B, 1, Lq, K] attention biases.
+- Training (export.model: `PixelTransformer.forward` with a buffer, `buffer_biases`): one pass with teacher
+  forcing. A random buffer G in random order joins S; each buffer position is predicted from S and G_<j
+  and ordinary queries from S alone, all through [B, 1, Lq, K] attention biases.
 - Sampling (`context_caches`, `cached_step`): what the exported context.onnx and step.onnx compute.
   Caches are [layers, B, heads, T, dh] per encoder and decoder layer.
 """
@@ -18,44 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from export.model import MASK_FILL, Attention, Mixture, PixelTransformer, key_bias
-
-
-def _allowed(allow: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """0 where attention is allowed, MASK_FILL where not."""
-    return torch.where(allow, torch.zeros((), dtype=dtype), torch.full((), MASK_FILL, dtype=dtype))
-
-
-def buffer_biases(ctx_mask: torch.Tensor, g: int, nq: int, dtype: torch.dtype = torch.float32):
-    """(encoder bias [B, 1, K+G, K+G], decoder bias [B, 1, G+Q, K+G]) for context S (mask [B, K]), a buffer of
-    G tokens in order, and Q ordinary queries. Encoder: S attends to S; buffer token j to S and buffer
-    tokens i ≤ j. Decoder: the prediction at buffer position j reads S and buffer tokens i < j; ordinary
-    queries read S only (today's loss)."""
-    b, k = ctx_mask.shape
-    dev = ctx_mask.device
-    ctx = ctx_mask[:, None, :]                                          # [B, 1, K]
-    no_buf = torch.zeros(b, 1, g, dtype=torch.bool, device=dev)
-    causal = torch.ones(g, g, dtype=torch.bool, device=dev).tril()      # i ≤ j
-    strict = torch.ones(g, g, dtype=torch.bool, device=dev).tril(-1)    # i < j
-    enc = torch.cat([torch.cat([ctx.expand(b, k, k), no_buf.expand(b, k, g)], -1),
-                     torch.cat([ctx.expand(b, g, k), causal.expand(b, g, g)], -1)], -2)
-    dec = torch.cat([torch.cat([ctx.expand(b, g, k), strict.expand(b, g, g)], -1),
-                     torch.cat([ctx.expand(b, nq, k), no_buf.expand(b, nq, g)], -1)], -2)
-    return _allowed(enc, dtype)[:, None], _allowed(dec, dtype)[:, None]
-
-
-def buffer_forward(model: PixelTransformer, spos, sval, smask, bpos, bval, qpos) -> tuple[Mixture, Mixture]:
-    """Teacher-forced causal buffer: (the law at each buffer position j given S and G_<j [B, G], the law at
-    each query given S alone [B, Q]). bpos/bval [B, G, ·] are the buffer in drawing order."""
-    g, nq = bpos.shape[1], qpos.shape[1]
-    enc_bias, dec_bias = buffer_biases(smask, g, nq)
-    mask = torch.cat([smask, torch.ones_like(smask[:, :1]).expand(-1, g)], 1)
-    memory = model.encoder(torch.cat([spos, bpos], 1), torch.cat([sval, bval], 1), mask, enc_bias)
-    logits, offsets, log_sigma = model.decoder(memory, mask, torch.cat([bpos, qpos], 1), dec_bias)
-    split = lambda t: (t[:, :g], t[:, g:])  # noqa: E731
-    (lb, lq), (ob, oq), (sb, sq) = split(logits), split(offsets), split(log_sigma)
-    return Mixture(lb, ob, sb, model.centers), Mixture(lq, oq, sq, model.centers)
-
+from export.model import Attention, PixelTransformer, allowed_bias, key_bias
 
 # --------------------------------------------------------------------------- sampling with caches
 
@@ -114,7 +77,7 @@ def step_bias(cache_mask: torch.Tensor, n: int, dtype: torch.dtype = torch.float
     keys = torch.cat([cache_mask, new], 1)
     causal = torch.ones(n, n, dtype=torch.bool, device=cache_mask.device).tril()
     enc = torch.cat([cache_mask[:, None, :].expand(b, n, -1), causal.expand(b, n, n)], -1)
-    return _allowed(enc, dtype)[:, None], key_bias(keys, dtype)
+    return allowed_bias(enc, dtype)[:, None], key_bias(keys, dtype)
 
 
 def cached_step(model: PixelTransformer, token_positions, token_values, enc_keys, enc_values, dec_keys, dec_values,

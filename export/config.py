@@ -102,6 +102,16 @@ class TrainConfig:
     attention: str = "auto"       # auto | folded | fused (F.scaled_dot_product_attention) in training; exports are
     #   always folded. auto: fused on CUDA; on a CPU from the key count where it pays (precision.FUSE_FROM_CPU)
     compile: bool = False         # torch.compile the model (dynamic shapes; a compile of ~1 minute first)
+    buffer_max: int = 0           # > 0: train the causal buffer (export.cache) too: each step G log-uniform in
+    #   1..buffer_max of the queries become a buffer in random order, each predicted from S and the buffer before it
+    buffer_weight: float = 0.5    # the buffer loss's share of the loss (the rest: the queries given S alone)
+
+    def validate(self) -> None:
+        if self.buffer_max < 0 or (self.buffer_max and self.buffer_max >= self.num_queries):
+            raise ConfigError(f"buffer_max must be 0 (off) or 1..num_queries - 1 = {self.num_queries - 1} (the buffer "
+                              f"is taken from the queries), got {self.buffer_max}")
+        if not 0.0 <= self.buffer_weight <= 1.0:
+            raise ConfigError(f"buffer_weight must be in [0, 1], got {self.buffer_weight}")
 
 
 @dataclass

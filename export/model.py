@@ -35,6 +35,29 @@ def key_bias(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Te
     return torch.where(mask, zero, fill)[:, None, None, :]  # a Where over [B, K] (a Cast trips the fp16 converter)
 
 
+def allowed_bias(allow: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """0 where attention is allowed, MASK_FILL where not."""
+    return torch.where(allow, torch.zeros((), dtype=dtype), torch.full((), MASK_FILL, dtype=dtype))
+
+
+def buffer_biases(ctx_mask: torch.Tensor, g: int, nq: int, dtype: torch.dtype = torch.float32):
+    """(encoder bias [B, 1, K+G, K+G], decoder bias [B, 1, G+Q, K+G]) for context S (mask [B, K]), a buffer of
+    G tokens in order, and Q ordinary queries. Encoder: S attends to S; buffer token j to S and buffer
+    tokens i ≤ j. Decoder: the prediction at buffer position j reads S and buffer tokens i < j; ordinary
+    queries read S only (today's loss)."""
+    b, k = ctx_mask.shape
+    dev = ctx_mask.device
+    ctx = ctx_mask[:, None, :]                                          # [B, 1, K]
+    no_buf = torch.zeros(b, 1, g, dtype=torch.bool, device=dev)
+    causal = torch.ones(g, g, dtype=torch.bool, device=dev).tril()      # i ≤ j
+    strict = torch.ones(g, g, dtype=torch.bool, device=dev).tril(-1)    # i < j
+    enc = torch.cat([torch.cat([ctx.expand(b, k, k), no_buf.expand(b, k, g)], -1),
+                     torch.cat([ctx.expand(b, g, k), causal.expand(b, g, g)], -1)], -2)
+    dec = torch.cat([torch.cat([ctx.expand(b, g, k), strict.expand(b, g, g)], -1),
+                     torch.cat([ctx.expand(b, nq, k), no_buf.expand(b, nq, g)], -1)], -2)
+    return allowed_bias(enc, dtype)[:, None], allowed_bias(dec, dtype)[:, None]
+
+
 def full_precision(x: torch.Tensor):
     """A float32 island inside bf16 autocast (export.precision): Fourier phases 2π·x·B reach ~30 and would
     be known to ±0.1 rad in bf16; values and component means would be blurred by about the σ floor. A no-op
@@ -358,9 +381,20 @@ class PixelTransformer(nn.Module):
                 m.fuse_from = from_keys
         return self
 
-    def forward(self, sample_pos, sample_val, sample_mask, query_pos) -> "Mixture":
-        memory = self.encoder(sample_pos, sample_val, sample_mask)
-        return Mixture(*self.decoder(memory, sample_mask, query_pos), self.centers)
+    def forward(self, sample_pos, sample_val, sample_mask, query_pos, buffer_pos=None, buffer_val=None):
+        """The law at each query given S (a Mixture [B, Q]). With a buffer (buffer_pos/buffer_val [B, G, ·], a
+        drawing order): (the law at each buffer position j given S and buffer tokens < j, the law at each
+        query given S alone), teacher-forced in one pass (the causal buffer of export.cache)."""
+        if buffer_pos is None:
+            memory = self.encoder(sample_pos, sample_val, sample_mask)
+            return Mixture(*self.decoder(memory, sample_mask, query_pos), self.centers)
+        g = buffer_pos.shape[1]
+        enc_bias, dec_bias = buffer_biases(sample_mask, g, query_pos.shape[1])
+        mask = torch.cat([sample_mask, torch.ones_like(sample_mask[:, :1]).expand(-1, g)], 1)
+        memory = self.encoder(torch.cat([sample_pos, buffer_pos], 1), torch.cat([sample_val, buffer_val], 1), mask,
+                              enc_bias)
+        out = self.decoder(memory, mask, torch.cat([buffer_pos, query_pos], 1), dec_bias)
+        return (Mixture(*(t[:, :g] for t in out), self.centers), Mixture(*(t[:, g:] for t in out), self.centers))
 
 
 class Mixture:

@@ -60,6 +60,7 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
         raise ConfigError(f"precision must be one of {', '.join(precision.PRECISIONS)}; got {cfg.train.precision!r}")
     if cfg.train.attention not in precision.ATTENTION:
         raise ConfigError(f"attention must be one of {', '.join(precision.ATTENTION)}; got {cfg.train.attention!r}")
+    cfg.train.validate()
     fitted = cfg.train.palette and cfg.model.bin_centers is None  # main() fits the centres on the data
     (dataclasses.replace(cfg.model, bin_centers=[[0.5] * cfg.model.val_dim]) if fitted else cfg.model).validate()
     return cfg, args
@@ -97,16 +98,43 @@ def data_sources(cfg: Config, rank: int) -> TrainingData:
 
 
 @torch.no_grad()
-def evaluate(model: PixelTransformer, batches, alpha: float, device) -> dict[str, float]:
+def evaluate(model: PixelTransformer, batches, alpha: float, device, buffer: int = 0) -> dict[str, float]:
+    """Validation loss and NLL (nats per value) of the queries given S; with a buffer of `buffer` tokens (the
+    first queries of each batch, in their order) also val_buffer_nll, the NLL at each buffer position given S
+    and the buffer tokens before it (the causal buffer's figure)."""
     model.eval()
-    loss = nll = 0.0
+    loss = nll = buf_nll = 0.0
     for spos, sval, mask, qpos, qval in batches:
         spos, sval, mask, qpos, qval = (t.to(device) for t in (spos, sval, mask, qpos, qval))
         mix = model(spos, sval, mask, qpos)
         loss += mix.loss(qval, alpha).mean().item()
         nll += -mix.log_prob(qval).mean().item()
+        if buffer:
+            buf, _ = model(spos, sval, mask, qpos[:, buffer:], qpos[:, :buffer], qval[:, :buffer])
+            buf_nll += -buf.log_prob(qval[:, :buffer]).mean().item()
     model.train()
-    return {"val_loss": loss / len(batches), "val_nll": nll / len(batches)}
+    out = {"val_loss": loss / len(batches), "val_nll": nll / len(batches)}
+    if buffer:
+        out["val_buffer_nll"] = buf_nll / len(batches)
+    return out
+
+
+def val_line(m: dict) -> str:
+    """The log line of a validation."""
+    buffer = f", buffer nll {m['val_buffer_nll']:.4f}" if "val_buffer_nll" in m else ""
+    return f"val step {m['step']} loss {m['val_loss']:.4f} nll {m['val_nll']:.4f} nats/value{buffer}"
+
+
+def buffer_batch(batch, tc: TrainConfig, g: torch.Generator):
+    """(spos, sval, mask, qpos, qval, buffer_pos, buffer_val): G log-uniform in 1..buffer_max of the queries, in a
+    random order, become the causal buffer (export.cache); the other queries stay queries given S."""
+    spos, sval, mask, qpos, qval = batch
+    nq = qpos.shape[1]
+    top = min(tc.buffer_max, nq - 1)
+    size = int(round(math.exp(torch.rand((), generator=g).item() * math.log(top)))) if top > 1 else 1
+    order = torch.randperm(nq, generator=g)
+    qpos, qval = qpos[:, order], qval[:, order]
+    return spos, sval, mask, qpos[:, size:], qval[:, size:], qpos[:, :size], qval[:, :size]
 
 
 def save(path: Path, obj: dict) -> None:
@@ -142,10 +170,17 @@ class Run:
     minutes_before: float = 0.0  # training minutes of the runs this one resumes
     lineage: list = field(default_factory=list)  # earlier runs behind --init weights, oldest first
     t0: float = field(default_factory=time.time)
+    buffer_rng: torch.Generator = field(default_factory=torch.Generator)  # buffer sizes and orders (buffer_max)
 
     @property
     def out(self) -> Path:
         return Path(self.cfg.train.out)
+
+    @property
+    def val_buffer(self) -> int:
+        """Buffer tokens of each validation set (0: no buffer): half the queries, at most buffer_max."""
+        tc = self.cfg.train
+        return min(tc.buffer_max, tc.num_queries // 2) if tc.buffer_max else 0
 
     def elapsed(self) -> float:
         """Training minutes so far, over resumes."""
@@ -178,20 +213,33 @@ class Run:
 
     def validate(self) -> None:
         """Validation NLL of the weights now, into the history, the log and a checkpoint."""
-        m = evaluate(self.model, self.val, self.cfg.model.alpha, self.device)
+        m = evaluate(self.model, self.val, self.cfg.model.alpha, self.device, self.val_buffer)
         m.update(step=self.step, minutes=round(self.elapsed(), 2))
         self.history.append(m)
-        self.log(f"val step {self.step} loss {m['val_loss']:.4f} nll {m['val_nll']:.4f} nats/value")
+        self.log(val_line(m))
         self.checkpoint(m)
+
+
+def step_loss(run: Run, net: torch.nn.Module, batch) -> torch.Tensor:
+    """The loss of a batch: the appendix loss of the queries given S, mixed with the causal buffer's when
+    buffer_max > 0 (weight buffer_weight)."""
+    tc, device, alpha = run.cfg.train, run.device, run.cfg.model.alpha
+    if tc.buffer_max:
+        spos, sval, mask, qpos, qval, bpos, bval = (t.to(device) for t in buffer_batch(batch, tc, run.buffer_rng))
+        with precision.autocast(run.prec, device):
+            buf, mix = net(spos, sval, mask, qpos, bpos, bval)
+        w = tc.buffer_weight
+        return (1 - w) * mix.loss(qval, alpha).mean() + w * buf.loss(bval, alpha).mean()
+    spos, sval, mask, qpos, qval = (t.to(device) for t in batch)
+    with precision.autocast(run.prec, device):  # the blocks in bf16; model.full_precision keeps the islands fp32
+        mix = net(spos, sval, mask, qpos)
+    return mix.loss(qval, alpha).mean()
 
 
 def train_step(run: Run, net: torch.nn.Module, batch) -> torch.Tensor:
     """One optimizer step on a batch at the scheduled learning rate; returns the loss (not checked)."""
-    tc, device = run.cfg.train, run.device
-    spos, sval, mask, qpos, qval = (t.to(device) for t in batch)
-    with precision.autocast(run.prec, device):  # the blocks in bf16; model.full_precision keeps the islands fp32
-        mix = net(spos, sval, mask, qpos)
-    loss = mix.loss(qval, run.cfg.model.alpha).mean()
+    tc = run.cfg.train
+    loss = step_loss(run, net, batch)
     if not torch.isfinite(loss):
         return loss
     run.opt.zero_grad(set_to_none=True)
@@ -272,9 +320,10 @@ def main(argv=None) -> int:
     sampler = make_sampler(run.step)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"training {n_params / 1e6:.2f}M parameters on {what} ({device}), steps {run.step}->{tc.steps}")
+    run.buffer_rng.manual_seed(tc.seed * 1000 + rank + run.step)
     if run.step == 0 and rank == 0:  # the untrained model's figure, so every curve shows where it started
-        run.history.append({**evaluate(model, val, cfg.model.alpha, device), "step": 0, "minutes": 0.0})
-        log(f"val step 0 loss {run.history[0]['val_loss']:.4f} nll {run.history[0]['val_nll']:.4f} nats/value")
+        run.history.append({**evaluate(model, val, cfg.model.alpha, device, run.val_buffer), "step": 0, "minutes": 0.0})
+        log(val_line(run.history[0]))
     run.t0 = time.time()
     trace: list[str] | None = [] if args.trace else None
     if train_loop(run, net, sampler, ddp, trace):

@@ -3,9 +3,9 @@ exactly what the teacher-forced causal forward computes, and given S alone nothi
 import pytest
 import torch
 
-from export.cache import buffer_biases, buffer_forward, cached_step, context_caches
+from export.cache import cached_step, context_caches
 from export.config import ModelConfig
-from export.model import PixelTransformer
+from export.model import PixelTransformer, buffer_biases
 
 CONFIGS = {  # one per signal kind's shape: image (2 → 1), RGB (2 → 3), curve (1 → 1), volume/video (3 → 1)
     "image": ModelConfig(d_model=32, n_heads=2, enc_layers=2, dec_layers=2, ffn=48, num_bins=8, init_std=0.2),
@@ -45,7 +45,7 @@ def test_queries_given_s_alone_are_todays_computation(model):
     bpos, bval = random_set(model.cfg, 2, 4, g)
     qpos, _ = random_set(model.cfg, 2, 5, g)
     plain = model(spos, sval, smask, qpos)
-    _, queries = buffer_forward(model, spos, sval, smask, bpos, bval, qpos)
+    _, queries = model(spos, sval, smask, qpos, bpos, bval)
     laws_close((queries.logits, queries.offsets, queries.log_sigma), (plain.logits, plain.offsets, plain.log_sigma))
     first = context_caches(model, spos, sval, smask, qpos)[4:]
     laws_close(first, (plain.logits, plain.offsets, plain.log_sigma))
@@ -62,7 +62,7 @@ def test_cached_steps_equal_the_causal_forward(model, per_step):
     smask[0, 3:] = False
     bpos, bval = random_set(model.cfg, 2, 6, g)
     qpos, _ = random_set(model.cfg, 2, 3, g)
-    want, _ = buffer_forward(model, spos, sval, smask, bpos, bval, qpos)
+    want, _ = model(spos, sval, smask, qpos, bpos, bval)
 
     if per_step == 1:  # exact sampling: the next position is queried after each token
         ek, ev, dk, dv, *first = context_caches(model, spos, sval, smask, bpos[:, :1])
@@ -106,3 +106,28 @@ def test_buffer_biases_shape_the_attention():
                             [1, 1, 0, 1, 0, 0], [1, 1, 0, 1, 1, 0], [1, 1, 0, 1, 1, 1]]
     assert allowed(dec) == [[1, 1, 0, 0, 0, 0], [1, 1, 0, 1, 0, 0], [1, 1, 0, 1, 1, 0],
                             [1, 1, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0]]
+
+
+def test_training_with_a_buffer_records_its_figure(tmp_path):
+    """`--buffer-max` trains the causal buffer beside the queries: the loss stays finite and every validation
+    reports the buffer's NLL next to today's (gp-curves: drawn on the fly, no data needed)."""
+    from export.train import main
+
+    out = tmp_path / "run"
+    assert main(["--config", "configs/gp-curves.json", "--steps", "6", "--val-every", "3", "--log-every", "3",
+                 "--buffer-max", "8", "--d-model", "16", "--ffn", "24", "--enc-layers", "1", "--dec-layers", "1",
+                 "--num-queries", "16", "--threads", "1", "--precision", "fp32", "--out", str(out)]) == 0
+    history = torch.load(out / "model.pt", weights_only=False)["history"]
+    assert [h["step"] for h in history] == [0, 3, 6]
+    assert all(torch.isfinite(torch.tensor([h["val_nll"], h["val_buffer_nll"]])).all() for h in history)
+
+
+@pytest.mark.parametrize("flags, message", [(["--buffer-max", "16", "--num-queries", "16"], "buffer_max must be"),
+                                            (["--buffer-max", "-1"], "buffer_max must be"),
+                                            (["--buffer-weight", "1.5"], "buffer_weight must be")])
+def test_a_bad_buffer_setting_is_refused_before_any_work(flags, message, tmp_path, capsys):
+    from export.train import main
+
+    assert main(["--config", "configs/gp-curves.json", *flags, "--out", str(tmp_path / "run")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
