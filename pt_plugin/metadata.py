@@ -136,8 +136,13 @@ def identity(digests: dict[str, str], precision: str) -> str:
 
 def check_graph(session, role: str, meta: dict, path: Path) -> None:
     """The session's declared inputs and outputs are those model.json promises (names and fixed sizes)."""
+    caches = {"enc_keys": None, "enc_values": None, "dec_keys": None, "dec_values": None}
     want = {"encoder": {"sample_positions": meta["pos_dim"], "sample_values": meta["val_dim"], "sample_mask": None},
-            "decoder": {"memory": None, "sample_mask": None, "query_positions": meta["pos_dim"]}}[role]
+            "decoder": {"memory": None, "sample_mask": None, "query_positions": meta["pos_dim"]},
+            "context": {"sample_positions": meta["pos_dim"], "sample_values": meta["val_dim"], "sample_mask": None,
+                        "query_positions": meta["pos_dim"]},
+            "step": {"token_positions": meta["pos_dim"], "token_values": meta["val_dim"], **caches,
+                     "cache_mask": None, "query_positions": meta["pos_dim"]}}[role]
     inputs = {i.name: i.shape for i in session.get_inputs()}
     if list(inputs) != list(want):
         raise _fail(path, f"the {role} graph takes inputs {list(inputs)}, expected {list(want)}")
@@ -145,13 +150,14 @@ def check_graph(session, role: str, meta: dict, path: Path) -> None:
         last = inputs[name][-1]
         if size is not None and isinstance(last, int) and last != size:
             raise _fail(path, f"{name} of the {role} graph ends in {last}, but model.json says {size}")
-    if role == "decoder":
+    if role != "encoder":
         outs = {o.name: o.shape for o in session.get_outputs()}
         expect = {"logits": (meta["bins"],), "offsets": (meta["bins"], meta["val_dim"]), "log_sigma": (meta["bins"],)}
+        outs = {k: v for k, v in outs.items() if k in expect or role == "decoder"}  # the caches' shapes vary
         if list(outs) != list(expect):
-            raise _fail(path, f"the decoder graph gives outputs {list(outs)}, expected {list(expect)}")
+            raise _fail(path, f"the {role} graph gives outputs {list(outs)}, expected {list(expect)}")
         for name, tail in expect.items():
             got = tuple(outs[name][-len(tail):])
             if all(isinstance(d, int) for d in got) and got != tail:
-                raise _fail(path, f"decoder output {name} ends in {list(got)}, but model.json says {list(tail)} "
+                raise _fail(path, f"{role} output {name} ends in {list(got)}, but model.json says {list(tail)} "
                                   "(bins, val_dim)")

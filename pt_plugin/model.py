@@ -16,11 +16,12 @@ import numpy as np
 
 from . import inputs, metadata
 from .acquisition import ACQUIRE_OPTIONS, Acquisition, acquire
+from .cached_sampling import cache_bytes, cached_sample
 from .distribution import Distribution
 from .errors import InputError, WeightsError
 from .graphs import Graph, session_device, to_numpy
 from .grids import cell_index, grid_positions
-from .sampling import DEFAULT_AUTOREGRESSIVE, DEFAULT_STEP_FRACTION, hybrid_sample
+from .sampling import ALL_POSITIONS, DEFAULT_AUTOREGRESSIVE, DEFAULT_STEP_FRACTION, hybrid_sample
 from .sessions import MIN_ONNXRUNTIME, make_session, require_onnxruntime, thread_count
 from .signal import Signal
 from .weights import DEFAULT_MODEL, graph_files, locate
@@ -118,6 +119,7 @@ class Model:
         digests = metadata.verify_files(self.path, self.meta, files)
         self.precision = precision
         self.identity = metadata.identity(digests, precision)
+        self._session_args, self._cache_graphs = (device, providers, threads), {}  # cache graphs: on first use
         encoder = self._session(files[0], "encoder", device, providers, threads)
         decoder = self._session(files[1], "decoder", device, providers, threads)
         if io_binding is None:
@@ -306,8 +308,9 @@ class Model:
 
     # -- sampling ----------------------------------------------------------------------------
     def sample(self, positions, values, query_positions, num_samples: int = 1, seed: int | None = None,
-               autoregressive: int = DEFAULT_AUTOREGRESSIVE, step_fraction: float = DEFAULT_STEP_FRACTION,
-               temperature: float = 1.0, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+               autoregressive: int | None = None, step_fraction: float | None = None,
+               temperature: float = 1.0, progress: Callable[[int, int], None] | None = None,
+               cache: bool | None = None) -> np.ndarray:
         """Whole signals at query_positions drawn from p(signal | S), [num_samples, Q, val_dim].
 
         Hybrid autoregressive sampling (paper §4.3): a new random order per sample; the first
@@ -320,22 +323,76 @@ class Model:
         drawn ones), then while the rest take the mean. All samples run in one batch.
 
         positions and values are arrays, not a Context: sampling re-encodes the set as it grows.
+
+        cache: with the causal buffer's graphs (model.json "cache", context.onnx and step.onnx) S is encoded
+        once and each drawn value costs one token's pass over cached keys and values (pt_plugin.cached_sampling);
+        None (default) uses them when the model has them, False re-encodes as above (the reference), True
+        requires them. Defaults then differ: every position drawn exactly (autoregressive = all,
+        step_fraction 0), against DEFAULT_AUTOREGRESSIVE and DEFAULT_STEP_FRACTION when re-encoding.
         """
         if isinstance(positions, Context):
             raise InputError("sample() takes the sample set itself (positions, values), not a Context: sampling "
                              "adds drawn values to the set and encodes it again; call sample(positions, values, "
                              "query_positions, ...)")
         num_samples, seed = inputs.positive_int(num_samples, "num_samples"), inputs.seed(seed)
-        step_fraction = inputs.fraction(step_fraction, "step_fraction")
-        autoregressive = inputs.positive_int(autoregressive, "autoregressive", 0)
+        cached, autoregressive, step_fraction = self.sampling_plan(autoregressive, step_fraction, cache)
         temperature = inputs.positive_float(temperature, "temperature")
         progress = inputs.callback(progress)
         p, v = self.check_set(positions, values)
         q = inputs.positions(query_positions, self.pos_dim, "query positions")
         if len(q) == 0:
             raise InputError("no query positions given; expected at least one")
+        if cached and min(autoregressive, len(q)) > 0:
+            inputs.check_memory(cache_bytes(self, num_samples, len(p) + min(autoregressive, len(q))),
+                                f"caching keys and values of {num_samples:,} sample(s) of {len(p) + len(q):,} tokens",
+                                "draw fewer samples per call (call again with other seeds), draw fewer positions "
+                                "(autoregressive=N, the rest take the mean), or pass cache=False")
+            return cached_sample(self, p, v, q, num_samples, seed, autoregressive, step_fraction, temperature,
+                                 progress)
         inputs.check_sample_memory(self, num_samples, len(p), len(q), autoregressive)
         return hybrid_sample(self, p, v, q, num_samples, seed, autoregressive, step_fraction, temperature, progress)
+
+    @property
+    def has_cache(self) -> bool:
+        """Whether this model samples over cached keys and values (model.json "cache"; fp32 graphs only)."""
+        return "cache" in self.meta and self.precision == "fp32"
+
+    def sampling_plan(self, autoregressive: int | None = None, step_fraction: float | None = None,
+                      cache: bool | None = None) -> tuple[bool, int, float]:
+        """(cached, autoregressive, step_fraction) that sample() will use for these options (None: the default
+        of the path taken; see sample)."""
+        if cache is not None and not isinstance(cache, (bool, np.bool_)):
+            raise InputError(f"cache must be True, False or None (use the cache graphs when present), got {cache!r}")
+        if cache and not self.has_cache:
+            why = "its fp32 graphs only" if "cache" in self.meta else "no context.onnx / step.onnx in model.json"
+            raise InputError(f"{self.meta['name']} ({self.precision}) has no cache graphs ({why}); export them with "
+                             "`python -m export.onnx.cache_graphs CHECKPOINT --into FOLDER` (pt-plugin source "
+                             "checkout), or pass cache=False")
+        cached = self.has_cache if cache is None else bool(cache)
+        if autoregressive is None:
+            autoregressive = ALL_POSITIONS if cached else DEFAULT_AUTOREGRESSIVE
+        if step_fraction is None:
+            step_fraction = 0.0 if cached else DEFAULT_STEP_FRACTION
+        return (cached, inputs.positive_int(autoregressive, "autoregressive", 0),
+                inputs.fraction(step_fraction, "step_fraction"))
+
+    @property
+    def context_graph(self) -> Graph:
+        """context.onnx (loaded on first use, its sha256 checked against model.json)."""
+        return self._cache_graph("context")
+
+    @property
+    def step_graph(self) -> Graph:
+        """step.onnx (loaded on first use, its sha256 checked against model.json)."""
+        return self._cache_graph("step")
+
+    def _cache_graph(self, role: str) -> Graph:
+        if role not in self._cache_graphs:
+            name = f"{role}.onnx"
+            metadata.verify_files(self.path, self.meta, (name,))
+            session = self._session(name, role, *self._session_args)
+            self._cache_graphs[role] = Graph(session, self.encoder.io_binding)
+        return self._cache_graphs[role]
 
     # -- acquisition ---------------------------------------------------------------------------
     def acquire(self, positions, values, k: int = 1, candidates=None, criterion: str = "variance",

@@ -25,6 +25,7 @@ DEFAULT_STEP_FRACTION = 0.1
 # N', the positions drawn in turn before the rest take the mean given the grown set: every cell of the
 # bundled 28x28 and 32x32 image models; a quarter of the 8x32x32 clips (README, "Sampling")
 DEFAULT_AUTOREGRESSIVE = 2048
+ALL_POSITIONS = 2**62  # autoregressive=ALL_POSITIONS draws every position (the default with cache graphs)
 
 
 class SetModel(Protocol):

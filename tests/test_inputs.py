@@ -78,11 +78,20 @@ def test_good_seeds(runtime_model, observed, test_image):
 
 # -- 7. step_fraction -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("bad", [None, "0.1", True, -0.1, 1.0, float("nan")])
+@pytest.mark.parametrize("bad", ["0.1", True, -0.1, 1.0, float("nan")])
 def test_step_fraction_is_checked(runtime_model, observed, bad):
     pos, val = observed
     with pytest.raises(InputError, match=r"step_fraction must be a number in \[0, 1\)"):
         runtime_model.sample(pos, val, grid_positions(28, 28)[:5], step_fraction=bad)
+
+
+def test_none_takes_the_default_of_the_path_sampled(runtime_model, observed):
+    """step_fraction / autoregressive None: the re-encoding sampler's defaults for a model without cache graphs."""
+    pos, val = observed
+    q = grid_positions(28, 28)[:5]
+    a = runtime_model.sample(pos, val, q, seed=3, step_fraction=None, autoregressive=None)
+    b = runtime_model.sample(pos, val, q, seed=3, step_fraction=0.1, autoregressive=2048)
+    np.testing.assert_array_equal(a, b)
 
 
 # -- 8. shapes --------------------------------------------------------------------------------------

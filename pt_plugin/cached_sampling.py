@@ -1,0 +1,131 @@
+"""Autoregressive sampling over cached keys and values (the causal buffer, model.json "cache").
+
+S is encoded once (context.onnx) into every layer's keys and values; each drawn position then joins a
+buffer through step.onnx, which attends over the caches and answers the next position(s): a drawn value
+costs one token's pass instead of a new encoding of the grown set (pt_plugin.sampling). The draw order,
+the random numbers and the mean fill are those of hybrid_sample, so `cache=False` is its reference.
+Caches live in arrays preallocated for every token the call will add: nothing is reallocated per step.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from .distribution import Distribution
+from .sampling import step_sizes
+
+CACHES = ("enc_keys", "enc_values", "dec_keys", "dec_values")
+QUERY_CHUNK = 4096  # query positions per call when the rest of the signal takes the mean
+
+
+class CachedModel(Protocol):
+    """What this sampler needs of a model (pt_plugin.model.Model with cache graphs)."""
+    pos_dim: int
+    val_dim: int
+    value_range: tuple[float, float]
+    centers: np.ndarray
+    context_graph: Any
+    step_graph: Any
+
+
+class Caches:
+    """Every layer's keys and values of T tokens, [layers, batch, heads, capacity, head_dim] each, grown in place."""
+
+    def __init__(self, first: list[np.ndarray], batch: int, capacity: int):
+        self.arrays = [np.empty((a.shape[0], batch, a.shape[2], capacity, a.shape[4]), np.float32) for a in first]
+        for arr, a in zip(self.arrays, first):
+            arr[:, :, :, :a.shape[3]] = a  # one context, every sample
+        self.size = first[0].shape[3]
+
+    def feeds(self) -> dict[str, np.ndarray]:
+        """The caches so far and their mask, as step inputs (contiguous copies of the filled part)."""
+        batch = self.arrays[0].shape[1]
+        out = {name: np.ascontiguousarray(a[:, :, :, :self.size]) for name, a in zip(CACHES, self.arrays)}
+        out["cache_mask"] = np.ones((batch, self.size), bool)
+        return out
+
+    def append(self, new: list[np.ndarray]) -> None:
+        n = new[0].shape[3]
+        for arr, a in zip(self.arrays, new):
+            arr[:, :, :, self.size:self.size + n] = a
+        self.size += n
+
+
+def cache_bytes(model: Any, batch: int, tokens: int) -> int:
+    """Bytes of the caches of `batch` samples of `tokens` tokens (keys and values of every layer), plus the copy a
+    step call is fed."""
+    arch = model.meta.get("architecture", {})
+    layers = int(arch.get("enc_layers", 4)) + int(arch.get("dec_layers", 4))
+    return 2 * 2 * layers * batch * tokens * int(arch.get("d_model", 256)) * 4
+
+
+def _law(outs: list[np.ndarray], model: CachedModel, shape: tuple[int, ...] | None = None) -> Distribution:
+    """The law of a graph's last three outputs, its query axes reshaped to `shape` when given."""
+    logits, offsets, log_sigma = outs[-3:]
+    if shape is not None:
+        logits, log_sigma = logits.reshape(*shape, -1), log_sigma.reshape(*shape, -1)
+        offsets = offsets.reshape(*shape, *offsets.shape[-2:])
+    return Distribution(logits, offsets, log_sigma, model.centers)
+
+
+def cached_sample(model: CachedModel, pos: np.ndarray, val: np.ndarray, queries: np.ndarray, num_samples: int,
+                  seed: int | None, autoregressive: int, step_fraction: float, temperature: float,
+                  progress: Callable[[int, int], None] | None) -> np.ndarray:
+    """[num_samples, Q, val_dim] draws; the algorithm of pt_plugin.sampling.hybrid_sample over caches (at least one
+    position drawn: with autoregressive=0 every position is a mean, which needs no cache)."""
+    rng = np.random.default_rng(seed)
+    n, k = len(queries), len(pos)
+    n_ar = min(autoregressive, n)
+    lo, hi = model.value_range
+    orders = np.stack([rng.permutation(n) for _ in range(num_samples)])  # the same orders as hybrid_sample
+    out = np.empty((num_samples, n, model.val_dim), np.float32)
+    rows = np.arange(num_samples)[:, None]
+    sizes = step_sizes(k, n_ar, step_fraction)
+    first = orders[:, :sizes[0]]
+    outs = model.context_graph.run({"sample_positions": pos[None], "sample_values": val[None],
+                                    "sample_mask": np.ones((1, k), bool),
+                                    "query_positions": queries[first].reshape(1, -1, model.pos_dim)})
+    caches = Caches(outs[:4], num_samples, k + n_ar)
+    law = _law(outs, model, first.shape)  # every sample's first positions were asked of the one context
+    done = 0
+    for i, m in enumerate(sizes):
+        idx = orders[:, done:done + m]
+        draws = np.clip(law.sample(rng, temperature), lo, hi).astype(np.float32)  # clipped, as hybrid_sample
+        out[rows, idx] = draws
+        done += m
+        if progress is not None:
+            progress(done, n)
+        if i + 1 < len(sizes):
+            nxt = queries[orders[:, done:done + sizes[i + 1]]]
+            law = _law(_step(model, caches, queries[idx], draws, nxt), model)
+    if n_ar < n:
+        _fill_means(model, caches, queries, orders, done, sizes, out, progress)
+    return out
+
+
+def _step(model: CachedModel, caches: Caches, token_pos: np.ndarray, token_val: np.ndarray,
+          query_pos: np.ndarray, grow: bool = True) -> list[np.ndarray]:
+    """One step.onnx call: the new tokens over the caches (appended unless grow=False), the law at query_pos."""
+    outs = model.step_graph.run({"token_positions": np.ascontiguousarray(token_pos, np.float32),
+                                 "token_values": np.ascontiguousarray(token_val, np.float32), **caches.feeds(),
+                                 "query_positions": np.ascontiguousarray(query_pos, np.float32)})
+    if grow:
+        caches.append(outs[:4])
+    return outs
+
+
+def _fill_means(model: CachedModel, caches: Caches, queries: np.ndarray, orders: np.ndarray, done: int,
+                sizes: list[int], out: np.ndarray, progress) -> None:
+    """The positions not drawn take the mean given S and every drawn token (Eq. 4), a chunk of queries per call;
+    the last drawn tokens ride along with each chunk (they are not cached yet)."""
+    n = len(queries)
+    rows = np.arange(len(orders))[:, None]
+    last = orders[:, done - sizes[-1]:done]
+    rest = orders[:, done:]
+    for s in range(0, rest.shape[1], QUERY_CHUNK):
+        cols = rest[:, s:s + QUERY_CHUNK]
+        law = _law(_step(model, caches, queries[last], out[rows, last], queries[cols], grow=False), model)
+        out[rows, cols] = law.mean()
+        if progress is not None:
+            progress(done + s + cols.shape[1], n)

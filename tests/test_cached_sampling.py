@@ -1,0 +1,115 @@
+"""Issue 32: pt_plugin's cached sampler (context.onnx + step.onnx) draws, for one seed, exactly the values a
+re-encoding sampler with the causal buffer's masks draws (torch, export.model), for every kind's shape; bad
+cache requests are refused with a message."""
+import numpy as np
+import pytest
+import torch
+
+import pt_plugin
+from export.config import ModelConfig
+from export.model import PixelTransformer, buffer_biases, key_bias
+from export.onnx.cache_graphs import add_to_folder
+from export.onnx.graphs import export
+from pt_plugin.distribution import Distribution
+from pt_plugin.errors import InputError
+from pt_plugin.sampling import step_sizes
+
+CONFIGS = {  # image (2 → 1), RGB (2 → 3, a palette), curve (1 → 1), volume and video (3 → 1)
+    "image": ModelConfig(d_model=32, n_heads=2, enc_layers=2, dec_layers=2, ffn=48, num_bins=8, init_std=0.2),
+    "rgb": ModelConfig(val_dim=3, d_model=32, n_heads=2, enc_layers=1, dec_layers=2, ffn=48, init_std=0.2,
+                       bin_centers=[[0.1, 0.2, 0.3], [0.9, 0.1, 0.5], [0.4, 0.4, 0.8], [0.0, 1.0, 0.0]]),
+    "curve": ModelConfig(pos_dim=1, d_model=16, n_heads=2, enc_layers=2, dec_layers=1, ffn=24, num_bins=5,
+                         value_range=(-5.0, 5.0), init_std=0.2),
+    "volume": ModelConfig(pos_dim=3, d_model=32, n_heads=4, enc_layers=1, dec_layers=2, ffn=48, num_bins=8,
+                          value_range=(-0.3, 0.3), init_std=0.2, normalize_values=True),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(CONFIGS))
+def exported(request, tmp_path_factory):
+    """(torch model, pt_plugin model with cache graphs) of a random tiny network."""
+    torch.manual_seed(0)
+    model = PixelTransformer(CONFIGS[request.param]).eval()
+    folder = tmp_path_factory.mktemp(request.param)
+    ck = {"config": {"model": {}, "train": {}}, "step": 0}
+    export(model, ck, folder, request.param, kind={1: "curve", 2: "image", 3: "volume"}[model.cfg.pos_dim])
+    add_to_folder(model, folder)
+    return model, pt_plugin.load(folder, device="cpu", threads=1)
+
+
+def observed(cfg: ModelConfig, k: int, n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    lo, hi = cfg.value_range
+    p = rng.uniform(-1, 1, (k, cfg.pos_dim)).astype(np.float32)
+    v = rng.uniform(lo, hi, (k, cfg.val_dim)).astype(np.float32)
+    return p, v, rng.uniform(-1, 1, (n, cfg.pos_dim)).astype(np.float32)
+
+
+@torch.no_grad()
+def causal_law(model, p, v, bpos, bval, qpos, centers) -> Distribution:
+    """The law at qpos [B, m, ·] given S and the buffer so far, by encoding S and the buffer again with the causal
+    buffer's masks (no caches)."""
+    b, g = bpos.shape[:2]
+    spos, sval = torch.from_numpy(p)[None].expand(b, -1, -1), torch.from_numpy(v)[None].expand(b, -1, -1)
+    smask = torch.ones(b, len(p), dtype=torch.bool)
+    enc_bias, _ = buffer_biases(smask, g, 0)
+    mask = torch.ones(b, len(p) + g, dtype=torch.bool)
+    memory = model.encoder(torch.cat([spos, torch.from_numpy(bpos)], 1), torch.cat([sval, torch.from_numpy(bval)], 1),
+                           mask, enc_bias)
+    out = model.decoder(memory, mask, torch.from_numpy(qpos), key_bias(mask))
+    return Distribution(*(t.numpy() for t in out), centers)
+
+
+def reference_sample(model, p, v, q, num_samples, seed, n_ar, fraction):
+    """hybrid_sample's algorithm and random numbers, each law computed by causal re-encoding."""
+    rng = np.random.default_rng(seed)
+    n = len(q)
+    orders = np.stack([rng.permutation(n) for _ in range(num_samples)])
+    lo, hi = model.cfg.value_range
+    centers = model.centers.numpy().astype(np.float64)
+    out = np.empty((num_samples, n, model.cfg.val_dim), np.float32)
+    rows = np.arange(num_samples)[:, None]
+    done = 0
+    for m in step_sizes(len(p), n_ar, fraction):
+        drawn = orders[:, :done]
+        law = causal_law(model, p, v, q[drawn], out[rows, drawn], q[orders[:, done:done + m]], centers)
+        out[rows, orders[:, done:done + m]] = np.clip(law.sample(rng), lo, hi)
+        done += m
+    if done < n:
+        drawn, rest = orders[:, :done], orders[:, done:]
+        out[rows, rest] = causal_law(model, p, v, q[drawn], out[rows, drawn], q[rest], centers).mean()
+    return out
+
+
+@pytest.mark.parametrize("n_ar, fraction", [(40, 0.0), (25, 0.0), (40, 0.25)])
+def test_cached_draws_equal_causal_re_encoding(exported, n_ar, fraction):
+    """Exact (one token per step), hybrid (the rest take the mean) and scheduled (several per step) sampling."""
+    model, runtime = exported
+    p, v, q = observed(model.cfg, 6, 40)
+    got = runtime.sample(p, v, q, 3, seed=7, autoregressive=n_ar, step_fraction=fraction, cache=True)
+    want = reference_sample(model, p, v, q, 3, 7, n_ar, fraction)
+    np.testing.assert_allclose(got, want, atol=2e-4)
+
+
+def test_defaults_with_cache_graphs_draw_every_position_exactly(exported):
+    _, runtime = exported
+    assert runtime.has_cache
+    assert runtime.sampling_plan() == (True, pt_plugin.sampling.ALL_POSITIONS, 0.0)
+    assert runtime.sampling_plan(cache=False) == (False, pt_plugin.sampling.DEFAULT_AUTOREGRESSIVE,
+                                                  pt_plugin.sampling.DEFAULT_STEP_FRACTION)
+
+
+def test_bad_cache_requests_are_refused(exported, tmp_path, monkeypatch):
+    model, runtime = exported
+    p, v, q = observed(model.cfg, 4, 10)
+    with pytest.raises(InputError, match="cache must be True, False or None"):
+        runtime.sample(p, v, q, cache="yes")
+    plain = tmp_path / "plain"
+    export(model, {"config": {"model": {}, "train": {}}, "step": 0}, plain, "plain",
+           kind={1: "curve", 2: "image", 3: "volume"}[model.cfg.pos_dim])
+    with pytest.raises(InputError, match="has no cache graphs"):
+        pt_plugin.load(plain, device="cpu").sample(p, v, q, cache=True)
+    assert pt_plugin.load(plain, device="cpu").sample(p, v, q, seed=0).shape == (1, 10, model.cfg.val_dim)
+    monkeypatch.setenv("PT_PLUGIN_MAX_MEMORY_GB", "1e-6")
+    with pytest.raises(InputError, match="caching keys and values"):
+        runtime.sample(p, v, q, cache=True)
