@@ -65,8 +65,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-memory", action="store_true", help="skip all peak-memory measurements")
     p.add_argument("--precisions-only", action="store_true", help="only the precisions table (no torch, no memory)")
     p.add_argument("--precisions", type=lambda t: [x.strip() for x in t.split(",") if x.strip()], default=[],
-                   help="also time the ort path per precision, e.g. fp32,int8 (needs export.quantize.make's graphs); "
-                        "PRECISION@FOLDER takes them from another export folder")
+                   help="also time the ort path per precision, e.g. fp32,int8 (needs the graphs python -m "
+                        "export.quantize makes); PRECISION@FOLDER takes them from another export folder")
     return p.parse_args(argv)
 
 

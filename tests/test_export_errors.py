@@ -9,12 +9,12 @@ import pytest
 from export import checkpoint, config, errors, precision
 from export.datasets import images as data
 from export.onnx import graphs as onnx
-from export.quantize import make as quantize
+from export.quantize import parity
 
 
 def test_every_export_error_is_an_export_error():
     for cls in (config.ConfigError, data.DataError, precision.PrecisionError, onnx.ExportError,
-                quantize.ExportError, checkpoint.ExportError, errors.UsageError):
+                parity.ExportError, checkpoint.ExportError, errors.UsageError):
         assert issubclass(cls, errors.ExportError), cls
     for cls in (config.ConfigError, data.DataError, precision.PrecisionError, errors.UsageError):
         assert issubclass(cls, ValueError), cls  # as they always were: callers that catch ValueError still do
@@ -61,8 +61,8 @@ def _refused(capsys, code: int) -> str:
     ("export.onnx.graphs", ["{tmp}/missing.pt", "--out", "{tmp}/out"], "checkpoint not found"),
     ("export.tools.demo", ["{tmp}/missing.pt", "--out", "{tmp}/out"], "checkpoint not found"),
     ("export.tools.diagnose", ["{tmp}/missing.pt"], "checkpoint not found"),
-    ("export.evaluate.gray", ["{tmp}/missing.pt"], "checkpoint not found"),
-    ("export.quantize.make", ["{tmp}"], "is not an export folder"),
+    ("export.evaluate.__main__", ["{tmp}/missing"], "expected an exported model folder"),
+    ("export.quantize.__main__", ["{tmp}"], "is not an export folder"),
     ("export.onnx.registry", ["{tmp}/nowhere"], "is not a folder"),
     ("export.datasets.images", ["nothing"], "no such recipe"),
     ("export.datasets.emoji", ["--out", "{tmp}/e", "--size", "99"], "--size must be in 1..64"),

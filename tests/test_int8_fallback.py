@@ -6,7 +6,11 @@ import onnx
 import pytest
 
 from export.quantize import fallback as int8_fallback
-from export.quantize import make as quantize
+from export.quantize.__main__ import main
+from export.quantize.calibration import calibration_feeds
+from export.quantize.graphs import session
+from export.quantize.parity import TOLERANCES
+from export.quantize.static_int8 import make_int8
 from test_precision import copy_export
 
 
@@ -16,15 +20,15 @@ def qdq(tiny_export, tmp_path_factory):
     folder = tmp_path_factory.mktemp("qdq")
     meta = json.loads((tiny_export / "model.json").read_text())
     paths = (folder / "encoder.q.onnx", folder / "decoder.q.onnx")
-    feeds = quantize.calibration_feeds(tiny_export, meta, "random")
+    feeds = calibration_feeds(tiny_export, meta, "random")
     for src, dst, f in zip(("encoder.onnx", "decoder.onnx"), paths, feeds):
-        quantize.make_int8(tiny_export / src, dst, f)
+        make_int8(tiny_export / src, dst, f)
     return paths
 
 
 def encoder_memory(path, seed=0):
     rng = np.random.default_rng(seed)
-    sess = quantize._session(path)
+    sess = session(path)
     feed = {"sample_positions": rng.uniform(-1, 1, (2, 20, 2)).astype(np.float32),
             "sample_values": rng.uniform(0, 1, (2, 20, 1)).astype(np.float32),
             "sample_mask": np.ones((2, 20), bool)}
@@ -103,10 +107,9 @@ def test_no_choice_when_more_than_a_third_would_stay_float():
 def test_quantize_records_the_matmuls_kept_float(tiny_export, tmp_path, monkeypatch):
     folder = copy_export(tiny_export, tmp_path / "tiny")
     # a gate only float32 meets, and every MatMul allowed back: the fallback must put them all back
-    monkeypatch.setitem(quantize.TOLERANCES, "int8", {"mean_value_max_abs_diff": 1e-9,
-                                                      "mean_value_mean_abs_diff": 1e-9})
+    monkeypatch.setitem(TOLERANCES, "int8", {"mean_value_max_abs_diff": 1e-9, "mean_value_mean_abs_diff": 1e-9})
     monkeypatch.setattr(int8_fallback, "MAX_FLOAT_SHARE", 1.0)
-    assert quantize.main([str(folder), "--int8"]) == 0
+    assert main([str(folder), "--int8"]) == 0
     entry = json.loads((folder / "model.json").read_text())["variants"]["int8"]
     kept = entry["float32_matmuls"]
     assert kept["encoder"] and kept["decoder"]

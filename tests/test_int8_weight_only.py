@@ -6,17 +6,20 @@ import onnx
 import pytest
 
 import pt_plugin
-from export.quantize import make as quantize
+from export.quantize import static_int8
 from export.quantize import weight_only as int8_weight_only
+from export.quantize.__main__ import main
+from export.quantize.batch_independence import independence_ok, independence_tolerance
+from export.quantize.parity import TOLERANCES, within
 from pt_plugin import grid_positions, observe_random
 from test_precision import copy_export
 
 
 def badly_calibrated(real_make_int8):
     """static int8 calibrated on values a hundredth of the real ones: its activations saturate, far over the gate."""
-    def make_int8(src, dst, feeds, *args, **kwargs):
+    def make_int8(src, dst, feeds):
         shrunk = [{k: v * np.float32(0.01) if v.dtype == np.float32 else v for k, v in f.items()} for f in feeds]
-        return real_make_int8(src, dst, shrunk, *args, **kwargs)
+        return real_make_int8(src, dst, shrunk)
     return make_int8
 
 
@@ -25,8 +28,8 @@ def weight_only(tiny_export, tmp_path_factory):
     """The tiny export quantized with a static int8 that cannot pass: the weight-only tier is what is kept."""
     folder = copy_export(tiny_export, tmp_path_factory.mktemp("weight_only") / "tiny")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(quantize, "make_int8", badly_calibrated(quantize.make_int8))
-        assert quantize.main([str(folder), "--int8", "--no-float-fallback"]) == 0
+        mp.setattr(static_int8, "make_int8", badly_calibrated(static_int8.make_int8))
+        assert main([str(folder), "--int8", "--no-float-fallback"]) == 0
     return folder
 
 
@@ -34,11 +37,11 @@ def test_weight_only_is_recorded_as_the_int8_variant(weight_only):
     entry = json.loads((weight_only / "model.json").read_text())["variants"]["int8"]
     assert entry["method"] == int8_weight_only.METHOD
     assert "float32_matmuls" not in entry
-    assert quantize.within(entry["parity"], quantize.TOLERANCES["int8"])
-    assert quantize.independence_ok({k: v for k, v in entry["batch_independence"].items() if k != "tolerance"})
+    assert within(entry["parity"], TOLERANCES["int8"])
+    assert independence_ok({k: v for k, v in entry["batch_independence"].items() if k != "tolerance"})
     for role in ("encoder", "decoder"):
         graph = onnx.load(str(weight_only / f"{role}.int8.onnx"))
-        assert int8_weight_only.weight_only_matmuls(weight_only / f"{role}.int8.onnx") > 0
+        assert sum(n.op_type == "MatMulNBits" for n in graph.graph.node) > 0
         assert not [n for n in graph.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
         assert {p.key: p.value for p in graph.metadata_props}["pt_plugin_precision"] == "int8"
     assert not list(weight_only.glob("*.tmp"))
@@ -56,15 +59,15 @@ def test_weight_only_runs_batch_independent_and_close_to_fp32(weight_only, runti
     alone = model.mean(model.encode(*target), grid)
     batched = model.mean(model.encode_batch([observe_random(test_image, 200, seed=2), target]),
                          np.broadcast_to(grid, (2,) + grid.shape), chunk=7)[1]
-    assert np.abs(batched - alone).max() <= quantize.independence_tolerance("int8")
+    assert np.abs(batched - alone).max() <= independence_tolerance("int8")
     fp32 = runtime_model.mean(runtime_model.encode(*target), grid)
-    assert np.abs(alone - fp32).max() <= quantize.TOLERANCES["int8"]["mean_value_max_abs_diff"]
+    assert np.abs(alone - fp32).max() <= TOLERANCES["int8"]["mean_value_max_abs_diff"]
 
 
 def test_without_the_weight_only_tier_a_failing_static_int8_keeps_nothing(tiny_export, tmp_path, monkeypatch):
     folder = copy_export(tiny_export, tmp_path / "tiny")
-    monkeypatch.setattr(quantize, "make_int8", badly_calibrated(quantize.make_int8))
-    assert quantize.main([str(folder), "--int8", "--no-float-fallback", "--no-weight-only-fallback"]) == 1
+    monkeypatch.setattr(static_int8, "make_int8", badly_calibrated(static_int8.make_int8))
+    assert main([str(folder), "--int8", "--no-float-fallback", "--no-weight-only-fallback"]) == 1
     assert "variants" not in json.loads((folder / "model.json").read_text())
     assert not list(folder.glob("*int8*"))
 

@@ -1,7 +1,7 @@
 """Write weights/registry.txt: `python -m export.onnx.registry [WEIGHTS_DIR]`.
 
 One line per model file, `MODEL/FILE sha256:HEX`, the format pooch reads; the runtime checks
-every bundled, cached or downloaded file against it. Reduced-precision graphs (export.quantize.make) are
+every bundled, cached or downloaded file against it. Reduced-precision graphs (export.quantize) are
 listed when model.json records them under "variants", i.e. when they passed their parity check;
 a model's demo signal (demo.npz) when it has one.
 """

@@ -1,6 +1,6 @@
 """Mixed-precision int8: which quantized MatMuls go back to float32 when full int8 misses the parity gate.
 
-Static int8 (export.quantize.make.make_int8) quantizes every MatMul with a constant weight. On some models
+Static int8 (export.quantize.static_int8) quantizes every MatMul with a constant weight. On some models
 (the emoji palette model, the shapes SDF model) a few of them carry most of the error. This module
 ranks them and puts back float32 on the fewest that bring the variant inside the gate:
 
@@ -25,7 +25,7 @@ from typing import Any, Callable
 MAX_FLOAT_SHARE = 0.34  # at most a third of the quantized MatMuls kept float32
 SELECTION_TARGET = 0.8  # the training-set score (error / tolerance) a choice must reach
 
-# (encoder path, decoder path) -> parity figures (export.quantize.make.parity)
+# (encoder path, decoder path) -> parity figures (export.quantize.parity.parity)
 ParityFn = Callable[[Path, Path], dict[str, Any]]
 
 

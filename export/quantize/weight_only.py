@@ -1,7 +1,7 @@
 """Weight-only int8: the int8 variant for models whose static int8 misses the parity gate even with a third
 of its MatMuls back in float32 (the emoji palette model, the shapes SDF model).
 
-Static int8 (export.quantize.make.make_int8) fixes one activation scale per MatMul input from calibration data;
+Static int8 (export.quantize.static_int8) fixes one activation scale per MatMul input from calibration data;
 on these models the activations of a few sets fall far from the calibrated range and the mean value moves
 by 0.05–0.12 of the value range. Here only the weights are fixed in advance: every MatMul with a constant
 weight becomes onnxruntime's MatMulNBits (contrib op) with 8-bit symmetric weights in blocks of BLOCK_SIZE
@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+
+from export.quantize.graphs import tag
+from export.quantize.static_int8 import float32_matmuls
 
 BITS = 8
 BLOCK_SIZE = 16  # input features per weight scale: on emoji, 16 measured 0.022 of the range at worst, 32 0.037
@@ -44,8 +47,11 @@ def make_int8_weight_only(model, exclude: list[str]):
     return quantizer.model.model
 
 
-def weight_only_matmuls(path: Path) -> int:
-    """How many MatMulNBits nodes a graph has (0 for a static-int8 or float32 graph)."""
+def make_weight_only(src: Path, dst: Path) -> None:
+    """Weight-only int8 of the graph at `src`, written to `dst`; the MatMuls static int8 skips stay float32."""
     import onnx
 
-    return sum(n.op_type == "MatMulNBits" for n in onnx.load(str(path)).graph.node)
+    model = onnx.load(str(src))
+    out = make_int8_weight_only(model, float32_matmuls(model))
+    tag(out, "int8")
+    onnx.save(out, str(dst))
