@@ -1,6 +1,7 @@
 """The RGB evaluation (issue 12): the per-channel discretised likelihood, the kNN posterior, the whole protocol.
 
-A tiny random (untrained) PixelTransformer with val_dim 3 and synthetic 8×8 images: no data set, no training.
+A tiny random (untrained) PixelTransformer with val_dim 3, exported to ONNX, and synthetic 8×8 images: no data
+set, no training.
 """
 import json
 import math
@@ -10,11 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from export.checkpoint import load_checkpoint
+import pt_plugin
 from export.config import Config
-from export.datasets.images import pixel_centers
 from export.evaluate.baselines import KNN_SIGMAS, KnnPosterior, select_knn
-from export.evaluate.gray import model_predict, observed_indices
+from export.evaluate.images import model_pixels, observed_indices, unobserved_mask
 from export.model import Mixture, PixelTransformer
 
 PALETTE = [[r, g, b] for r in (0.0, 0.5, 1.0) for g in (0.0, 0.5, 1.0) for b in (0.0, 0.5, 1.0)]
@@ -76,22 +76,20 @@ def tiny_model(seed: int = 0) -> PixelTransformer:
     return model
 
 
-def test_model_predict_rgb_sums_channels_per_component():
-    model = tiny_model()
-    h = w = 4
+def test_model_pixels_rgb_sums_channels_per_component(rgb_run):
+    """The shipped graphs' level likelihood of an RGB pixel: the product of its channels' masses per component."""
+    model = pt_plugin.load(rgb_run / "export", device="cpu")
+    h = w = 8
     img = np.random.default_rng(0).integers(0, 256, (1, h * w, 3)).astype(np.float32) / 255
     idx = observed_indices(1, h * w, 5, 0)
-    centers = torch.from_numpy(pixel_centers(h, w))
-    mean, logp = model_predict(model, img, idx, centers, 1, torch.float64)
+    mean, logp = model_pixels(model, img, idx, 1)
     assert mean.shape == (1, h * w, 3) and logp.shape == (1, h * w)
-    with torch.no_grad():
-        obs = torch.from_numpy(idx)
-        mix = model(centers[obs], torch.from_numpy(img[0, idx[0]])[None], torch.ones(1, 5, dtype=torch.bool),
-                    centers[None])
-    for j in (0, 7, 15):
-        want = brute_log_prob(mix.logits[0, j].double().numpy(), mix.offsets[0, j].double().numpy(),
-                              mix.log_sigma[0, j].double().numpy(), mix.centers.double().numpy(), img[0, j])
-        # the model's cdf difference (erf) loses ~1e-4 of the mass far out in a tail, even in float64
+    grid = pt_plugin.grid_positions(h, w)
+    dist = model.query((grid[idx[0]], img[0, idx[0]]), grid)
+    np.testing.assert_allclose(mean[0], dist.mean(), atol=1e-6)
+    for j in (0, 7, 15, 63):
+        want = brute_log_prob(dist.logits[j], dist.offsets[j], dist.log_sigma[j], dist.centers, img[0, j])
+        # the cdf difference (erf) loses ~1e-4 of the mass far out in a tail, even in float64
         assert abs(logp[0, j] - want) < 1e-3, (j, logp[0, j], want)
 
 
@@ -147,9 +145,25 @@ def synthetic_images(n: int, seed: int, size: int = 8) -> np.ndarray:
     return np.stack(out)
 
 
+def test_siblings_stay_out_of_the_tuning_database():
+    """An emoji held out for tuning takes its other skin tones and vendor with it out of the kNN's database."""
+    from export.datasets.emoji import sibling_groups
+    from export.evaluate.rgb import tuning_split
+
+    names = [f"google_{i:05x}.png" for i in range(12)] + ["twitter_00000.png", "google_00000-1f3fb.png", "x.png"]
+    keys = sibling_groups(names)
+    assert keys[0] == keys[12] == keys[13] == "00000.png" and keys[14] == "x.png"
+    train, tune, db = tuning_split(keys, "folder:x/train", 5, 5)
+    assert len(train) == 10 and len(tune) == 5 and not set(train) & set(tune)
+    assert not set(keys[db]) & set(keys[tune]) and set(db) <= set(train)
+
+
 @pytest.fixture
 def rgb_run(tmp_path):
-    """A folder with train/ (40) and test/ (10) PNGs and a tiny RGB checkpoint that trained on folder:.../train."""
+    """A folder with train/ (40) and test/ (10) PNGs and a tiny RGB model that trained on folder:.../train,
+    exported to tmp_path/export (model.json records its 8 held-out images)."""
+    from export.onnx.graphs import main as export
+
     for split, n, seed in (("train", 40, 0), ("test", 10, 1)):
         (tmp_path / "rgb" / split).mkdir(parents=True)
         for i, im in enumerate(synthetic_images(n, seed)):
@@ -157,22 +171,28 @@ def rgb_run(tmp_path):
     cfg = Config.from_dict({"model": TINY, "train": {"data": f"folder:{tmp_path}/rgb/train", "val_images": 8}})
     model = tiny_model()
     torch.save({"config": cfg.to_dict(), "model": model.state_dict(), "step": 3}, tmp_path / "model.pt")
+    assert export([str(tmp_path / "model.pt"), "--out", str(tmp_path / "export"), "--grid", "8,8",
+                   "--sizes", "1,7"]) == 0
+    meta = json.loads((tmp_path / "export" / "model.json").read_text())
+    meta["training"]["val_images"] = 8
+    (tmp_path / "export" / "model.json").write_text(json.dumps(meta))
     return tmp_path
 
 
 def test_evaluate_rgb_end_to_end(rgb_run):
-    from export.evaluate.gray import main, model_predict, unobserved_mask
-    from export.evaluate.rgb import load_split
-    from export.onnx.graphs import read_metrics
+    from export.datasets.images import load_image_folder
+    from export.evaluate.__main__ import main
+    from export.evaluate.report import card_blocks, summary
 
     out = rgb_run / "eval"
-    assert main([str(rgb_run / "model.pt"), "--out", str(out), "--images", "6", "--sizes", "4,16", "--samples", "2",
-                 "--sample-images", "2", "--ar-frac", "0.5", "--tune-images", "6", "--threads", "1"]) == 0
+    assert main([str(rgb_run / "export"), "--out", str(out), "--images", "6", "--sizes", "4,16", "--samples", "2",
+                 "--sample-images", "2", "--tune-images", "6", "--threads", "1"]) == 0
     for name in ("metrics.json", "metrics.md", "metrics.png", "samples.png", "composition.png"):
         assert (out / name).is_file(), name
     res = json.loads((out / "metrics.json").read_text())
     st = res["settings"]
-    assert st["channels"] == 3 and st["pixels"] == 64 and st["step"] == 3 and st["tuning"]["train_images"] == 32
+    assert st["protocol"] == "rgb" and st["channels"] == 3 and st["pixels"] == 64 and st["step"] == 3
+    assert st["tuning"]["train_images"] == 32 and st["tuning"]["held_out_images"] == 6
     for size in ("4", "16"):
         r = res["sizes"][size]
         for m in ("model", "cond_gauss", "knn"):
@@ -185,15 +205,18 @@ def test_evaluate_rgb_end_to_end(rgb_run):
         assert r["targets"]["mse_below_best_baseline"] == (r["model"]["mse"] < r["targets"]["best_baseline_mse"])
     tg = res["targets"]
     assert tg["pass"] == (tg["nll_1bit_below_cond_gauss"] and tg["mse_below_best_baseline"])
-    # the model's NLL is bits per sub-pixel: the per-pixel log-likelihood over unobserved pixels / (3 ln 2)
-    test, h, w = load_split(rgb_run / "rgb", "test")
+    # the model's NLL is bits per sub-pixel of the shipped graphs: the level log-likelihood over unobserved
+    # pixels / (3 ln 2), on the seeded images of the test folder
+    test = load_image_folder(rgb_run / "rgb" / "test").reshape(10, 64, 3)
     imgs = test[st["test_indices"]]
     idx = observed_indices(6, 64, 16, 0)
-    model, _ = load_checkpoint(rgb_run / "model.pt")
-    _, logp = model_predict(model, imgs, idx, torch.from_numpy(pixel_centers(h, w)), 4, torch.float64)
+    _, logp = model_pixels(pt_plugin.load(rgb_run / "export", device="cpu"), imgs, idx, 4)
     want = -logp[unobserved_mask(idx, 64)].mean() / (3 * math.log(2))
     assert math.isclose(res["sizes"]["16"]["model"]["nll_bits"], want, rel_tol=1e-9)
-    summary = read_metrics(out / "metrics.json")  # what export.onnx.graphs --metrics records in model.json
-    assert summary["sizes"]["16"]["knn_nll_bits"] == res["sizes"]["16"]["knn"]["nll_bits"]
-    assert "RGB" in summary["protocol"] and "pass" in summary["targets"]
+    s = summary(res)  # what export.onnx.graphs --metrics records in model.json
+    assert s["sizes"]["16"]["knn_nll_bits"] == res["sizes"]["16"]["knn"]["nll_bits"]
+    assert "RGB" in s["protocol"] and "pass" in s["targets"]
+    blocks = card_blocks(res)
+    assert f"| 16 | {res['sizes']['16']['model']['nll_bits']:.3f} |" in blocks["evaluation"]
+    assert "kNN MSE" in blocks["evaluation"] and "| 16 |" in blocks["samples"]
     assert "| 16 |" in (out / "metrics.md").read_text()

@@ -1,8 +1,21 @@
-"""export.evaluate.video baselines: space-time nearest and per-frame linear fill on clips with known answers."""
+"""export.evaluate.video: the baselines (space-time nearest and per-frame linear fill on clips with known answers),
+the shipped graphs and the runtime's sampler behind the model's figures, the protocol end to end."""
+import json
+from pathlib import Path
+
 import numpy as np
+import pytest
+import torch
 
 from export.datasets.video import FRAMES, SIZE
-from export.evaluate.video import D, nearest_spacetime, per_frame_linear, score, voxel_coords
+from export.errors import UsageError
+from export.evaluate import video
+from export.evaluate.__main__ import parser
+from export.evaluate.images import model_samples, observed_indices, sample_seed
+from export.evaluate.protocol import load_shipped
+from export.evaluate.video import D, model_clips, nearest_spacetime, per_frame_linear, score, voxel_coords
+from pt_plugin import grid_positions
+from pt_plugin.sampling import DEFAULT_STEP_FRACTION
 
 
 def plane_clip() -> np.ndarray:
@@ -39,38 +52,77 @@ def test_a_frame_without_samples_takes_the_spacetime_nearest():
     assert not np.allclose(fill[0, SIZE * SIZE:], clip[0, SIZE * SIZE:])
 
 
-def test_ar_sample_with_no_autoregressive_steps_is_the_mean():
-    """N' = 0: every unobserved position takes the mean given S; N' = all: every one is a draw."""
-    import torch
+MOVING = Path(__file__).resolve().parents[1] / "weights" / "moving-fashion"
 
-    from export.config import ModelConfig
-    from export.evaluate.images import ar_sample, model_predict
-    from export.model import PixelTransformer
-    from pt_plugin import grid_positions
 
-    torch.manual_seed(0)
-    model = PixelTransformer(ModelConfig(pos_dim=2, val_dim=1, d_model=32, n_heads=2, enc_layers=1, dec_layers=1,
-                                         ffn=64, num_bins=8)).eval()
-    images = np.random.default_rng(0).random((2, 16)).astype(np.float32)
-    idx = np.array([[0, 5, 9], [3, 4, 15]])
-    centers = torch.from_numpy(grid_positions(4, 4))
-    mean, _ = model_predict(model, images, idx, centers, 2)
-    gen = torch.Generator().manual_seed(0)
-    frozen = ar_sample(model, images, idx, centers, 2, 0.1, gen, autoregressive=0)
-    for i in range(2):
-        rest = np.setdiff1d(np.arange(16), idx[i])
-        np.testing.assert_allclose(frozen[i, :, rest].T, np.repeat(mean[i, rest][None], 2, 0), atol=1e-5)
-        np.testing.assert_array_equal(frozen[i, :, idx[i]].T, np.repeat(images[i, idx[i]][None], 2, 0))
-    drawn = ar_sample(model, images, idx, centers, 2, 0.1, gen, autoregressive=16)
-    assert not np.allclose(drawn[0, 0], drawn[0, 1])  # independent draws differ
+@pytest.fixture(scope="module")
+def video_model():
+    return load_shipped(MOVING, threads=1).model
+
+
+def random_clips(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """n clips [n, D] of 8-bit values and |S| observed voxels of each (the protocol's draw)."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, D)) / 255, observed_indices(n, D, size, seed)
+
+
+def test_the_video_protocol_measures_the_shipped_graphs(video_model):
+    """The model's mean is Model.mean's at every voxel centre given S (centres and true values), and its NLL the
+    256-level mass of the graphs' mixture (Mixture.discretized_log_prob on their outputs)."""
+    from export.model import Mixture
+
+    truth, idx = random_clips(2, 64)
+    mean, logp = model_clips(video_model, truth, idx)
+    grid = grid_positions(FRAMES, SIZE, SIZE)
+    ctx = (grid[idx[1]], truth[1, idx[1], None])
+    np.testing.assert_allclose(mean[1], video_model.mean(ctx, grid)[:, 0], atol=1e-6)
+    dist = video_model.query(ctx, grid[:50])
+    as_t = lambda a: torch.from_numpy(np.asarray(a, np.float64))  # noqa: E731
+    want = Mixture(as_t(dist.logits), as_t(dist.offsets), as_t(dist.log_sigma), as_t(dist.centers)
+                   ).discretized_log_prob(as_t(truth[1, :50, None]), 256, 0.0, 1.0).numpy()
+    np.testing.assert_allclose(logp[1, :50], want, rtol=1e-6)
+
+
+def test_video_samples_are_the_runtime_sampler_s(video_model):
+    """The protocol's samples are Model.sample_grid's (what `pt-plugin sample` draws, the runtime's defaults): the
+    observed voxels kept, every other one drawn with the same seed."""
+    truth, idx = random_clips(1, 64)
+    got = model_samples(video_model, truth[..., None], idx, 2, seed=3)[0, ..., 0]
+    grid = grid_positions(FRAMES, SIZE, SIZE)
+    want = video_model.sample_grid(grid[idx[0]], truth[0, idx[0], None], None, 2, sample_seed(3, 64, 0))
+    np.testing.assert_array_equal(got.astype(np.float32), want.reshape(2, D))
+    np.testing.assert_array_equal(got[:, idx[0]], np.repeat(truth[:, idx[0]], 2, 0))
+
+
+@pytest.mark.fashion
+def test_evaluate_video_end_to_end(tmp_path):
+    """`python -m export.evaluate weights/moving-fashion` with tiny counts: every method scored, samples of the
+    first clip, the frame strip, a report that names its protocol and the graphs it measured."""
+    args = parser().parse_args(["weights/moving-fashion", "--out", str(tmp_path), "--clips", "2", "--sizes",
+                                "256", "--samples", "2", "--sample-images", "1", "--gauss-train", "50",
+                                "--threads", "1"])
+    res = video.evaluate(load_shipped(MOVING, threads=1), args, log=lambda _: None)
+    row = res["sizes"]["256"]
+    assert 0 < row["model"]["nll_bits"] < 8 and 0 < row["cond_gauss"]["nll_bits"] < 8
+    assert all(row[m]["mse"] > 0 for m in ("model", "cond_gauss", "nearest", "linear"))
+    assert row["samples"]["samples"] == 2 and row["samples"]["std"] > 0 and row["samples"]["images"] == 1
+    st = res["settings"]
+    assert st["protocol"] == "video" and st["precision"] == "fp32" and "checkpoint" not in st
+    assert st["gauss_train"] == 50 and st["step_fraction"] == DEFAULT_STEP_FRACTION
+    assert (tmp_path / "frames.png").is_file()
+    assert json.loads((tmp_path / "metrics.json").read_text())["sizes"]["256"]["model"] == row["model"]
+    assert "| 256 |" in video.card_blocks(res)["evaluation"]
+
+
+def test_set_sizes_outside_a_clip_are_refused(tmp_path):
+    args = parser().parse_args(["weights/moving-fashion", "--out", str(tmp_path), "--sizes", f"0,{D}"])
+    with pytest.raises(UsageError, match=rf"--sizes \[0, {D}\] outside 1..{D - 1}"):
+        video.evaluate(load_shipped(MOVING, threads=1), args, log=lambda _: None)
 
 
 def test_a_video_report_is_summarised_for_model_json():
     """export.onnx.graphs --metrics on a video report keeps per |S| the model's NLL and MSE, the Gaussian's NLL and
     the best baseline's MSE (a video report has no PSNR/SSIM: the image summary would fail on it)."""
-    import json
-    from pathlib import Path
-
     from export.onnx.graphs import read_metrics
 
     path = Path(__file__).resolve().parents[1] / "docs" / "moving-fashion" / "metrics.json"

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import pt_plugin
+from export.evaluate.protocol import load_shipped
 from export.onnx.graphs import load_checkpoint, total_steps
 from export.tools.model_card import blocks_for
 from export.tools.model_card import main as model_card
@@ -99,6 +100,49 @@ def test_curve_cards_and_readme_quote_their_evaluation(name):
     row = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith(f"| `{name}` |"))
     assert f"{min(gaps):.2f}–{max(gaps):.2f} nats" in row
     assert meta["training"].get("total_steps", meta["training"]["steps"]) == report["settings"]["step"]
+
+
+def test_the_curve_protocol_measures_the_shipped_graphs():
+    """A curve report's model figures are the bundled graphs' (Model.mean, the Distribution's log_prob and cdf),
+    and its joint check draws with Model.sample: the runtime's defaults, and exact (step fraction 0, every point
+    drawn in turn)."""
+    from export.datasets.curves import family
+    from export.evaluate import curves
+
+    model = load_shipped(ROOT / "weights" / "gp-curves", threads=1).model
+    xs, ys, xq, yq = curves.draw_eval_sets(family("gp-curves"), 4, 3, 20, seed=0)
+    mean, logp, cdf = curves.model_law(model, xs, ys, xq, yq)
+    ctx, q = (xs[1, :, None], ys[1, :, None]), xq[1, :, None]
+    dist = model.query(ctx, q)
+    np.testing.assert_allclose(mean[1], model.mean(ctx, q)[:, 0], atol=1e-6)
+    np.testing.assert_allclose(logp[1], dist.log_prob(yq[1]), rtol=1e-6)
+    np.testing.assert_allclose(cdf[1], dist.cdf(yq[1]), rtol=1e-6)
+    draws = curves.set_draws(model, xs[1], ys[1], xq[1], 5, np.random.default_rng(7))
+    seeds = np.random.default_rng(7).integers(2 ** 31, size=2)
+    np.testing.assert_array_equal(draws["runtime"], model.sample(*ctx, q, 5, int(seeds[0]))[..., 0])
+    exact = model.sample(*ctx, q, 5, int(seeds[1]), step_fraction=0.0, autoregressive=len(q))
+    np.testing.assert_array_equal(draws["exact"], exact[..., 0])
+
+
+def test_a_curve_report_records_what_it_measured(tmp_path):
+    """`python -m export.evaluate weights/gp-curves` with tiny counts: the report names its protocol, the graphs
+    and the runtime's sampler settings, not a checkpoint; the card block is the report without its title; the
+    default |S| stay within the training range (polynomials were trained on 1…20 samples)."""
+    from export.evaluate import curves
+    from export.evaluate.__main__ import parser
+
+    args = parser().parse_args(["weights/gp-curves", "--out", str(tmp_path), "--curves", "3", "--sizes", "2,4",
+                                "--joint-sets", "1", "--joint-samples", "20", "--threads", "1"])
+    report = curves.evaluate(load_shipped(ROOT / "weights" / "gp-curves", threads=1), args, log=lambda _: None)
+    st = report["settings"]
+    assert st["protocol"] == "curves" and st["data"] == "gp-curves" and "checkpoint" not in st
+    assert st["joint"]["exact"] == {"autoregressive": 64, "step_fraction": 0.0}
+    assert set(report["joint"]["2"]) == {"runtime", "exact", "independent", "oracle_samples"}
+    assert json.loads((tmp_path / "metrics.json").read_text()) == report
+    block = curves.card_blocks(report)["evaluation"]
+    assert block.startswith("3 seeded evaluation curves") and "| 4 |" in block
+    assert curves.default_sizes(load_shipped(ROOT / "weights" / "polynomials", threads=1)) == (1, 2, 4, 8, 16)
+    assert curves.default_sizes(load_shipped(ROOT / "weights" / "gp-curves", threads=1)) == curves.SIZE_LADDER
 
 
 @pytest.mark.parametrize("name", ["shapes", "emoji", "moving-fashion"])

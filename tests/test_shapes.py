@@ -1,5 +1,7 @@
 """Procedural SDF shapes (export/datasets/shapes.py) and their evaluation (export/evaluate/volume.py), issue 14."""
 import json
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -10,11 +12,15 @@ from pt_plugin.grids import grid_positions
 pytest.importorskip("skimage")
 pytest.importorskip("scipy")
 
-from export.config import Config, ModelConfig
 from export.datasets.curves import seed_sequence
 from export.datasets.shapes import EXTENT, NEAR_BAND, TRUNCATION, Primitive, ShapeSampler, box, cylinder, shapes
-from export.evaluate.volume import KnnPosterior, chamfer, evaluate_volumes, gauss_mix_nll, iou, mesh_vertices
-from export.model import PixelTransformer
+from export.errors import UsageError
+from export.evaluate import volume
+from export.evaluate.__main__ import parser
+from export.evaluate.protocol import Shipped, load_shipped
+from export.evaluate.volume import ShapeBank, chamfer, gauss_mix_nll, iou, mesh_vertices
+
+SHAPES = Path(__file__).resolve().parents[1] / "weights" / "shapes"
 
 
 def brute_box_sdf(p, center, half):
@@ -95,9 +101,9 @@ def test_gauss_mix_nll_matches_a_direct_sum():
     assert np.allclose(gauss_mix_nll(v, centres, w, sigma), want)
 
 
-def test_knn_posterior_finds_the_shape_it_was_given():
+def test_shape_bank_finds_the_shape_it_was_given():
     bank = shapes(30, "train", 5)
-    knn = KnnPosterior(bank)
+    knn = ShapeBank(bank)
     rng = np.random.default_rng(1)
     p = bank[17].positions(64, rng)
     top, w = knn.weights(p, bank[17].values(p), tau=0.001)
@@ -105,22 +111,46 @@ def test_knn_posterior_finds_the_shape_it_was_given():
 
 
 def test_evaluate_volumes_end_to_end(tmp_path):
-    torch.manual_seed(0)
-    mc = ModelConfig(pos_dim=3, val_dim=1, d_model=32, n_heads=2, enc_layers=1, dec_layers=1, ffn=64,
-                     num_bins=16, value_range=(-TRUNCATION, TRUNCATION))
-    cfg = Config(model=mc)
-    cfg.train.data = "shapes"
-    ck = tmp_path / "tiny.pt"
-    torch.save({"model": PixelTransformer(mc).state_dict(), "config": cfg.to_dict(), "step": 0}, ck)
-    res = evaluate_volumes(ck, tmp_path / "eval", n_shapes=2, sizes=(16,), queries=64, grid=12, bank=12,
-                           val_shapes=2, threads=1, log=lambda _: None)
+    """`python -m export.evaluate weights/shapes` with tiny counts: every method scored, the report names its
+    protocol and the graphs it measured, not a checkpoint."""
+    args = parser().parse_args(["weights/shapes", "--out", str(tmp_path / "eval"), "--shapes", "2", "--bank", "12",
+                                "--sizes", "16", "--threads", "1"])
+    res = volume.evaluate(load_shipped(SHAPES, threads=1), args, log=lambda _: None)
     row = res["sizes"]["16"]
     for m in ("model", "knn", "rbf", "nearest"):
         assert 0 <= row[m]["iou"] <= 1 and row[m]["chamfer"] > 0 and row[m]["mse"] >= 0
     assert row["model"]["nll"] is not None and row["rbf"]["nll"] is None
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert saved["sizes"]["16"]["targets"] == row["targets"]
+    st = saved["settings"]
+    assert st["protocol"] == "volume" and st["precision"] == "fp32" and st["kind"] == "volume"
+    assert st["step"] == 12501 and "checkpoint" not in st
     assert "| 16 | PixelTransformer |" in (tmp_path / "eval" / "metrics.md").read_text()
+    assert set(volume.card_blocks(res)) == {"evaluation"}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_the_volume_protocol_measures_the_shipped_graphs(precision):
+    """The model's figures are those of the graphs pt_plugin loads (fp32 or int8): its mean at the queries is
+    Model.mean, its NLL the Distribution's, and the int8 graphs give other figures than the fp32 ones."""
+    shipped = load_shipped(SHAPES, precision, threads=1)
+    sets = volume.draw_sets(shapes(2, "eval"), 16, 32, seed=0)
+    gpos = grid_positions(4, 4, 4)
+    preds = volume.model_predictions(shipped.model, sets, gpos)
+    spos, sval, qpos, qval = sets[1]
+    np.testing.assert_allclose(preds[1][0], shipped.model.mean((spos, sval), qpos)[:, 0], atol=1e-6)
+    np.testing.assert_allclose(preds[1][1], shipped.model.mean((spos, sval), gpos)[:, 0], atol=1e-6)
+    np.testing.assert_allclose(preds[1][2], -shipped.model.query((spos, sval), qpos).log_prob(qval), rtol=1e-5)
+    if precision == "int8":
+        fp32 = volume.model_predictions(load_shipped(SHAPES, threads=1).model, sets, gpos)
+        assert not np.allclose(preds[1][0], fp32[1][0], atol=1e-6)
+
+
+def test_a_volume_protocol_refuses_other_data():
+    """A volume model trained on other data than the procedural shapes is refused, not scored on them."""
+    other = Shipped(SimpleNamespace(meta={"training": {"data": "gp-curves"}}), "other", "fp32")
+    with pytest.raises(UsageError, match="trained on 'gp-curves'.*shapes"):
+        volume.check_data(other)
 
 
 def test_neighbour_queries_sit_next_to_samples():

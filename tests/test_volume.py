@@ -322,11 +322,11 @@ def test_missing_scikit_image_is_named(monkeypatch):
 def test_shapes_demo_arrays():
     """export.tools.demo's shapes branch: the truncated SDF in array order [Z, Y, X] and dense points, half
     near the surface."""
-    from export.datasets.shapes import NEAR_BAND, test_shapes
+    from export.datasets.shapes import NEAR_BAND, evaluation_shapes
     from export.tools.demo import demo_arrays
 
     a = demo_arrays({"config": {"train": {"data": "shapes"}, "model": {"pos_dim": 3, "val_dim": 1}}}, seed=3)
-    shape = test_shapes(1, 3)[0]
+    shape = evaluation_shapes(1, 3)[0]
     assert a["truth"].shape == (32, 32, 32, 1) and a["positions"].shape == (4096, 3) and a["values"].shape == (4096, 1)
     k, j, i = 5, 20, 27
     p = np.array([[(i + 0.5) / 16 - 1, (j + 0.5) / 16 - 1, (k + 0.5) / 16 - 1]])

@@ -44,6 +44,17 @@ def split_key(name: str) -> str:
     return "-".join(c for c in stem.split("-") if c.lower() not in SKIN_TONES) + dot + ext
 
 
+def sibling_groups(names: list[str]) -> np.ndarray:
+    """Per image file name: the emoji it shows, one key for both vendors and every skin tone (split_key of
+    `vendor_name.png`); any other name is a group of its own. Images of one group are siblings: an evaluation
+    that tunes on some images keeps their siblings out of what it tunes against."""
+    keys = []
+    for name in names:
+        vendor, _, rest = name.partition("_")
+        keys.append(split_key(rest) if vendor in PACKAGES and rest else name)
+    return np.array(keys)
+
+
 def is_test(name: str) -> bool:
     """The fixed split by a hash of the emoji's file name (e.g. '1f600.png'): both vendors' renderings and
     all skin tones of one emoji fall on the same side, so the test set holds emoji never seen in training."""

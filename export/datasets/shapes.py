@@ -200,7 +200,7 @@ def shapes(n: int, stream: str, seed: int = 0) -> list[Shape]:
     return [random_shape(rng) for _ in range(n)]
 
 
-def test_shapes(n: int, seed: int = 0) -> list[Shape]:
+def evaluation_shapes(n: int, seed: int = 0) -> list[Shape]:
     """n evaluation shapes (the eval seed stream)."""
     return shapes(n, "eval", seed)
 
@@ -254,11 +254,11 @@ def shape_training(cfg: Config, rank: int) -> TrainingData:
 
 
 def shape_demo(spec: str, data_dir: str, seed: int) -> dict[str, np.ndarray]:
-    """Both forms: `truth` [32, 32, 32, 1], the truncated SDF of test_shapes(1, seed)[0] on the grid (array order
+    """Both forms: `truth` [32, 32, 32, 1], the truncated SDF of evaluation_shapes(1, seed)[0] on the grid (array order
     [Z, Y, X], the picture's ground truth), and DEMO_POINTS dense points (half near the surface, as in training)."""
     from pt_plugin.grids import grid_positions
 
-    shape = test_shapes(1, seed)[0]
+    shape = evaluation_shapes(1, seed)[0]
     grid = (DEMO_GRID,) * 3
     pos = shape.positions(DEMO_POINTS, np.random.default_rng(seed_sequence("eval", 14, seed, 1)))
     return {"truth": shape.values(grid_positions(*grid)).reshape(*grid, 1),

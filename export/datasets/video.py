@@ -71,7 +71,7 @@ def make_clips(garments: np.ndarray, n: int, rng: np.random.Generator) -> np.nda
     return np.stack([render(garments[i], trajectory(rng)) for i in pick])
 
 
-def test_clips(n: int, seed: int = 0, data_dir: str = FASHION_DIR) -> np.ndarray:
+def evaluation_clips(n: int, seed: int = 0, data_dir: str = FASHION_DIR) -> np.ndarray:
     """n evaluation clips from test garments (the eval seed stream)."""
     rng = np.random.default_rng(seed_sequence("eval", 15, seed))
     garments = shrink(load_idx_images(data_dir, "test"))
@@ -138,7 +138,7 @@ def clip_training(cfg: Config, rank: int) -> TrainingData:
 
 def clip_demo(spec: str, data_dir: str, seed: int) -> dict[str, np.ndarray]:
     """One evaluation clip (test garments) as the demo's truth."""
-    return {"truth": test_clips(1, seed, data_dir or FASHION_DIR)[0]}
+    return {"truth": evaluation_clips(1, seed, data_dir or FASHION_DIR)[0]}
 
 
 def clip_draws(spec: str, data_dir: str, split: str) -> SignalDraw:

@@ -1,15 +1,17 @@
 """Acquisition loops on the shipped models (issue 30): `python -m export.evaluate.acquisition --out docs/acquisition`.
 
 A loop starts from a small random set, acquires a round of ROUND positions (fewer to land on the next
-size) with pt_plugin.acquisition, observes the true values there, and repeats. Everything runs on the
-bundled exports through pt_plugin.
-- Fashion-MNIST: seeded held-out test images, 16 random pixels to 32, 64 and 128; mean-image MSE and
+size) with pt_plugin.acquisition, observes the true values there, and repeats. Everything runs on
+shipped exports through pt_plugin: a gray image model and a curve model (--image-model, --curve-model:
+folders or registered names; by default the bundled ones the README quotes). The images are the test split
+of the image model's data set, the curves are drawn from the curve model's family.
+- Images (Fashion-MNIST by default): seeded held-out test images, 16 random pixels to 32, 64 and 128; mean-image MSE and
   NLL (bits per pixel, 256 levels) on the unobserved pixels for variance-greedy, entropy-greedy,
   random picks (nested sets) and a stratified design (a jittered grid of the whole size, drawn anew
   per size: a stronger baseline than adding to the 16 random pixels). Variants that answer how
   the choices were made: a sampled fantasy instead of the mean; lazy=False (every candidate scored
   at every pick, the reference loop).
-- gp-curves: seeded curves of the exact GP prior on a 200-cell grid, 2 random cells to 4, 8 and 16;
+- Curves (gp-curves by default): seeded curves of the exact GP prior on a 200-cell grid, 2 random cells to 4, 8 and 16;
   the exact GP's average posterior variance of y over [−1, 1] (1,001 points) at the chosen sets,
   against the oracle's own variance-greedy sets (which do not depend on the values) and random.
 """
@@ -24,11 +26,17 @@ from typing import Callable
 import numpy as np
 
 import pt_plugin
-from export.errors import reports_errors
+from export.datasets import FASHION_DIR
+from export.datasets.curves import family, seed_sequence
+from export.errors import UsageError, reports_errors
 from export.evaluate.acquisition_report import markdown, plan_picture
+from export.evaluate.images import evaluation_images, split_images
+from export.evaluate.protocol import Shipped, load_shipped
 from pt_plugin.acquisition import acquire
 
-DATA_DIR = "/usr/share/datasets/fashion-mnist"
+# the bundled models the README's acquisition figures come from (registered names): the defaults of
+# --image-model and --curve-model, so that `python -m export.evaluate.acquisition` reruns that evaluation
+IMAGE_MODEL, CURVE_MODEL = "fashion-mnist", "gp-curves"
 IMAGE_START, IMAGE_SIZES = 16, (32, 64, 128)
 CURVE_START, CURVE_SIZES, CURVE_CELLS = 2, (4, 8, 16), 200
 ROUND = 16  # picks per acquire call before the true values are observed (measured: 8 and 1 did no better)
@@ -109,13 +117,14 @@ def evaluate_images(model, images: np.ndarray, methods, seed: int, log: Callable
     return res
 
 
-def test_images(n: int, seed: int, data_dir: str = DATA_DIR) -> tuple[np.ndarray, np.ndarray]:
-    """n seeded Fashion-MNIST test images as [n, 784] values in [0, 1], and their indices in the test split."""
-    from export.datasets.images import load_idx_images
-
-    imgs = load_idx_images(data_dir, "test")[..., 0]
-    which = np.random.default_rng(seed).permutation(len(imgs))[:n]
-    return imgs[which].reshape(n, -1).astype(np.float64), which
+def held_out_images(shipped: Shipped, n: int, seed: int, data_dir: str) -> tuple[np.ndarray, np.ndarray]:
+    """n seeded test images of a gray image model's data set as [n, D] values in [0, 1], and their indices
+    in the test split."""
+    if shipped.kind != "image" or shipped.model.val_dim != 1:
+        raise UsageError(f"--image-model {shipped.source}: expected a gray image model (1 channel), got a "
+                         f"{shipped.kind} model with {shipped.model.val_dim} values per position")
+    images, which = evaluation_images(split_images(shipped.data, data_dir, "test"), n, seed)
+    return images[..., 0].astype(np.float64), which
 
 
 # ------------------------------------------------------------------------------------ curves
@@ -151,11 +160,12 @@ def curve_loop(model, fam, cells: np.ndarray, y: np.ndarray, method: str, start:
     return out
 
 
-def evaluate_curves(model, curves: int, methods, seed: int, log: Callable[[str], None]) -> dict:
-    """Per method and size: the oracle's average posterior variance at every curve's chosen set."""
-    from export.datasets.curves import family, seed_sequence
-
-    fam = family("gp-curves")
+def evaluate_curves(shipped: Shipped, curves: int, methods, seed: int, log: Callable[[str], None]) -> dict:
+    """Per method and size: the oracle's average posterior variance at every curve's chosen set (curves of the
+    family the model trained on)."""
+    if shipped.kind != "curve":
+        raise UsageError(f"--curve-model {shipped.source}: expected a curve model, got a {shipped.kind} model")
+    model, fam = shipped.model, family(shipped.data)
     cells = pt_plugin.grid_positions(CURVE_CELLS)[:, 0].astype(np.float64)
     fine = np.linspace(-1, 1, 1001)
     methods = ("oracle",) + tuple(methods)
@@ -178,32 +188,36 @@ def evaluate_curves(model, curves: int, methods, seed: int, log: Callable[[str],
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m export.evaluate.acquisition", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="docs/acquisition")
-    p.add_argument("--images", type=int, default=12, help="seeded Fashion-MNIST test images")
-    p.add_argument("--curves", type=int, default=50, help="seeded gp-curves")
+    p.add_argument("--image-model", default=IMAGE_MODEL, help="a gray image model: export folder or registered name")
+    p.add_argument("--curve-model", default=CURVE_MODEL, help="a curve model: export folder or registered name")
+    p.add_argument("--images", type=int, default=12, help="seeded test images of the image model's data set")
+    p.add_argument("--curves", type=int, default=50, help="seeded curves of the curve model's family")
     p.add_argument("--methods", default=",".join(IMAGE_METHODS), help="image methods, comma-separated")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--data-dir", default=DATA_DIR)
+    p.add_argument("--data-dir", default=FASHION_DIR, help="where the image model's data set lives, when its spec "
+                                                           "does not say")
     a = p.parse_args(argv)
     log = lambda s: print(s, flush=True)  # noqa: E731
     t0 = time.time()
-    fashion = pt_plugin.load("fashion-mnist", device="cpu", threads=a.threads)
-    curves = pt_plugin.load("gp-curves", device="cpu", threads=a.threads)
-    images, which = test_images(a.images, a.seed, a.data_dir)
+    image_model, curve_model = (load_shipped(m, threads=a.threads) for m in (a.image_model, a.curve_model))
+    images, which = held_out_images(image_model, a.images, a.seed, a.data_dir)
     methods = [m for m in a.methods.split(",") if m]
-    res = {"settings": {"images": a.images, "test_indices": which.tolist(), "curves": a.curves, "seed": a.seed,
-                        "image_start": IMAGE_START, "image_sizes": list(IMAGE_SIZES), "curve_start": CURVE_START,
-                        "curve_sizes": list(CURVE_SIZES), "curve_cells": CURVE_CELLS, "round": ROUND,
-                        "threads": a.threads, "pt_plugin": pt_plugin.__version__},
-           "images": evaluate_images(fashion, images, methods, a.seed, log) if a.images else {},
-           "curves": evaluate_curves(curves, a.curves, CURVE_METHODS, a.seed, log) if a.curves else {}}
+    res = {"settings": {"image_model": a.image_model, "curve_model": a.curve_model, "image_data": image_model.data,
+                        "curve_data": curve_model.data, "images": a.images, "test_indices": which.tolist(),
+                        "curves": a.curves, "seed": a.seed, "image_start": IMAGE_START,
+                        "image_sizes": list(IMAGE_SIZES), "curve_start": CURVE_START, "curve_sizes": list(CURVE_SIZES),
+                        "curve_cells": CURVE_CELLS, "round": ROUND, "threads": a.threads,
+                        "pt_plugin": pt_plugin.__version__},
+           "images": evaluate_images(image_model.model, images, methods, a.seed, log) if a.images else {},
+           "curves": evaluate_curves(curve_model, a.curves, CURVE_METHODS, a.seed, log) if a.curves else {}}
     res["settings"]["minutes"] = round((time.time() - t0) / 60, 1)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(res, indent=1) + "\n")
     (out / "metrics.md").write_text(markdown(res))
     if a.images:
-        plan_picture(fashion, images[0], a.seed, out / "plan.png")
+        plan_picture(image_model.model, images[0], a.seed, out / "plan.png")
     print(markdown(res), end="")
     return 0
 

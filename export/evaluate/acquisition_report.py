@@ -38,7 +38,8 @@ def ratio(res: dict, a: str, b: str, size: str, key: str | None = None) -> float
 
 def image_section(res: dict, st: dict) -> list[str]:
     sizes = [str(st["image_start"])] + [str(s) for s in st["image_sizes"]]
-    out = [f"## Fashion-MNIST: {st['images']} held-out images, {st['image_start']} random pixels, then acquired",
+    out = [f"## Images ({st['image_model']}, data {st['image_data']}): {st['images']} held-out test images, "
+           f"{st['image_start']} random pixels, then acquired",
            "", "Mean-image MSE on the unobserved pixels (mean ± standard error over images):", "",
            table(["method"] + [f"|S| = {s}" for s in sizes], [[NAMES.get(m, m)] + [cell(r[s]["mse"]) for s in sizes]
                                                                for m, r in res.items()]),
@@ -64,9 +65,10 @@ def curve_section(res: dict, st: dict) -> list[str]:
     rows = [[NAMES.get(m, m)] + [f"{np.mean(r[s]):.4f} ({ratio(res, m, 'oracle', s):.3f}×)" for s in sizes]
             for m, r in res.items()]
     worst = max(ratio(res, "variance", "oracle", s) for s in sizes)
-    return [f"## gp-curves: {st['curves']} curves, {st['curve_start']} random cells of {st['curve_cells']}, "
-            "then acquired", "", "The exact GP's posterior variance of y averaged over [−1, 1] at the chosen sets "
-            "(mean over curves; in brackets relative to the oracle's own variance-greedy sets):", "",
+    return [f"## Curves ({st['curve_model']}, data {st['curve_data']}): {st['curves']} curves, {st['curve_start']} "
+            f"random cells of {st['curve_cells']}, then acquired", "",
+            "The exact GP's posterior variance of y averaged over [−1, 1] at the chosen sets (mean over curves; in "
+            "brackets relative to the oracle's own variance-greedy sets):", "",
             table(["method"] + [f"|S| = {s}" for s in sizes], rows), "",
             f"Target: the model's variance-greedy sets within 1.10× of the oracle-greedy ones at 4, 8 and 16: "
             f"worst **{worst:.3f}×** ({'met' if worst <= 1.10 else 'missed'}). With one bin the model's value law "
@@ -76,9 +78,10 @@ def curve_section(res: dict, st: dict) -> list[str]:
 def markdown(res: dict) -> str:
     st = res["settings"]
     lines = ["# Acquisition: where to observe next (issue 30)", "",
-             f"`python -m export.evaluate.acquisition --out docs/acquisition --images {st['images']} --curves "
-             f"{st['curves']} --seed {st['seed']}` (pt-plugin {st['pt_plugin']}, {st['threads']} threads, "
-             f"{st.get('minutes', '?')} min). Bundled fp32 exports through pt_plugin. Each loop acquires in rounds of "
+             f"`python -m export.evaluate.acquisition --out docs/acquisition --image-model {st['image_model']} "
+             f"--curve-model {st['curve_model']} --images {st['images']} --curves {st['curves']} --seed {st['seed']}` "
+             f"(pt-plugin {st['pt_plugin']}, {st['threads']} threads, {st.get('minutes', '?')} min). fp32 exports "
+             "through pt_plugin. Each loop acquires in rounds of "
              f"{st['round']} picks (fewer to land on the next size), each round followed by observing the true "
              "values there; within a round the greedy picks are lazy (pt_plugin.acquisition) and the model's mean is "
              "the fantasy value unless the row says otherwise.", ""]

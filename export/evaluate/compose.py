@@ -1,18 +1,18 @@
 """Pictures of RGB predictions: rows of image panels (paper Fig. 4) and compositions of two images (Fig. 5).
 
 A composition observes |S| seeded pixels, those of the left (or top) half taken from image A and the
-rest from image B, and shows the model's mean and hybrid autoregressive samples of the whole image.
+rest from image B, and shows the shipped model's mean and the runtime sampler's images (pt_plugin).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from export.datasets.images import pixel_centers
-from export.evaluate.images import ar_sample, model_predict, observed_indices, paste
-from export.model import PixelTransformer
+import pt_plugin
+from export.errors import UsageError
+from export.evaluate import protocol
+from export.evaluate.images import model_samples, observed_indices, paste
 
 CHECKER = (0.5, 0.62)  # the two grays of the checkerboard behind unobserved pixels
 
@@ -52,32 +52,31 @@ def half_mask(h: int, w: int, split: str = "left-right") -> np.ndarray:
     """[H·W] True on the left half (split 'left-right') or the top half ('top-bottom')."""
     yy, xx = np.mgrid[0:h, 0:w]
     if split not in ("left-right", "top-bottom"):
-        raise ValueError(f"split must be 'left-right' or 'top-bottom', got {split!r}")
+        raise UsageError(f"split must be 'left-right' or 'top-bottom', got {split!r}")
     return ((xx < w / 2) if split == "left-right" else (yy < h / 2)).ravel()
 
 
-def composition(model: PixelTransformer, a: np.ndarray, b: np.ndarray, h: int, w: int, size: int = 256,
-                samples: int = 3, split: str = "left-right", ar_frac: float = 0.05, seed: int = 0,
-                gen: torch.Generator | None = None) -> dict[str, np.ndarray]:
-    """Observe `size` seeded pixels of the composite (A on one half, B on the other); the model's mean
-    (observed pixels pasted) and samples [samples, D, 3]."""
+def composition(model: pt_plugin.Model, a: np.ndarray, b: np.ndarray, size: int = 256, samples: int = 3,
+                split: str = "left-right", seed: int = 0) -> dict[str, np.ndarray]:
+    """Observe `size` seeded pixels of the composite of images a, b [D, 3] (A on one half, B on the other):
+    the shipped model's mean (observed pixels pasted) and samples [samples, D, 3] by the runtime's sampler."""
+    h, w = model.grid
     comp = np.where(half_mask(h, w, split)[:, None], a, b).astype(np.float32)[None]  # [1, D, 3]
     idx = observed_indices(1, h * w, size, seed)
-    centers = torch.from_numpy(pixel_centers(h, w))
-    mean, _ = model_predict(model, comp, idx, centers, 1)
-    gen = gen or torch.Generator().manual_seed(seed)
-    smp = ar_sample(model, comp, idx, centers, samples, ar_frac, gen)[0] if samples else np.zeros((0, h * w, 3))
+    grid = pt_plugin.grid_positions(h, w)
+    mean, _ = protocol.predict(model, grid[idx], comp[:, idx[0]], grid[None])
+    smp = model_samples(model, comp, idx, samples, seed)[0] if samples else np.zeros((0, h * w, 3))
     return {"composite": comp[0], "idx": idx[0], "mean": paste(mean, comp, idx)[0], "samples": smp}
 
 
-def write_composition(model: PixelTransformer, images: np.ndarray, pairs: list[tuple[int, int]], h: int, w: int,
-                      path: Path, size: int = 256, samples: int = 3, split: str = "left-right",
-                      ar_frac: float = 0.05, seed: int = 0) -> list[dict]:
-    """composition.png: per pair (i, j) of images [n, D, 3], A | B | S | mean | samples. Returns the compositions."""
-    gen = torch.Generator().manual_seed(seed)
+def write_composition(model: pt_plugin.Model, images: np.ndarray, pairs: list[tuple[int, int]], path: Path,
+                      size: int = 256, samples: int = 3, split: str = "left-right", seed: int = 0) -> list[dict]:
+    """composition.png: per pair (i, j) of images [n, D, 3], A | B | S | mean | samples. Returns the compositions
+    (pair k observes the pixels of seed + k)."""
+    h, w = model.grid
     rows, out = [], []
-    for i, j in pairs:
-        c = composition(model, images[i], images[j], h, w, size, samples, split, ar_frac, seed, gen)
+    for k, (i, j) in enumerate(pairs):
+        c = composition(model, images[i], images[j], size, samples, split, seed + k)
         rows.append((f"{i} + {j}", [images[i], images[j], observed_picture(c["composite"], c["idx"], h, w),
                                     c["mean"]] + list(c["samples"])))
         out.append(c)

@@ -1,19 +1,23 @@
-"""Curve models against the exact posterior (issue 13): `python -m export.evaluate CHECKPOINT` on a curve model.
+"""Curve models against the exact posterior (issue 13): `python -m export.evaluate weights/NAME` on a curve model.
 
-Both families are Gaussian processes (export.datasets.curves: polynomials have the kernel φ(x)ᵀφ(x') of the
-monomials), so the best possible answer is known: the oracle is the exact posterior predictive of
-the noisy value y at each query given S, with the true prior and noise. Per |S|, over seeded
-evaluation curves (the eval seed stream, disjoint from training) and uniform queries:
+The shipped graphs run through pt_plugin (export.evaluate.protocol), so the figures are those of the files users
+load. The family comes from the model's training data (model.json training.data, export.datasets.curves). Both
+families are Gaussian processes (polynomials have the kernel φ(x)ᵀφ(x') of the monomials), so the best possible
+answer is known: the oracle is the exact posterior predictive of the noisy value y at each query given S, with
+the true prior and noise. Per |S|, over seeded evaluation curves (the eval seed stream, disjoint from training)
+and uniform queries:
   NLL per query (nats) of the model, of the oracle, the gap; MSE of the model's mean against the
-  oracle's mean; coverage of the model's central 90% interval (from its cdf).
+  oracle's mean; coverage of the model's central 90% interval (Distribution.cdf at the true value).
 Practical baselines fitted per curve: a GP with its hyperparameters (length scale, signal and noise
 std) by maximum marginal likelihood, and a least-squares polynomial of degree min(6, |S| − 1).
-Joint samples: on a 64-point grid, the covariance of many hybrid autoregressive samples (exact and
-scheduled samplers) and of independent per-point draws against the oracle's posterior covariance
-(relative Frobenius error) — whether the sampler draws the right joint law, not only the marginals.
+Joint samples: on a 64-point grid, the covariance of many samples of the runtime's hybrid sampler
+(Model.sample with its defaults, and exact: step fraction 0, every point drawn in turn) and of
+independent per-point draws against the oracle's posterior covariance (relative Frobenius error) —
+whether the sampler users run draws the right joint law, not only the marginals.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import time
@@ -21,15 +25,19 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 
-from export.checkpoint import load_checkpoint, total_steps
+import pt_plugin
 from export.datasets.curves import NOISE_STD, CurveFamily, family, poly_features, seed_sequence
-from export.model import PixelTransformer
-from pt_plugin.sampling import step_sizes
+from export.errors import UsageError, int_list
+from export.evaluate.protocol import Shipped, sample
+from pt_plugin.sampling import DEFAULT_AUTOREGRESSIVE, DEFAULT_STEP_FRACTION
 
-SIZES = {"gp-curves": (1, 2, 4, 8, 16, 32), "polynomials": (2, 4, 6, 8, 12, 20)}
+NAME = "curves"
+SIZE_LADDER = (1, 2, 4, 8, 16, 32)  # default |S|: those within the model's training range
 COVERAGE = 0.90
+QUERIES = 100       # uniform queries per evaluation curve
+JOINT_POINTS = 64   # the grid of the joint check
+BATCH = 256         # curves per encoder call
 LOG2PI = math.log(2 * math.pi)
 
 
@@ -95,51 +103,35 @@ def least_squares_poly(xs: np.ndarray, ys: np.ndarray, xq: np.ndarray) -> tuple[
     return phq @ coef, s2 * (1 + np.einsum("qi,ij,qj->q", phq, cov, phq))
 
 
+BASELINES = {"gp_ml2": gp_ml2, "least_squares_poly": least_squares_poly}
+
+
+def baseline_scores(xs: np.ndarray, ys: np.ndarray, xq: np.ndarray, yq: np.ndarray, o_mean: np.ndarray) -> dict:
+    """NLL, MSE against the oracle's mean and 90% coverage of each baseline, fitted curve by curve."""
+    out = {}
+    for name, fn in BASELINES.items():
+        preds = [fn(a, b, c) for a, b, c in zip(xs, ys, xq)]
+        m, v = np.stack([p[0] for p in preds]), np.stack([p[1] for p in preds])
+        z = np.abs(yq - m) / np.sqrt(v)
+        out[name] = {"nll": float(gauss_nll(yq, m, v).mean()), "mse_vs_oracle_mean": float(((m - o_mean) ** 2).mean()),
+                     "coverage90": float((z <= 1.6448536).mean())}
+    return out
+
+
 # ------------------------------------------------------------------------------------- model
 
-@torch.no_grad()
-def model_predict(model: PixelTransformer, xs: np.ndarray, ys: np.ndarray, xq: np.ndarray):
-    """Mean, log density of yq and the cdf at yq, for a batch of curves [N, K] / [N, Q]."""
-    t = lambda a: torch.from_numpy(np.asarray(a, np.float32))[..., None]  # noqa: E731
-    mix = model(t(xs), t(ys), torch.ones(xs.shape, dtype=torch.bool), t(xq))
-    return mix, mix.mean()[..., 0].double().numpy()
+def model_law(model: pt_plugin.Model, xs: np.ndarray, ys: np.ndarray, xq: np.ndarray,
+              yq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The shipped model's mean, log density (nats) and cdf at the true values yq [N, Q], given curves (xs, ys)
+    [N, K] and queries xq [N, Q]: Model.query on BATCH curves at a time."""
+    parts = []
+    for lo in range(0, len(xs), BATCH):
+        rows = slice(lo, lo + BATCH)
+        ctx = model.encode_batch(list(zip(xs[rows, :, None], ys[rows, :, None])))
+        dist = model.query(ctx, xq[rows, :, None])
+        parts.append((dist.mean()[..., 0], dist.log_prob(yq[rows]), dist.cdf(yq[rows])))
+    return tuple(np.concatenate(p).astype(np.float64) for p in zip(*parts))
 
-
-def mixture_cdf(mix, y: torch.Tensor) -> np.ndarray:
-    """P(value ≤ y) under each query's mixture (val_dim 1)."""
-    m = mix.component_means[..., 0]
-    s = mix.log_sigma.exp()
-    q = torch.softmax(mix.logits, -1)
-    return (q * 0.5 * (1 + torch.erf((y[..., None] - m) / (s * math.sqrt(2))))).sum(-1).double().numpy()
-
-
-@torch.no_grad()
-def ar_samples(model: PixelTransformer, xs: np.ndarray, ys: np.ndarray, xq: np.ndarray, n: int, frac: float,
-               gen: torch.Generator, independent: bool = False) -> np.ndarray:
-    """[n, Q] joint draws at xq given one set (xs, ys): hybrid autoregressive over all of xq, a new random
-    order per sample, ceil(frac·|set|) positions per pass (frac 0 = exact); or independent per-point draws."""
-    lo, hi = model.cfg.value_range
-    q = torch.from_numpy(xq.astype(np.float32))[None, :, None].expand(n, -1, -1)
-    pos = torch.from_numpy(xs.astype(np.float32))[None, :, None].expand(n, -1, -1)
-    val = torch.from_numpy(ys.astype(np.float32))[None, :, None].expand(n, -1, -1)
-    if independent:
-        return model(pos, val, torch.ones(pos.shape[:2], dtype=torch.bool), q).sample(gen)[..., 0].clamp(lo, hi).numpy()
-    order = torch.rand(n, len(xq), generator=gen).argsort(1)
-    out, done = torch.empty(n, len(xq)), 0
-    for m in step_sizes(len(xs), len(xq), frac):  # the runtime's schedule
-        idx = order[:, done:done + m]
-        qp = q.gather(1, idx[..., None])
-        v = model(pos, val, torch.ones(pos.shape[:2], dtype=torch.bool), qp).sample(gen).clamp(lo, hi)
-        out.scatter_(1, idx, v[..., 0])
-        pos, val, done = torch.cat([pos, qp], 1), torch.cat([val, v], 1), done + m
-    return out.numpy()
-
-
-def frobenius_error(samples: np.ndarray, cov: np.ndarray) -> float:
-    return float(np.linalg.norm(np.cov(samples, rowvar=False) - cov) / np.linalg.norm(cov))
-
-
-# ---------------------------------------------------------------------------------- protocol
 
 def draw_eval_sets(fam: CurveFamily, size: int, curves: int, queries: int, seed: int):
     """Seeded evaluation curves (eval stream): S positions/values [N, size] and query positions/values [N, Q]."""
@@ -149,117 +141,159 @@ def draw_eval_sets(fam: CurveFamily, size: int, curves: int, queries: int, seed:
     return x[:, :size], y[:, :size], x[:, size:], y[:, size:]
 
 
-def evaluate_curves(checkpoint: str | Path, out: str | Path, curves: int = 400, queries: int = 100,
-                    sizes: tuple[int, ...] | None = None, seed: int = 0, joint_sets: int = 6,
-                    joint_samples: int = 300, joint_points: int = 64, threads: int = 2,
-                    log: Callable[[str], None] = print) -> dict:
-    """Run the protocol of the module docstring; writes metrics.json and metrics.md into `out`."""
-    if threads:
-        torch.set_num_threads(threads)
-    model, ck = load_checkpoint(checkpoint)
-    data = ck["config"]["train"]["data"]
-    fam = family(data)
-    sizes = sizes or SIZES[data]
-    results = {}
-    for size in sizes:
-        t0 = time.time()
-        xs, ys, xq, yq = draw_eval_sets(fam, size, curves, queries, seed)
-        mix, mean = model_predict(model, xs, ys, xq)
-        nll = -mix.log_prob(torch.from_numpy(yq.astype(np.float32))[..., None]).double().numpy()
-        cdf = mixture_cdf(mix, torch.from_numpy(yq.astype(np.float32)))
-        lo_q, hi_q = (1 - COVERAGE) / 2, (1 + COVERAGE) / 2
-        oracle = [posterior(fam, a, b, c) for a, b, c in zip(xs, ys, xq)]
-        o_mean, o_var = np.stack([o[0] for o in oracle]), np.stack([o[1] for o in oracle])
-        row = {"model": {"nll": float(nll.mean()), "mse_vs_oracle_mean": float(((mean - o_mean) ** 2).mean()),
-                         "coverage90": float(((cdf >= lo_q) & (cdf <= hi_q)).mean())},
-               "oracle": {"nll": float(gauss_nll(yq, o_mean, o_var).mean())}}
-        row["gap"] = row["model"]["nll"] - row["oracle"]["nll"]
-        for name, fn in (("gp_ml2", gp_ml2), ("least_squares_poly", least_squares_poly)):
-            preds = [fn(a, b, c) for a, b, c in zip(xs, ys, xq)]
-            m, v = np.stack([p[0] for p in preds]), np.stack([p[1] for p in preds])
-            z = np.abs(yq - m) / np.sqrt(v)
-            row[name] = {"nll": float(gauss_nll(yq, m, v).mean()),
-                         "mse_vs_oracle_mean": float(((m - o_mean) ** 2).mean()),
-                         "coverage90": float((z <= 1.6448536).mean())}
-        results[str(size)] = row
-        log(f"|S|={size}: NLL model {row['model']['nll']:.3f} oracle {row['oracle']['nll']:.3f} gap {row['gap']:+.3f}; "
-            f"GP-ML2 {row['gp_ml2']['nll']:.3f}, LSQ poly {row['least_squares_poly']['nll']:.3f}; coverage "
-            f"{row['model']['coverage90']:.3f} ({time.time() - t0:.1f}s)")
-    joint = (joint_covariance(model, fam, sizes, joint_sets, joint_samples, joint_points, seed, log)
-             if joint_sets else {})
-    res = {"settings": {"checkpoint": str(checkpoint), "family": data, "step": total_steps(ck), "curves": curves,
-                        "queries": queries, "seed": seed, "sizes": list(sizes), "noise_std": NOISE_STD,
-                        "coverage": COVERAGE, "joint": {"sets": joint_sets, "samples": joint_samples,
-                                                        "points": joint_points}},
-           "sizes": results, "joint": joint}
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(res, indent=1))
-    (out / "metrics.md").write_text(markdown(res))
-    return res
+def score_size(model: pt_plugin.Model, fam: CurveFamily, size: int, curves: int, seed: int) -> dict:
+    """One row of the table: the model, the oracle, the gap and the baselines at one |S|."""
+    xs, ys, xq, yq = draw_eval_sets(fam, size, curves, QUERIES, seed)
+    mean, logp, cdf = model_law(model, xs, ys, xq, yq)
+    oracle = [posterior(fam, a, b, c) for a, b, c in zip(xs, ys, xq)]
+    o_mean, o_var = np.stack([o[0] for o in oracle]), np.stack([o[1] for o in oracle])
+    lo_q, hi_q = (1 - COVERAGE) / 2, (1 + COVERAGE) / 2
+    row = {"model": {"nll": float(-logp.mean()), "mse_vs_oracle_mean": float(((mean - o_mean) ** 2).mean()),
+                     "coverage90": float(((cdf >= lo_q) & (cdf <= hi_q)).mean())},
+           "oracle": {"nll": float(gauss_nll(yq, o_mean, o_var).mean())}}
+    row["gap"] = row["model"]["nll"] - row["oracle"]["nll"]
+    return row | baseline_scores(xs, ys, xq, yq, o_mean)
 
 
-def joint_covariance(model, fam, sizes, sets, samples, points, seed, log) -> dict:
-    """Relative Frobenius error of sample covariances on a grid against the oracle, per sampler, averaged over sets."""
-    xq = (np.arange(points) + 0.5) / points * 2 - 1
-    gen = torch.Generator().manual_seed(seed)
-    sizes_used = [s for s in sizes if s in (2, 4, 8)] or list(sizes[:2])
+# ------------------------------------------------------------------------------ joint samples
+
+def frobenius_error(samples: np.ndarray, cov: np.ndarray) -> float:
+    return float(np.linalg.norm(np.cov(samples, rowvar=False) - cov) / np.linalg.norm(cov))
+
+
+def set_draws(model: pt_plugin.Model, xs: np.ndarray, ys: np.ndarray, xq: np.ndarray, n: int,
+              rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """[n, Q] joint draws at xq given one set, per sampler: the runtime's sampler with its defaults, the
+    exact one (step fraction 0, every query drawn in turn) and independent per-point draws."""
+    pos, val, q = xs[:, None], ys[:, None], xq[:, None]
+    seed = lambda: int(rng.integers(2 ** 31))  # noqa: E731
+    dist = model.query((pos, val), q)
+    return {"runtime": sample(model, pos, val, q, n, seed())[..., 0],
+            "exact": sample(model, pos, val, q, n, seed(), step_fraction=0.0, autoregressive=len(xq))[..., 0],
+            "independent": np.stack([dist.sample(rng)[..., 0] for _ in range(n)])}
+
+
+def joint_covariance(model: pt_plugin.Model, fam: CurveFamily, sizes: tuple[int, ...], sets: int, samples: int,
+                     seed: int, log: Callable[[str], None]) -> dict:
+    """Relative Frobenius error of sample covariances on a grid against the oracle, per sampler, averaged over
+    sets; `oracle_samples` is the floor: the same error for as many exact draws from the oracle."""
+    xq = (np.arange(JOINT_POINTS) + 0.5) / JOINT_POINTS * 2 - 1
+    rng = np.random.default_rng(seed)
     out = {}
-    for size in sizes_used:
+    for size in [s for s in sizes if s in (2, 4, 8)] or list(sizes[:2]):
         xs, ys, _, _ = draw_eval_sets(fam, size, sets, 1, seed + 1)
-        errs = {"exact": [], "scheduled_0.1": [], "independent": []}
-        for a, b in zip(xs, ys):
-            _, cov = posterior(fam, a, b, xq, full=True)
-            errs["exact"].append(frobenius_error(ar_samples(model, a, b, xq, samples, 0.0, gen), cov))
-            errs["scheduled_0.1"].append(frobenius_error(ar_samples(model, a, b, xq, samples, 0.1, gen), cov))
-            errs["independent"].append(frobenius_error(ar_samples(model, a, b, xq, samples, 0, gen, True), cov))
-        # the floor: the same error for exact draws from the oracle itself, with as many samples
-        rng = np.random.default_rng(seed)
-        floor = []
+        floor_rng = np.random.default_rng(seed)  # the same oracle draws at every |S|, whatever the model drew
+        errs: dict[str, list[float]] = {}
         for a, b in zip(xs, ys):
             m, cov = posterior(fam, a, b, xq, full=True)
-            floor.append(frobenius_error(rng.multivariate_normal(m, cov, samples, method="cholesky"), cov))
+            draws = set_draws(model, a, b, xq, samples, rng)
+            draws["oracle_samples"] = floor_rng.multivariate_normal(m, cov, samples, method="cholesky")
+            for name, d in draws.items():
+                errs.setdefault(name, []).append(frobenius_error(d, cov))
         out[str(size)] = {k: float(np.mean(v)) for k, v in errs.items()}
-        out[str(size)]["oracle_samples"] = float(np.mean(floor))
         log(f"joint |S|={size}: covariance error " + ", ".join(f"{k} {v:.3f}" for k, v in out[str(size)].items()))
     return out
 
 
-def markdown(res: dict) -> str:
-    st = res["settings"]
-    lines = [f"# {st['family']}: PixelTransformer against the exact posterior (step {st['step']})", "",
+# ---------------------------------------------------------------------------------- protocol
+
+def default_sizes(shipped: Shipped) -> tuple[int, ...]:
+    """SIZE_LADDER within the largest |S| the model was trained on (model.json training.samples_range)."""
+    top = (shipped.meta.get("training", {}).get("samples_range") or [0, max(SIZE_LADDER)])[1]
+    return tuple(s for s in SIZE_LADDER if s <= top) or SIZE_LADDER[:1]
+
+
+def chosen_sizes(shipped: Shipped, args: argparse.Namespace) -> tuple[int, ...]:
+    """--sizes, or default_sizes; refused when a set size or the curve count is below 1."""
+    sizes = tuple(int_list(args.sizes, "--sizes")) if args.sizes else default_sizes(shipped)
+    if not sizes or min(sizes) < 1 or args.curves < 1:
+        raise UsageError(f"--sizes {args.sizes} / --curves {args.curves}: expected set sizes and a number of "
+                         "curves of at least 1")
+    return sizes
+
+
+def settings(shipped: Shipped, args: argparse.Namespace, sizes: tuple[int, ...]) -> dict:
+    """What was measured: the model (shipped.settings()) and this protocol's choices."""
+    return shipped.settings() | {
+        "protocol": NAME, "curves": args.curves, "queries": QUERIES, "seed": args.seed, "sizes": list(sizes),
+        "noise_std": NOISE_STD, "coverage": COVERAGE,
+        "joint": {"sets": args.joint_sets, "samples": args.joint_samples, "points": JOINT_POINTS,
+                  "runtime": {"autoregressive": DEFAULT_AUTOREGRESSIVE, "step_fraction": DEFAULT_STEP_FRACTION},
+                  "exact": {"autoregressive": JOINT_POINTS, "step_fraction": 0.0}}}
+
+
+def evaluate(shipped: Shipped, args: argparse.Namespace, log: Callable[[str], None] = print) -> dict:
+    """Run the protocol of the module docstring on the shipped graphs; writes metrics.json and metrics.md into
+    args.out and returns the report."""
+    fam = family(shipped.data)
+    sizes = chosen_sizes(shipped, args)
+    results = {}
+    for size in sizes:
+        t0 = time.time()
+        row = results[str(size)] = score_size(shipped.model, fam, size, args.curves, args.seed)
+        log(f"|S|={size}: NLL model {row['model']['nll']:.3f} oracle {row['oracle']['nll']:.3f} gap {row['gap']:+.3f}; "
+            f"GP-ML2 {row['gp_ml2']['nll']:.3f}, LSQ poly {row['least_squares_poly']['nll']:.3f}; coverage "
+            f"{row['model']['coverage90']:.3f} ({time.time() - t0:.1f}s)")
+    joint = (joint_covariance(shipped.model, fam, sizes, args.joint_sets, args.joint_samples, args.seed, log)
+             if args.joint_sets else {})
+    report = {"settings": settings(shipped, args, sizes), "sizes": results, "joint": joint}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(report, indent=1))
+    (out / "metrics.md").write_text(markdown(report))
+    return report
+
+
+def markdown(report: dict) -> str:
+    """The report as Markdown: a title line, the table against the oracle and baselines, the joint check."""
+    st = report["settings"]
+    lines = [f"# {st['data']}: PixelTransformer against the exact posterior (step {st['step']})", "",
              f"{st['curves']} seeded evaluation curves per |S| (eval seed stream, disjoint from training), "
-             f"{st['queries']} uniform queries each; NLL per query in nats of the noisy value y "
-             f"(noise std {st['noise_std']}); MSE of the mean against the oracle's mean; coverage of the central "
-             f"90% interval.", "",
+             f"{st['queries']} uniform queries each; the shipped {st['precision']} graphs through pt_plugin; NLL "
+             f"per query in nats of the noisy value y (noise std {st['noise_std']}); MSE of the mean against the "
+             "oracle's mean; coverage of the central 90% interval.", "",
              r"| \|S\| | model NLL | oracle NLL | gap | MSE vs oracle mean | 90% coverage | GP (ML-II) NLL | "
              r"GP (ML-II) MSE | LSQ poly NLL | LSQ poly MSE |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for size, r in res["sizes"].items():
+    for size, r in report["sizes"].items():
         m, g, p = r["model"], r["gp_ml2"], r["least_squares_poly"]
         lines.append(f"| {size} | {m['nll']:.3f} | {r['oracle']['nll']:.3f} | {r['gap']:+.3f} | "
                      f"{m['mse_vs_oracle_mean']:.4f} | {m['coverage90']:.3f} | {g['nll']:.3f} | "
                      f"{g['mse_vs_oracle_mean']:.4f} | {p['nll']:.3f} | {p['mse_vs_oracle_mean']:.4f} |")
-    j = res["joint"]
-    if j:
-        js = st["joint"]
-        lines += ["", f"Joint samples: relative Frobenius error of the covariance of {js['samples']} samples on a "
-                  f"{js['points']}-point grid against the oracle's posterior covariance, mean over {js['sets']} sets "
-                  "(oracle samples: the same error for exact draws from the oracle, "
-                  "the floor set by the sample count).",
-                  "", r"| \|S\| | exact sampler | scheduled (0.1) | independent draws | oracle samples |",
-                  "|---:|---:|---:|---:|---:|"]
-        for size, r in j.items():
-            lines.append(f"| {size} | {r['exact']:.3f} | {r['scheduled_0.1']:.3f} | {r['independent']:.3f} | "
-                         f"{r['oracle_samples']:.3f} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + joint_lines(report)) + "\n"
+
+
+def joint_lines(report: dict) -> list[str]:
+    """The joint check's paragraph and table (nothing when it was skipped)."""
+    if not report["joint"]:
+        return []
+    js = report["settings"]["joint"]
+    rt = js["runtime"]
+    drawn = "every point drawn" if rt["autoregressive"] >= js["points"] else "the other points take the mean"
+    lines = ["", f"Joint samples: relative Frobenius error of the covariance of {js['samples']} samples on a "
+             f"{js['points']}-point grid against the oracle's posterior covariance, mean over {js['sets']} sets. "
+             f"Samples of pt_plugin's Model.sample: with its defaults (step fraction {rt['step_fraction']:g}, "
+             f"N′ {rt['autoregressive']}: {drawn}) and exact (step fraction 0: one point per encoder pass); "
+             "independent draws ignore the joint law; oracle samples: the same error for exact draws from the "
+             "oracle, the floor set by the sample count.",
+             "", r"| \|S\| | runtime sampler (defaults) | exact sampler | independent draws | oracle samples |",
+             "|---:|---:|---:|---:|---:|"]
+    for size, r in report["joint"].items():
+        lines.append(f"| {size} | {r['runtime']:.3f} | {r['exact']:.3f} | {r['independent']:.3f} | "
+                     f"{r['oracle_samples']:.3f} |")
+    return lines
 
 
 def summary(report: dict) -> dict:
     """What model.json carries of a curve report: per |S|, the model's NLL, the oracle's, the gap, coverage."""
     st = report["settings"]
-    return {"protocol": f"python -m export.evaluate ({st['curves']} seeded {st['family']} per |S|, exact posterior)",
+    return {"protocol": f"python -m export.evaluate ({st['curves']} seeded {st['data']} per |S|, exact posterior)",
             "sizes": {size: {"nll": r["model"]["nll"], "oracle_nll": r["oracle"]["nll"], "gap": r["gap"],
                              "mse_vs_oracle_mean": r["model"]["mse_vs_oracle_mean"],
                              "coverage90": r["model"]["coverage90"]} for size, r in report["sizes"].items()},
             "joint_covariance_error": report.get("joint", {})}
+
+
+def card_blocks(report: dict) -> dict[str, str]:
+    """MODEL_CARD.md's generated "evaluation" block: the report without its title line."""
+    return {"evaluation": markdown(report).split("\n", 2)[2].strip()}

@@ -1,8 +1,10 @@
-"""Image evaluation helpers shared by export.evaluate.gray (gray), export.evaluate.rgb and export.evaluate.compose:
-seeded observed pixels, model means / likelihoods / hybrid autoregressive samples, MSE / PSNR / SSIM,
-baseline fills, report formatting. Kept apart so those modules do not import each other in a cycle."""
+"""Image evaluation helpers shared by export.evaluate.gray, export.evaluate.rgb and export.evaluate.compose:
+seeded test images and observed pixels, the shipped model's means, 256-level likelihoods and samples (through
+pt_plugin), MSE / PSNR / SSIM, baseline fills, report formatting. Kept apart so those modules do not import
+each other in a cycle."""
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Callable
@@ -11,38 +13,56 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from export.checkpoint import load_checkpoint, total_steps
-from export.datasets.images import load_idx_images, pixel_centers
-from export.errors import UsageError
-from export.model import Mixture, PixelTransformer
+import pt_plugin
+from export.datasets import split_spec
+from export.datasets.images import load_dataset
+from export.errors import DataError, UsageError
+from export.evaluate import protocol
+from export.model import Mixture
 from pt_plugin.images import samples_picture
-from pt_plugin.sampling import step_sizes
+from pt_plugin.sampling import DEFAULT_AUTOREGRESSIVE, DEFAULT_STEP_FRACTION
 
-METHODS = {"model": "PixelTransformer", "cond_gauss": "Cond. Gaussian", "linear": "Linear", "nearest": "Nearest"}
+# every method an image protocol scores, by its key in the reports (each protocol picks its own)
+LABELS = {"model": "PixelTransformer", "cond_gauss": "Cond. Gaussian", "knn": "kNN posterior", "linear": "Linear",
+          "nearest": "Nearest"}
 SSIM_WINDOW, SSIM_SIGMA = 7, 1.5
+LEVELS = 256  # values k/255: likelihoods are of the value's 8-bit level
 LN2 = math.log(2)
 
 
-# ---------------------------------------------------------------------------- data and model
+# ---------------------------------------------------------------------------------------- data
 
-def load_model(path: str | Path, pos_dim: int = 2) -> tuple[PixelTransformer, int]:
-    """PixelTransformer from an export.train checkpoint, in eval mode, and its training steps (with earlier runs)."""
-    model, ck = load_checkpoint(path)
-    if model.cfg.pos_dim != pos_dim or model.cfg.val_dim != 1:
-        what = "grayscale image" if pos_dim == 2 else f"gray {pos_dim}-D"
-        raise UsageError(f"{path}: evaluation needs a {what} model (pos_dim {pos_dim}, val_dim 1), "
-                         f"got pos_dim {model.cfg.pos_dim}, val_dim {model.cfg.val_dim}")
-    return model, total_steps(ck)
+def split_images(spec: str, data_dir: str, split: str) -> np.ndarray:
+    """[N, H, W, C] images of one split of a data spec. A data set kept in folders (NAME:DIR/train) has its
+    other splits in the sibling folders (DIR/test); every other spec reads its splits from one place."""
+    name, where = split_spec(spec)
+    if where and Path(where).name == "train":
+        spec = f"{name}:{Path(where).parent / split}"
+    return load_dataset(spec, data_dir, split)
 
 
-def test_images(data_dir: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """n seeded test images as [n, H*W] float32 values k/255, their test-split indices, H and W."""
-    imgs = load_idx_images(data_dir, "test")[..., 0]
-    if n > len(imgs):
-        raise UsageError(f"--images {n} exceeds the {len(imgs)} test images; expected at most {len(imgs)}")
-    which = np.random.default_rng(seed).permutation(len(imgs))[:n]  # nested: more images keep the first ones
-    _, h, w = imgs.shape
-    return imgs[which].reshape(n, h * w), which, h, w
+def evaluation_images(images: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """n seeded images of a split [N, H, W, C] as [n, H·W, C] values, and their indices in the split
+    (nested: more images keep the first ones)."""
+    if n > len(images):
+        raise UsageError(f"--images {n} exceeds the {len(images)} test images; expected at most {len(images)}")
+    which = np.random.default_rng(seed).permutation(len(images))[:n]
+    _, h, w, c = images.shape
+    return images[which].reshape(n, h * w, c), which
+
+
+def check_grid(images: np.ndarray, grid: tuple[int, ...], what: str) -> None:
+    """Refuse images [N, H, W, C] whose size is not the model's training grid."""
+    if tuple(images.shape[1:3]) != tuple(grid):
+        raise DataError(f"{what} are {images.shape[1]}×{images.shape[2]}; the model's grid is "
+                        f"{'×'.join(map(str, grid))}: expected images of its own data set")
+
+
+def check_sizes(sizes: tuple[int, ...], top: int) -> None:
+    """Refuse set sizes outside 1..top."""
+    bad = [s for s in sizes if not 1 <= s <= top]
+    if bad:
+        raise UsageError(f"--sizes {bad} outside 1..{top}: expected set sizes between 1 and {top} pixels")
 
 
 def observed_indices(n: int, d: int, size: int, seed: int) -> np.ndarray:
@@ -57,63 +77,66 @@ def unobserved_mask(idx: np.ndarray, d: int) -> np.ndarray:
     return mask
 
 
-def channels_last(images: torch.Tensor) -> torch.Tensor:
-    """[n, D] gray or [n, D, V] values as [n, D, V]."""
-    return images if images.dim() == 3 else images.unsqueeze(-1)
+# ------------------------------------------------------------------------- the shipped model
+
+def level_log_prob(dist: pt_plugin.Distribution, values: np.ndarray, levels: int = LEVELS) -> np.ndarray:
+    """Natural log of the mixture's mass on the level of each value [..., V] in [0, 1] (edge levels take the
+    tails, channels independent given a component): export.model.Mixture.discretized_log_prob, the definition
+    the torch evaluation used, on the graphs' outputs in float64."""
+    as_t = lambda a: torch.from_numpy(np.asarray(a, np.float64))  # noqa: E731
+    mix = Mixture(as_t(dist.logits), as_t(dist.offsets), as_t(dist.log_sigma), as_t(dist.centers))
+    return mix.discretized_log_prob(as_t(values), levels, 0.0, 1.0).numpy()
 
 
-def take_pixels(values: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """Rows idx [n, k] of values [n, D, V] -> [n, k, V]."""
-    return values.gather(1, idx.unsqueeze(-1).expand(-1, -1, values.shape[-1]))
+def predict_levels(model: pt_plugin.Model, positions: np.ndarray, values: np.ndarray, queries: np.ndarray,
+                   truth: np.ndarray, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Means [n, q, V] and level log-likelihoods [n, q] (level_log_prob of truth [n, q, V]): protocol.predict
+    with the 256-level likelihood in place of the density."""
+    mean = np.empty(queries.shape[:2] + (model.val_dim,), np.float32)
+    logp = np.empty(queries.shape[:2], np.float64)
+    for lo in range(0, len(positions), batch):
+        hi = min(len(positions), lo + batch)
+        ctx = model.encode_batch(list(zip(positions[lo:hi], values[lo:hi])))
+        dist = model.query(ctx, queries[lo:hi])
+        if dist.shape == (queries.shape[1],):  # one set: query() drops the batch axis
+            dist = dist[None]
+        mean[lo:hi], logp[lo:hi] = dist.mean(), level_log_prob(dist, truth[lo:hi])
+    return mean, logp
 
 
-@torch.no_grad()
-def model_predict(model: PixelTransformer, images: np.ndarray, idx: np.ndarray, centers: torch.Tensor,
-                  batch_size: int, dtype: torch.dtype = torch.float32) -> tuple[np.ndarray, np.ndarray]:
-    """Model mean [n, D] (gray images [n, D]) or [n, D, V] (images [n, D, V]) and the natural-log likelihood
-    [n, D] of the true value at every pixel, 256 levels per channel; the mixture evaluated in `dtype`."""
-    means, logps = [], []
-    for i in range(0, len(images), batch_size):
-        img = channels_last(torch.from_numpy(images[i:i + batch_size]))
-        obs = torch.from_numpy(idx[i:i + batch_size])
-        b, d, _ = img.shape
-        mix = model(centers[obs], take_pixels(img, obs), torch.ones_like(obs, dtype=torch.bool),
-                    centers.expand(b, d, centers.shape[-1]))
-        mix = Mixture(*(t.to(dtype) for t in (mix.logits, mix.offsets, mix.log_sigma, mix.centers)))
-        means.append(mix.mean().double().numpy())
-        logps.append(mix.discretized_log_prob(img.to(dtype), 256, 0.0, 1.0).double().numpy())
-    mean = np.concatenate(means)
-    return (mean if images.ndim == 3 else mean[..., 0]), np.concatenate(logps)
+def model_pixels(model: pt_plugin.Model, images: np.ndarray, idx: np.ndarray, batch: int) -> tuple[np.ndarray, ...]:
+    """The model's mean [n, D, C] at every pixel centre of images [n, D, C] given the pixels idx [n, k] (centres
+    and true values), and the level log-likelihood [n, D] of every true pixel."""
+    n, d, c = images.shape
+    grid = pt_plugin.grid_positions(*model.grid)
+    values = np.take_along_axis(images, idx[..., None], 1)
+    return predict_levels(model, grid[idx], values, np.broadcast_to(grid, (n, d, 2)), images, batch)
 
 
-@torch.no_grad()
-def ar_sample(model: PixelTransformer, images: np.ndarray, idx: np.ndarray, centers: torch.Tensor,
-              n_samples: int, frac: float, gen: torch.Generator, autoregressive: int | None = None) -> np.ndarray:
-    """[n, n_samples, D(, V)] hybrid autoregressive samples of images [n, D] or [n, D, V]: the unobserved
-    pixels in a random order, in steps of max(1, ceil(frac·|current set|)) pixels, each step conditioned
-    on S plus all drawn so far. With `autoregressive` = N' only the first N' are drawn; the rest take the
-    mean given the grown set (the runtime's hybrid sampler)."""
-    img = channels_last(torch.from_numpy(images).double()).repeat_interleave(n_samples, 0)
-    obs = torch.from_numpy(idx).repeat_interleave(n_samples, 0)
-    b, d, v = img.shape
-    k = obs.shape[1]
-    score = torch.rand(b, d, generator=gen).scatter_(1, obs, math.inf)
-    order = score.argsort(1)[:, :d - k]                  # unobserved pixels, random order per sample
-    pos, val = centers[obs], take_pixels(img, obs).float()
-    out, t = img.clone(), 0
-    drawn = d - k if autoregressive is None else min(autoregressive, d - k)
-    for step in step_sizes(k, drawn, frac):  # the runtime's schedule (pt_plugin.sampling)
-        q = order[:, t:t + step]
-        mix = model(pos, val, torch.ones(pos.shape[:2], dtype=torch.bool), centers[q])
-        s = mix.sample(gen).clamp(0.0, 1.0)
-        out.scatter_(1, q.unsqueeze(-1).expand(-1, -1, v), s.double())
-        pos, val, t = torch.cat([pos, centers[q]], 1), torch.cat([val, s], 1), t + step
-    if t < d - k:  # the rest: the mean given S and the N' drawn values
-        q = order[:, t:]
-        mean = model(pos, val, torch.ones(pos.shape[:2], dtype=torch.bool), centers[q]).mean()
-        out.scatter_(1, q.unsqueeze(-1).expand(-1, -1, v), mean.double())
-    out = out.view(-1, n_samples, d, v).numpy()
-    return out if images.ndim == 3 else out[..., 0]
+def sample_seed(seed: int, size: int, image: int) -> int:
+    """The sampler's seed for one image at one |S|: the same draws whichever other images are sampled."""
+    return int(np.random.SeedSequence([seed, size, image]).generate_state(1)[0])
+
+
+def model_samples(model: pt_plugin.Model, images: np.ndarray, idx: np.ndarray, num_samples: int,
+                  seed: int) -> np.ndarray:
+    """[n, num_samples, D, C] images drawn by the runtime's sampler (protocol.sample, its defaults) given the
+    pixels idx [n, k] of images [n, D, C]: the unobserved pixels drawn, the observed ones kept (as
+    Model.sample_images does)."""
+    n, d, c = images.shape
+    grid = pt_plugin.grid_positions(*model.grid)
+    free = unobserved_mask(idx, d)
+    out = np.repeat(images[:, None], num_samples, 1)
+    for i, (img, obs) in enumerate(zip(images, idx)):
+        out[i][:, free[i]] = protocol.sample(model, grid[obs], img[obs], grid[free[i]], num_samples,
+                                             sample_seed(seed, idx.shape[1], i))
+    return out
+
+
+def sampler_settings() -> dict:
+    """What the report records of the sampler: the runtime's own, with its defaults."""
+    return {"sampler": "pt_plugin.Model.sample (hybrid autoregressive)", "step_fraction": DEFAULT_STEP_FRACTION,
+            "autoregressive": DEFAULT_AUTOREGRESSIVE}
 
 
 # ------------------------------------------------------------------------------------- metrics
@@ -185,14 +208,14 @@ def fill(fn: Callable, images: np.ndarray, idx: np.ndarray, h: int, w: int) -> n
     return np.stack([fn(img[o], o, h, w) for img, o in zip(images, idx)])
 
 
-def sample_stats(samples: np.ndarray, images: np.ndarray, idx: np.ndarray) -> dict[str, float | None]:
-    """Per-pixel std across samples (ddof 1; None for a single sample) and the samples' MSE, over unobserved
-    pixels (and channels: samples [n, S, D(, V)])."""
+def sample_stats(samples: np.ndarray, images: np.ndarray, idx: np.ndarray, mean: np.ndarray) -> dict:
+    """Per-pixel std across samples (ddof 1; None for a single sample), the samples' MSE and the mean's MSE on
+    the same images, over unobserved pixels (and channels: samples [n, S, D(, V)], images and mean [n, D(, V)])."""
     target = unobserved_mask(idx, images.shape[1])
     std = float(samples.std(1, ddof=1)[target].mean()) if samples.shape[1] > 1 else None
     mse = ((samples - images[:, None]) ** 2).mean(1)
-    return {"std": std, "mse": float(mse[target].mean()), "images": len(images),
-            "samples": samples.shape[1]}
+    return {"std": std, "mse": float(mse[target].mean()), "images": len(images), "samples": samples.shape[1],
+            "mean_mse": float(((mean - images) ** 2)[target].mean())}
 
 
 # ------------------------------------------------------------------------------------ reports
@@ -206,12 +229,18 @@ def fmt(v: float | None, digits: int) -> str:
     return f"{v:.{digits}f}"
 
 
+def minus(cell: str) -> str:
+    """A typographic minus, as in the cards' prose."""
+    return cell.replace("-", "−")
+
+
 def samples_lines(res: dict) -> list[str]:
     """The report's samples table (markdown lines), or nothing when no samples were drawn."""
     st, lines = res["settings"], []
     if any("samples" in r for r in res["sizes"].values()):
-        lines += ["", f"Samples ({st['samples']} per image, first {st['sample_images']} images, "
-                  f"hybrid autoregressive, ar_frac {st['ar_frac']}):", "",
+        lines += ["", f"Samples ({st['samples']} per image, first {st['sample_images']} images, the runtime's "
+                  f"hybrid autoregressive sampler: step_fraction {st['step_fraction']:g}, autoregressive "
+                  f"{st['autoregressive']}):", "",
                   r"| \|S\| | per-pixel std | sample MSE | mean MSE (same images) |", "|---:|---:|---:|---:|"]
         for size, r in res["sizes"].items():
             if "samples" in r:
@@ -220,43 +249,33 @@ def samples_lines(res: dict) -> list[str]:
     return lines
 
 
-def sample_and_score(model: PixelTransformer, imgs: np.ndarray, idx: np.ndarray, mean: np.ndarray,
-                     centers: torch.Tensor, n_samples: int, ar_frac: float, gen: torch.Generator):
-    """Hybrid autoregressive samples of imgs given idx, and their stats (sample_stats plus the mean's MSE on
-    the same images and unobserved pixels)."""
-    smp = ar_sample(model, imgs, idx, centers, n_samples, ar_frac, gen)
-    sub_mask = unobserved_mask(idx, imgs.shape[1])
-    stats = {**sample_stats(smp, imgs, idx), "mean_mse": float(((mean - imgs) ** 2)[sub_mask].mean())}
-    return smp, stats
+def samples_table(report: dict) -> str:
+    """The model card's samples block: spread and error of the samples per |S|."""
+    lines = [r"| \|S\| | per-pixel std across samples | sample MSE | mean-image MSE (same images) |",
+             "|---:|---:|---:|---:|"]
+    for size, r in report["sizes"].items():
+        if "samples" in r:
+            s = r["samples"]
+            lines.append(f"| {size} | {fmt(s['std'], 3)} | {fmt(s['mse'], 3)} | {fmt(s['mean_mse'], 3)} |")
+    return "\n".join(lines)
 
 
-def markdown(res: dict) -> str:
-    """Markdown tables of the results: one row per |S|."""
-    st = res["settings"]
-    lines = [f"# PixelTransformer evaluation (step {st['step']})", "",
-             f"{st['images']} Fashion-MNIST test images (seed {st['seed']}); metrics over unobserved pixels; "
-             f"NLL in bits/pixel (256 levels); PSNR from the MSE over all images; SSIM window "
-             f"{SSIM_WINDOW}, σ {SSIM_SIGMA}, observed pixels pasted; conditional-Gaussian ridge {st['ridge']:g}.", ""]
-    head = [r"\|S\|"]
-    for name in METHODS.values():
-        head += [f"{name} NLL", f"{name} MSE", f"{name} PSNR", f"{name} SSIM"]
-    head += ["MSE model/CG", "NLL model−CG"]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
-    for size, r in res["sizes"].items():
-        row = [size]
-        for m in METHODS:
-            row += [fmt(r[m]["nll_bits"], 3), fmt(r[m]["mse"], 5), fmt(r[m]["psnr"], 2), fmt(r[m]["ssim"], 4)]
-        row += [fmt(r["model_vs_gauss"]["mse_ratio"], 3), fmt(r["model_vs_gauss"]["nll_diff_bits"], 3)]
-        lines.append("| " + " | ".join(row) + " |")
-    lines += samples_lines(res)
-    if st["pixels"] in st["sizes"]:
-        lines += ["", f"Row |S| = {st['pixels']} (everything observed): every method scored on all pixels without "
-                  "pasting; the baselines reproduce the input exactly, the model's numbers are a reconstruction."]
-    return "\n".join(lines) + "\n"
+def model_line(st: dict) -> str:
+    """What was measured, for a report's first paragraph."""
+    return (f"{st['model']} ({st['precision']} graphs through {st['runtime']}, trained {st['step']} steps on "
+            f"{st['data']})")
 
 
-def plot_metrics(res: dict, path: Path, methods: dict[str, str] = METHODS, title: str | None = None,
-                 nll_unit: str = "bits/pixel") -> None:
+def write_report(res: dict, out: str | Path, markdown: Callable[[dict], str]) -> Path:
+    """metrics.json (infinities as null) and metrics.md into out; returns the folder."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(finite_or_none(res), indent=1, ensure_ascii=False))
+    (out / "metrics.md").write_text(markdown(res))
+    return out
+
+
+def plot_metrics(res: dict, path: Path, methods: tuple[str, ...], title: str, nll_unit: str = "bits/pixel") -> None:
     """NLL, MSE, PSNR and SSIM against |S| (log x), one line per method (paper Fig. 6)."""
     import matplotlib
     matplotlib.use("Agg")
@@ -266,11 +285,11 @@ def plot_metrics(res: dict, path: Path, methods: dict[str, str] = METHODS, title
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
     for ax, (key, label) in zip(axes, [("nll_bits", f"NLL ({nll_unit})"), ("mse", "MSE"),
                                        ("psnr", "PSNR (dB)"), ("ssim", "SSIM")]):
-        for m, name in methods.items():
+        for m in methods:
             pts = [(s, r[m][key]) for s, r in zip(sizes, res["sizes"].values())
                    if r[m][key] is not None and math.isfinite(r[m][key]) and not (key == "mse" and r[m][key] <= 0)]
             if pts:
-                ax.plot(*zip(*pts), marker="o", label=name)
+                ax.plot(*zip(*pts), marker="o", label=LABELS[m])
         ax.set_xscale("log")
         if key == "mse":
             ax.set_yscale("log")
@@ -278,7 +297,6 @@ def plot_metrics(res: dict, path: Path, methods: dict[str, str] = METHODS, title
         ax.set_title(label)
         ax.grid(alpha=0.3)
     fig.legend(*axes[1].get_legend_handles_labels(), loc="upper right", ncol=len(methods), fontsize=9)
-    title = title or f"Fashion-MNIST test, {res['settings']['images']} images, step {res['settings']['step']}"
     fig.suptitle(title, x=0.02, ha="left")
     fig.tight_layout(rect=(0, 0, 1, 0.93))
     fig.savefig(path, dpi=100)
@@ -286,7 +304,7 @@ def plot_metrics(res: dict, path: Path, methods: dict[str, str] = METHODS, title
 
 
 def plot_samples(panels: list[dict], h: int, w: int, n_samples: int, path: Path) -> None:
-    """Rows of ground truth | S | mean | samples, nearest-neighbour enlarged (paper Fig. 4 style)."""
+    """Rows of ground truth | S | mean | samples of gray images [D], nearest-neighbour enlarged (paper Fig. 4)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -295,7 +313,7 @@ def plot_samples(panels: list[dict], h: int, w: int, n_samples: int, path: Path)
     fig, axes = plt.subplots(len(panels), cols, figsize=(1.3 * cols, 1.3 * len(panels)), squeeze=False)
     titles = ["ground truth", "observed S", "mean"] + [f"sample {j + 1}" for j in range(n_samples)]
     for r, p in enumerate(panels):
-        observed = samples_picture(pixel_centers(h, w)[p["idx"]], p["truth"][p["idx"]], (h, w))
+        observed = samples_picture(pt_plugin.grid_positions(h, w)[p["idx"]], p["truth"][p["idx"]], (h, w))
         pics = [p["truth"], observed, p["mean"], *p["samples"]]
         for c, ax in enumerate(axes[r]):
             pic = pics[c]
@@ -309,6 +327,11 @@ def plot_samples(panels: list[dict], h: int, w: int, n_samples: int, path: Path)
     fig.tight_layout(pad=0.3)
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def figure_sizes(sizes: tuple[int, ...], d: int) -> list[int]:
+    """The |S| rows of the samples figure: 16, 64 and 256 where measured, else the first three below D."""
+    return [s for s in (16, 64, 256) if s in sizes and s < d] or [s for s in sizes if s < d][:3]
 
 
 def finite_or_none(obj):

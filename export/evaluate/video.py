@@ -1,10 +1,12 @@
-"""Evaluation of a video model on moving Fashion-MNIST test clips (issue 15): `python -m export.evaluate CK`.
+"""Evaluation of a video model on moving Fashion-MNIST test clips (issue 15): `python -m export.evaluate weights/NAME`.
 
-Protocol: seeded test clips (8 frames of 32×32, test garments, export.datasets.video.test_clips); per |S|, |S|
-voxel centres are observed (the same draws for every method) and every other voxel is predicted.
-Metrics over the unobserved voxels: NLL in bits per pixel of the 256-level value (model and conditional
-Gaussian), MSE of the mean clip, and the spread (per-voxel std across samples) of hybrid autoregressive
-samples (N' and step fraction as the runtime's defaults) for the first clips.
+The shipped graphs run through pt_plugin (export.evaluate.protocol), so the figures are those of the files
+users load. Protocol: seeded evaluation clips (8 frames of 32×32, test garments,
+export.datasets.video.evaluation_clips); per |S|, |S| voxel centres are observed (the same draws for every
+method) and every other voxel is predicted. Metrics over the unobserved voxels: NLL in bits per pixel of
+the 256-level value (model and conditional Gaussian), MSE of the mean clip, and the spread (per-voxel std
+across samples) and error of clips drawn by the runtime's sampler (Model.sample with its defaults, as
+`pt-plugin sample` draws them) for the first clips.
 
 Baselines: the conditional Gaussian on the 8,192-dimensional clip (fitted on training-garment clips,
 ridge DEFAULT_RIDGE), the nearest observed voxel in space-time (voxel units: one frame = one pixel)
@@ -13,34 +15,39 @@ space-time nearest).
 """
 from __future__ import annotations
 
-import json
+import argparse
 import time
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
+import pt_plugin
+from export.datasets import FASHION_DIR, dataset
 from export.datasets.images import load_idx_images
-from export.datasets.video import FASHION_DIR, FRAMES, SIZE, make_clips, shrink, test_clips
-from export.errors import UsageError
+from export.datasets.video import DATASETS, FRAMES, SIZE, evaluation_clips, make_clips, shrink
+from export.errors import UsageError, int_list
 from export.evaluate.baselines import DEFAULT_RIDGE, ConditionalGaussian, discretized_gaussian_log_prob, linear_fill
 from export.evaluate.images import (
     LN2,
-    ar_sample,
-    finite_or_none,
     fmt,
-    load_model,
-    model_predict,
+    model_samples,
     observed_indices,
+    predict_levels,
+    sample_stats,
+    sampler_settings,
     unobserved_mask,
+    write_report,
 )
-from pt_plugin import grid_positions
+from export.evaluate.protocol import Shipped
 
+NAME = "video"
 SIZES = (64, 256, 1024)
-METHODS = {"model": "PixelTransformer", "cond_gauss": "Cond. Gaussian", "nearest": "Nearest (space-time)",
-           "linear": "Linear (per frame)"}
-DEFAULT_AUTOREGRESSIVE, DEFAULT_STEP_FRACTION = 2048, 0.1  # pt_plugin's Model.sample defaults
+VIDEO_METHODS = {"model": "PixelTransformer", "cond_gauss": "Cond. Gaussian", "nearest": "Nearest (space-time)",
+                 "linear": "Linear (per frame)"}
+GAUSS_TRAIN = 10_000  # training clips of the conditional Gaussian when --gauss-train is 0 (clips are drawn: no "all")
+HELD_OUT = 500        # the last training garments, which export.train holds out for validation
+STRIP_SIZE = 256      # the |S| of frames.png
 D = FRAMES * SIZE * SIZE
 
 
@@ -79,66 +86,46 @@ def score(pred: np.ndarray, logp: np.ndarray | None, clips: np.ndarray, idx: np.
     return {"nll_bits": nll, "mse": float(((pred - clips) ** 2)[target].mean())}
 
 
-def evaluate_video(checkpoint_path: str | Path, out: str | Path, clips: int = 64, sizes: tuple[int, ...] = SIZES,
-                   seed: int = 0, samples: int = 3, sample_clips: int = 2, gauss_train: int = 10000,
-                   data_dir: str = FASHION_DIR, threads: int = 2, log: Callable[[str], None] = print) -> dict:
-    """Run the protocol of the module docstring, write metrics.json / metrics.md / frames.png into `out`."""
-    if threads:
-        torch.set_num_threads(threads)
-    model, step = load_model(checkpoint_path, pos_dim=3)
-    truth = test_clips(clips, seed, data_dir).reshape(clips, D).astype(np.float64)
-    bad = [s for s in sizes if not 1 <= s < D]
-    if bad:
-        raise UsageError(f"--sizes {bad} outside 1..{D - 1}: expected set sizes below the {D} cells of a clip")
-    centers = torch.from_numpy(grid_positions(FRAMES, SIZE, SIZE))
-    t0 = time.time()
-    garments = shrink(load_idx_images(data_dir, "train"))[:-500]  # export.train holds out the last 500
-    train = make_clips(garments, gauss_train, np.random.default_rng([15, 1, seed])).reshape(gauss_train, D)
-    gauss = ConditionalGaussian(DEFAULT_RIDGE).fit(train)
-    del train
-    log(f"conditional Gaussian fitted on {gauss_train} training clips ({time.time() - t0:.1f}s)")
-    gen = torch.Generator().manual_seed(seed)
-    n_sub = min(sample_clips, clips) if samples > 0 else 0
-    results, strip = {}, None
-    for size in sizes:
-        t0 = time.time()
-        idx = observed_indices(clips, D, size, seed)
-        obs = np.take_along_axis(truth, idx, 1)
-        mean, logp = model_predict(model, truth.astype(np.float32), idx, centers, 2)
-        g_mean, g_var = gauss.predict(idx, obs, chunk=4)
-        g_logp = discretized_gaussian_log_prob(torch.from_numpy(truth), g_mean, g_var.clamp_min(1e-12).sqrt()).numpy()
-        near = nearest_spacetime(truth, idx)
-        r = {"model": score(mean, logp, truth, idx), "cond_gauss": score(g_mean.numpy(), g_logp, truth, idx),
-             "nearest": score(near, None, truth, idx), "linear": score(per_frame_linear(truth, idx, near), None,
-                                                                       truth, idx)}
-        msg = f"|S|={size}: NLL model/CG {fmt(r['model']['nll_bits'], 3)} {fmt(r['cond_gauss']['nll_bits'], 3)}; " \
-              "MSE " + " ".join(f"{r[k]['mse']:.4f}" for k in METHODS)
-        if n_sub:
-            smp = ar_sample(model, truth[:n_sub].astype(np.float32), idx[:n_sub], centers, samples,
-                            DEFAULT_STEP_FRACTION, gen, DEFAULT_AUTOREGRESSIVE)
-            target = unobserved_mask(idx[:n_sub], D)
-            r["samples"] = {"std": float(smp.std(1, ddof=1)[target].mean()) if samples > 1 else None,
-                            "mse": float(((smp - truth[:n_sub, None]) ** 2).mean(1)[target].mean()),
-                            "clips": n_sub, "samples": samples}
-            msg += f"; samples std {fmt(r['samples']['std'], 4)}"
-            if size == 256:
-                strip = frame_strip(truth[0], idx[0], mean[0], smp[0])
-        results[str(size)] = r
-        log(f"{msg} ({time.time() - t0:.1f}s)")
-    res = {"settings": {"checkpoint": str(checkpoint_path), "step": step, "clips": clips, "seed": seed,
-                        "sizes": list(sizes), "voxels": D, "samples": samples, "sample_clips": n_sub,
-                        "autoregressive": DEFAULT_AUTOREGRESSIVE, "step_fraction": DEFAULT_STEP_FRACTION,
-                        "ridge": DEFAULT_RIDGE, "gauss_train": gauss_train, "kind": "video"},
-           "sizes": results}
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(finite_or_none(res), indent=1, ensure_ascii=False))
-    (out / "metrics.md").write_text(markdown(res))
-    if strip is not None:
-        from pt_plugin.kinds.pictures import save_picture
+# ------------------------------------------------------------------------------------- protocol
 
-        save_picture(out / "frames.png", strip)
-    return res
+def check_data(shipped: Shipped) -> None:
+    """Refuse a model trained on other data than the clips this protocol draws."""
+    if dataset(shipped.data) not in DATASETS:
+        raise UsageError(f"{shipped.source} was trained on {shipped.data!r}; this protocol measures models of "
+                         f"{', '.join(d.name for d in DATASETS)} (export.datasets.video)")
+
+
+def fit_gaussian(data_dir: str, clips: int, seed: int) -> ConditionalGaussian:
+    """The conditional Gaussian on `clips` clips of the training garments export.train trains on."""
+    garments = shrink(load_idx_images(data_dir, "train"))[:-HELD_OUT]
+    train = make_clips(garments, clips, np.random.default_rng([15, 1, seed])).reshape(clips, D)
+    return ConditionalGaussian(DEFAULT_RIDGE).fit(train)
+
+
+def model_clips(model: pt_plugin.Model, truth: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The shipped model's mean [n, D] at every voxel centre given the voxels idx [n, k] (centres and true
+    values) and the 256-level log-likelihood [n, D] of every true voxel, two clips per call."""
+    grid = pt_plugin.grid_positions(FRAMES, SIZE, SIZE)
+    clips = truth[..., None].astype(np.float32)
+    values = np.take_along_axis(clips, idx[..., None], 1)
+    mean, logp = predict_levels(model, grid[idx], values, np.broadcast_to(grid, (len(truth),) + grid.shape), clips,
+                                batch=2)
+    return mean[..., 0].astype(np.float64), logp
+
+
+def score_size(model: pt_plugin.Model, gauss: ConditionalGaussian, truth: np.ndarray, size: int,
+               seed: int) -> tuple[dict, np.ndarray, np.ndarray]:
+    """One |S|: every method's NLL and MSE on the same observed voxels; also the observed indices and the
+    model's mean clips (for the samples and the figure)."""
+    idx = observed_indices(len(truth), D, size, seed)
+    mean, logp = model_clips(model, truth, idx)
+    g_mean, g_var = gauss.predict(idx, np.take_along_axis(truth, idx, 1), chunk=4)
+    g_logp = discretized_gaussian_log_prob(torch.from_numpy(truth), g_mean, g_var.clamp_min(1e-12).sqrt()).numpy()
+    near = nearest_spacetime(truth, idx)
+    row = {"model": score(mean, logp, truth, idx), "cond_gauss": score(g_mean.numpy(), g_logp, truth, idx),
+           "nearest": score(near, None, truth, idx), "linear": score(per_frame_linear(truth, idx, near), None,
+                                                                     truth, idx)}
+    return row, idx, mean
 
 
 def frame_strip(truth: np.ndarray, idx: np.ndarray, mean: np.ndarray, samples: np.ndarray) -> np.ndarray:
@@ -152,31 +139,84 @@ def frame_strip(truth: np.ndarray, idx: np.ndarray, mean: np.ndarray, samples: n
                        scale=2)
 
 
+def settings(shipped: Shipped, args: argparse.Namespace, sizes: tuple[int, ...], gauss_train: int,
+             sample_clips: int) -> dict:
+    """What was measured: the model (shipped.settings()), this protocol's choices and the runtime's sampler."""
+    return shipped.settings() | {
+        "protocol": NAME, "clips": args.clips, "seed": args.seed, "sizes": list(sizes), "voxels": D,
+        "samples": args.samples, "sample_clips": sample_clips, "ridge": DEFAULT_RIDGE,
+        "gauss_train": gauss_train} | sampler_settings()
+
+
+def evaluate(shipped: Shipped, args: argparse.Namespace, log: Callable[[str], None] = print) -> dict:
+    """Run the protocol of the module docstring on the shipped graphs; writes metrics.json, metrics.md and
+    frames.png (the |S| = STRIP_SIZE strip, when measured with samples) into args.out and returns the report."""
+    check_data(shipped)
+    sizes = tuple(int_list(args.sizes, "--sizes")) if args.sizes else SIZES
+    bad = [s for s in sizes if not 1 <= s < D]
+    if bad or not sizes:
+        raise UsageError(f"--sizes {bad} outside 1..{D - 1}: expected set sizes below the {D} cells of a clip")
+    if args.clips < 1:
+        raise UsageError(f"--clips {args.clips}: expected at least 1 clip")
+    data_dir = args.data_dir or FASHION_DIR
+    truth = evaluation_clips(args.clips, args.seed, data_dir).reshape(args.clips, D).astype(np.float64)
+    t0, gauss_train = time.time(), args.gauss_train or GAUSS_TRAIN
+    gauss = fit_gaussian(data_dir, gauss_train, args.seed)
+    log(f"conditional Gaussian fitted on {gauss_train} training clips ({time.time() - t0:.1f}s)")
+    n_sub = min(args.sample_images, args.clips) if args.samples > 0 else 0
+    results, strip = {}, None
+    for size in sizes:
+        t0 = time.time()
+        row, idx, mean = score_size(shipped.model, gauss, truth, size, args.seed)
+        if n_sub:
+            smp = model_samples(shipped.model, truth[:n_sub, :, None], idx[:n_sub], args.samples, args.seed)[..., 0]
+            row["samples"] = sample_stats(smp, truth[:n_sub], idx[:n_sub], mean[:n_sub])
+            strip = frame_strip(truth[0], idx[0], mean[0], smp[0]) if size == STRIP_SIZE else strip
+        results[str(size)] = row
+        log(f"|S|={size}: NLL model/CG {fmt(row['model']['nll_bits'], 3)} {fmt(row['cond_gauss']['nll_bits'], 3)}; "
+            "MSE " + " ".join(f"{row[k]['mse']:.4f}" for k in VIDEO_METHODS)
+            + (f"; samples std {fmt(row['samples']['std'], 4)}" if n_sub else "") + f" ({time.time() - t0:.1f}s)")
+    report = {"settings": settings(shipped, args, sizes, gauss_train, n_sub), "sizes": results}
+    out = write_report(report, args.out, markdown)
+    if strip is not None:
+        from pt_plugin.kinds.pictures import save_picture
+
+        save_picture(out / "frames.png", strip)
+    return report
+
+
 def summary(report: dict) -> dict:
     """What model.json carries: per |S|, the model's NLL and mean MSE, the Gaussian's NLL and the best
     baseline's MSE (the issue-15 targets)."""
     sizes = {size: {"nll_bits": r["model"]["nll_bits"], "mse": r["model"]["mse"],
                     "cond_gauss_nll_bits": r["cond_gauss"]["nll_bits"],
-                    "best_baseline_mse": min(r[m]["mse"] for m in METHODS if m != "model")}
+                    "best_baseline_mse": min(r[m]["mse"] for m in VIDEO_METHODS if m != "model")}
              for size, r in report["sizes"].items()}
     return {"protocol": f"python -m export.evaluate ({report['settings']['clips']} seeded test clips, "
                         "unobserved voxels)", "sizes": sizes}
 
 
-def markdown(res: dict) -> str:
-    """One row per |S|: NLL of the model and the Gaussian, MSE of every method, the samples' spread."""
-    st = res["settings"]
+def markdown(report: dict) -> str:
+    """A title line, what was measured, then one row per |S|: NLL of the model and the Gaussian, MSE of every
+    method, the samples' spread and error."""
+    st = report["settings"]
     lines = [f"# Video evaluation (step {st['step']})", "",
-             f"{st['clips']} moving Fashion-MNIST test clips (8×32×32, seed {st['seed']}); metrics over unobserved "
-             f"voxels; NLL in bits/pixel (256 levels); conditional Gaussian fitted on {st['gauss_train']} training "
-             f"clips (ridge {st['ridge']:g}); samples: {st['samples']} per clip for the first {st['sample_clips']} "
-             f"clips, N′ {st['autoregressive']}, step fraction {st['step_fraction']}.", "",
-             "| \\|S\\| | PT NLL | CG NLL | PT − CG | " + " | ".join(f"{n} MSE" for n in METHODS.values())
-             + " | sample std | sample MSE |", "|" + "---:|" * (6 + len(METHODS))]
-    for size, r in res["sizes"].items():
+             f"{st['clips']} moving Fashion-MNIST test clips (8×32×32, seed {st['seed']}); the shipped "
+             f"{st['precision']} graphs through pt_plugin; metrics over unobserved voxels; NLL in bits/pixel (256 "
+             f"levels); conditional Gaussian fitted on {st['gauss_train']} training clips (ridge {st['ridge']:g}); "
+             f"samples: {st['samples']} per clip for the first {st['sample_clips']} clips, drawn by the runtime's "
+             f"sampler with its defaults (N′ {st['autoregressive']}, step fraction {st['step_fraction']:g}).", "",
+             "| \\|S\\| | PT NLL | CG NLL | PT − CG | " + " | ".join(f"{n} MSE" for n in VIDEO_METHODS.values())
+             + " | sample std | sample MSE |", "|" + "---:|" * (6 + len(VIDEO_METHODS))]
+    for size, r in report["sizes"].items():
         s = r.get("samples", {})
         diff = None if r["cond_gauss"]["nll_bits"] is None else r["model"]["nll_bits"] - r["cond_gauss"]["nll_bits"]
         lines.append(f"| {size} | {fmt(r['model']['nll_bits'], 3)} | {fmt(r['cond_gauss']['nll_bits'], 3)} | "
-                     f"{fmt(diff, 3)} | " + " | ".join(f"{r[m]['mse']:.5f}" for m in METHODS)
+                     f"{fmt(diff, 3)} | " + " | ".join(f"{r[m]['mse']:.5f}" for m in VIDEO_METHODS)
                      + f" | {fmt(s.get('std'), 4)} | {fmt(s.get('mse'), 5)} |")
     return "\n".join(lines) + "\n"
+
+
+def card_blocks(report: dict) -> dict[str, str]:
+    """MODEL_CARD.md's generated "evaluation" block: the report without its title line."""
+    return {"evaluation": markdown(report).split("\n", 2)[2].strip()}

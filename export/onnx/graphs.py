@@ -245,7 +245,7 @@ def main(argv=None) -> int:
     p.add_argument("--grid", help="training grid of the signal in array order, e.g. 28,28 (images: H,W; videos: T,H,W)")
     p.add_argument("--kind", choices=["image", "curve", "volume", "video"],
                    help="signal kind (default: from the training data)")
-    p.add_argument("--metrics", help="metrics to record in model.json: the metrics.json of export.evaluate.gray "
+    p.add_argument("--metrics", help="metrics to record in model.json: the metrics.json of python -m export.evaluate "
                                      "(summarised) or any JSON object")
     p.add_argument("--force", action="store_true", help="replace an existing export")
     p.add_argument("--tolerance", type=float, default=1e-4)

@@ -82,7 +82,8 @@ def main(argv=None) -> int:
     try:
         report = json.loads(Path(a.metrics).read_text())
     except (OSError, ValueError) as e:
-        raise UsageError(f"--metrics {a.metrics}: {e}; expected the metrics.json of export.evaluate.gray") from None
+        raise UsageError(f"--metrics {a.metrics}: {e}; expected the metrics.json of python -m "
+                         "export.evaluate") from None
     try:
         ck = torch.load(a.checkpoint, map_location="cpu", weights_only=False) if a.checkpoint else None
     except (OSError, ValueError, RuntimeError, EOFError) as e:
@@ -95,7 +96,7 @@ def main(argv=None) -> int:
         blocks = blocks_for(report, ck)
     except (KeyError, TypeError, ValueError) as e:
         raise DataError(f"{a.metrics} or the checkpoint lacks {e}: expected the metrics.json of python -m "
-                        "export.evaluate.gray and a checkpoint of python -m export.train") from None
+                        "export.evaluate and a checkpoint of python -m export.train") from None
     new = render(card, blocks)
     if a.check:
         if new != card:
