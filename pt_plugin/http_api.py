@@ -100,7 +100,7 @@ def mean_batch(model, requests: list[MeanRequest]) -> list[dict[str, Any]]:
     """Answers of several /mean requests from one encoder and one decoder pass (sets and queries padded).
 
     Each answer equals the request's own unbatched answer up to float rounding: no set attends to
-    another, and padded samples are masked (tests/test_serve.py checks 1e-5).
+    another, and padded samples are masked (tests/runtime/test_serve.py checks 1e-5).
     """
     ctx = model.encode_batch([(r.positions, r.values) for r in requests])
     qmax = max(len(r.queries) for r in requests)

@@ -4,7 +4,7 @@ Needs the `serve` extra (pip install 'pt-plugin[serve]'); importing this module 
 MissingExtraError naming it. Each replica loads its model once, in __init__. /mean requests are
 batched with @serve.batch (one encoder and one decoder pass for several requests), which is exact
 because a set's answer does not depend on the rest of the batch (fp32 and int8 alike; checked in
-tests/test_serve.py). Bad input is HTTP 400 `{"error": "..."}`; a body over MAX_BODY_BYTES or a set,
+tests/runtime/test_serve.py). Bad input is HTTP 400 `{"error": "..."}`; a body over MAX_BODY_BYTES or a set,
 query, sample or acquisition count over its limit (pt_plugin.http_api) is 413.
 
     pt-plugin serve --model fashion-mnist --replicas 2 --port 8000

@@ -60,7 +60,7 @@ def extract_mesh(grid, level: float = 0.0, outside: float | None = None) -> Mesh
     verts, faces, _, _ = marching_cubes()(g, level=level, gradient_direction="ascent", allow_degenerate=False)
     pos = (verts - pad + 0.5) / shape * 2 - 1      # array order (z, y, x), in [-1, 1]
     # skimage's "ascent" winding in index order (z, y, x), seen in (x, y, z) (a reflection), is counter-
-    # clockwise from outside for an SDF; tests/test_volume.py checks it by a sphere's signed volume
+    # clockwise from outside for an SDF; tests/export/test_volume.py checks it by a sphere's signed volume
     return Mesh(pos[:, ::-1].astype(np.float32), faces.astype(np.int64))
 
 

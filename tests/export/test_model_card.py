@@ -14,7 +14,7 @@ from export.onnx.graphs import load_checkpoint, total_steps
 from export.tools.model_card import blocks_for
 from export.tools.model_card import main as model_card
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CARD = ROOT / "weights" / "fashion-mnist" / "MODEL_CARD.md"
 METRICS = ROOT / "docs" / "fashion-mnist" / "metrics.json"
 CHECKPOINT = ROOT / "weights" / "checkpoints" / "fashion-mnist.pt"

@@ -15,7 +15,7 @@ import pytest
 import pt_plugin
 from pt_plugin.weights import bundled_root
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "node"
 NODE = shutil.which("node")
 

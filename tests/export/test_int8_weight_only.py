@@ -4,6 +4,7 @@ import json
 import numpy as np
 import onnx
 import pytest
+from test_precision import copy_export
 
 import pt_plugin
 from export.quantize import static_int8
@@ -12,7 +13,6 @@ from export.quantize.__main__ import main
 from export.quantize.batch_independence import independence_ok, independence_tolerance
 from export.quantize.parity import TOLERANCES, within
 from pt_plugin import grid_positions, observe_random
-from test_precision import copy_export
 
 
 def badly_calibrated(real_make_int8):

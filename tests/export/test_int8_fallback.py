@@ -4,6 +4,7 @@ import json
 import numpy as np
 import onnx
 import pytest
+from test_precision import copy_export
 
 from export.quantize import fallback as int8_fallback
 from export.quantize.__main__ import main
@@ -11,7 +12,6 @@ from export.quantize.calibration import calibration_feeds
 from export.quantize.graphs import session
 from export.quantize.parity import TOLERANCES
 from export.quantize.static_int8 import make_int8
-from test_precision import copy_export
 
 
 @pytest.fixture(scope="module")

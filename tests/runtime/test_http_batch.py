@@ -1,6 +1,6 @@
 """pt_plugin.http_api and pt_plugin.batch without Ray: the JSON handlers and the one-image recipe in-process.
 
-tests/test_serve.py checks the same code behind Ray Serve and Ray Data, and skips where Ray is not installed;
+tests/runtime/test_serve.py checks the same code behind Ray Serve and Ray Data, and skips where Ray is not installed;
 these run wherever pt-plugin does, on the bundled models (no data set needed).
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The volume kind (issue 14): meshes of SDF grids, PLY / OBJ files, the renderer, --points CSV files,
 SDF grid inputs, writing a figure with and without surfaces, the `mesh` extra, the shapes demo.
 
-No model is needed here (the kind is driven with a stand-in model); tests/test_kinds.py trains a tiny
+No model is needed here (the kind is driven with a stand-in model); tests/runtime/test_kinds.py trains a tiny
 volume model and runs it through export, the runtime and the command line.
 """
 from __future__ import annotations

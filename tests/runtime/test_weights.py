@@ -112,7 +112,7 @@ def test_every_registered_model_is_packed_into_the_wheel():
     packed would be looked for online by every `pip install` user."""
     import tomllib
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     packed = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"][
         "force-include"]
     names = {line.split("/")[0] for line in (root / "weights" / "registry.txt").read_text().splitlines() if line}

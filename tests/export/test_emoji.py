@@ -14,7 +14,7 @@ from export.datasets import emoji
 from export.datasets.images import DataError, load_image_folder
 from export.datasets.palette import fit_palette, quantization_stats
 
-EMOJI = Path(__file__).parent / "data" / "emoji"
+EMOJI = Path(__file__).resolve().parents[1] / "data" / "emoji"
 
 
 def rgba_png(arr: np.ndarray) -> bytes:

@@ -1,11 +1,15 @@
 """Issue 32: the causal buffer. Encoding S once and adding drawn tokens through cached keys and values computes
 exactly what the teacher-forced causal forward computes, and given S alone nothing changes."""
+from pathlib import Path
+
 import pytest
 import torch
 
 from export.cache import cached_step, context_caches
 from export.config import ModelConfig
 from export.model import PixelTransformer, buffer_biases
+
+GP_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "gp-curves.json"
 
 CONFIGS = {  # one per signal kind's shape: image (2 → 1), RGB (2 → 3), curve (1 → 1), volume/video (3 → 1)
     "image": ModelConfig(d_model=32, n_heads=2, enc_layers=2, dec_layers=2, ffn=48, num_bins=8, init_std=0.2),
@@ -114,7 +118,7 @@ def test_training_with_a_buffer_records_its_figure(tmp_path):
     from export.train import main
 
     out = tmp_path / "run"
-    assert main(["--config", "configs/gp-curves.json", "--steps", "6", "--val-every", "3", "--log-every", "3",
+    assert main(["--config", str(GP_CONFIG), "--steps", "6", "--val-every", "3", "--log-every", "3",
                  "--buffer-max", "8", "--d-model", "16", "--ffn", "24", "--enc-layers", "1", "--dec-layers", "1",
                  "--num-queries", "16", "--threads", "1", "--precision", "fp32", "--out", str(out)]) == 0
     history = torch.load(out / "model.pt", weights_only=False)["history"]
@@ -128,6 +132,6 @@ def test_training_with_a_buffer_records_its_figure(tmp_path):
 def test_a_bad_buffer_setting_is_refused_before_any_work(flags, message, tmp_path, capsys):
     from export.train import main
 
-    assert main(["--config", "configs/gp-curves.json", *flags, "--out", str(tmp_path / "run")]) == 2
+    assert main(["--config", str(GP_CONFIG), *flags, "--out", str(tmp_path / "run")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()

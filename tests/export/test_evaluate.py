@@ -98,7 +98,7 @@ def test_int8_graphs_give_their_own_figures(tiny_export, tmp_path):
     folder = tmp_path / "tiny"
     shutil.copytree(tiny_export, folder)
     r = subprocess.run([sys.executable, "-m", "export.quantize", str(folder), "--int8"], capture_output=True,
-                       text=True, timeout=600, cwd=Path(__file__).resolve().parents[1])
+                       text=True, timeout=600, cwd=Path(__file__).resolve().parents[2])
     assert r.returncode == 0, r.stderr
     args = ("--images", "2", "--sizes", "64", "--samples", "0", "--gauss-train", "200")
     fp32 = evaluate_tiny(folder, tmp_path / "fp32", *args)

@@ -31,7 +31,7 @@ from pt_plugin.kinds.curve import CurveKind
 from pt_plugin.kinds.volume import VolumeKind
 from pt_plugin.signal import Signal
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXE = shutil.which("pt-plugin")
 
 

@@ -52,7 +52,7 @@ def test_a_frame_without_samples_takes_the_spacetime_nearest():
     assert not np.allclose(fill[0, SIZE * SIZE:], clip[0, SIZE * SIZE:])
 
 
-MOVING = Path(__file__).resolve().parents[1] / "weights" / "moving-fashion"
+MOVING = Path(__file__).resolve().parents[2] / "weights" / "moving-fashion"
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +125,7 @@ def test_a_video_report_is_summarised_for_model_json():
     the best baseline's MSE (a video report has no PSNR/SSIM: the image summary would fail on it)."""
     from export.onnx.graphs import read_metrics
 
-    path = Path(__file__).resolve().parents[1] / "docs" / "moving-fashion" / "metrics.json"
+    path = Path(__file__).resolve().parents[2] / "docs" / "moving-fashion" / "metrics.json"
     report = json.loads(path.read_text())
     got = read_metrics(path)
     assert set(got["sizes"]) == set(report["sizes"])

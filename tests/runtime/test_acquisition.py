@@ -422,7 +422,7 @@ def test_readme_quotes_the_acquisition_evaluation_and_benchmark():
 
     from export.evaluate.acquisition_report import ratio
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     readme = (root / "README.md").read_text()
     section = readme[readme.index("## Where to observe next (acquisition)"):readme.index("## Serving and batch")]
     res = json.loads((root / "docs" / "acquisition" / "metrics.json").read_text())

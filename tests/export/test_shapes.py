@@ -20,7 +20,7 @@ from export.evaluate.__main__ import parser
 from export.evaluate.protocol import Shipped, load_shipped
 from export.evaluate.volume import ShapeBank, chamfer, gauss_mix_nll, iou, mesh_vertices
 
-SHAPES = Path(__file__).resolve().parents[1] / "weights" / "shapes"
+SHAPES = Path(__file__).resolve().parents[2] / "weights" / "shapes"
 
 
 def brute_box_sdf(p, center, half):
