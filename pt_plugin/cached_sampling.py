@@ -33,17 +33,19 @@ class Caches:
     """Every layer's keys and values of T tokens, [layers, batch, heads, capacity, head_dim] each, grown in place."""
 
     def __init__(self, first: list[np.ndarray], batch: int, capacity: int):
-        self.arrays = [np.empty((a.shape[0], batch, a.shape[2], capacity, a.shape[4]), np.float32) for a in first]
+        self.arrays = [np.zeros((a.shape[0], batch, a.shape[2], capacity, a.shape[4]), np.float32) for a in first]
         for arr, a in zip(self.arrays, first):
             arr[:, :, :, :a.shape[3]] = a  # one context, every sample
         self.size = first[0].shape[3]
 
     def feeds(self) -> dict[str, np.ndarray]:
-        """The caches so far and their mask, as step inputs (contiguous copies of the filled part)."""
-        batch = self.arrays[0].shape[1]
-        out = {name: np.ascontiguousarray(a[:, :, :, :self.size]) for name, a in zip(CACHES, self.arrays)}
-        out["cache_mask"] = np.ones((batch, self.size), bool)
-        return out
+        """The step inputs: each layer's slice of the preallocated arrays (contiguous: onnxruntime reads them in
+        place, nothing is copied) and a mask that marks the filled part; unfilled slots are masked out."""
+        batch, capacity = self.arrays[0].shape[1], self.arrays[0].shape[3]
+        mask = np.zeros((batch, capacity), bool)
+        mask[:, :self.size] = True
+        out = {f"{name}_{i}": a[i] for name, a in zip(CACHES, self.arrays) for i in range(a.shape[0])}
+        return {**out, "cache_mask": mask}
 
     def append(self, new: list[np.ndarray]) -> None:
         n = new[0].shape[3]

@@ -136,7 +136,10 @@ def identity(digests: dict[str, str], precision: str) -> str:
 
 def check_graph(session, role: str, meta: dict, path: Path) -> None:
     """The session's declared inputs and outputs are those model.json promises (names and fixed sizes)."""
-    caches = {"enc_keys": None, "enc_values": None, "dec_keys": None, "dec_values": None}
+    arch = meta.get("architecture", {})
+    layers = [int(arch.get(k, 0)) for k in ("enc_layers", "enc_layers", "dec_layers", "dec_layers")]
+    caches = {f"{c}_{i}": None for c, n in zip(("enc_keys", "enc_values", "dec_keys", "dec_values"), layers)
+              for i in range(n)}  # step.onnx takes one input per layer
     want = {"encoder": {"sample_positions": meta["pos_dim"], "sample_values": meta["val_dim"], "sample_mask": None},
             "decoder": {"memory": None, "sample_mask": None, "query_positions": meta["pos_dim"]},
             "context": {"sample_positions": meta["pos_dim"], "sample_values": meta["val_dim"], "sample_mask": None,

@@ -31,8 +31,18 @@ CACHE_FILES = ("context.onnx", "step.onnx")
 CACHES = ["enc_keys", "enc_values", "dec_keys", "dec_values"]
 LAW = ["logits", "offsets", "log_sigma"]
 CONTEXT_INPUTS = ["sample_positions", "sample_values", "sample_mask", "query_positions"]
-STEP_INPUTS = ["token_positions", "token_values", *CACHES, "cache_mask", "query_positions"]
 STEP_OUTPUTS = [f"new_{c}" for c in CACHES] + LAW
+
+
+def cache_inputs(enc_layers: int, dec_layers: int) -> list[str]:
+    """step.onnx's cache inputs, one per layer: enc_keys_0.., enc_values_0.., dec_keys_0.., dec_values_0.."""
+    return [f"{c}_{i}" for c, n in zip(CACHES, (enc_layers, enc_layers, dec_layers, dec_layers)) for i in range(n)]
+
+
+def step_input_names(model: PixelTransformer) -> list[str]:
+    cfg = model.cfg
+    return ["token_positions", "token_values", *cache_inputs(cfg.enc_layers, cfg.dec_layers), "cache_mask",
+            "query_positions"]
 
 
 class _Context(torch.nn.Module):
@@ -49,19 +59,23 @@ class _Step(torch.nn.Module):
         super().__init__()
         self.m = m
 
-    def forward(self, token_positions, token_values, enc_keys, enc_values, dec_keys, dec_values, cache_mask,
-                query_positions):
-        return cached_step(self.m, token_positions, token_values, enc_keys, enc_values, dec_keys, dec_values,
-                           cache_mask, query_positions)
+    def forward(self, token_positions, token_values, caches, cache_mask, query_positions):
+        return cached_step(self.m, token_positions, token_values, caches, cache_mask, query_positions)
 
 
 def step_inputs(model: PixelTransformer, batch: int, k: int, n: int, q: int, seed: int = 0) -> tuple:
-    """Step inputs over a context of k samples (the first set padded): caches from context_caches."""
+    """Step inputs over a context of k samples (the first set padded): caches from context_caches, one tensor per
+    layer."""
     pos, val, mask, qpos = example_inputs(model.cfg, batch, k, q, seed)
     with torch.no_grad():
-        caches = context_caches(model, pos, val, mask, qpos)[:4]
+        stacked = context_caches(model, pos, val, mask, qpos)[:4]
     tpos, tval, _, _ = example_inputs(model.cfg, batch, n, q, seed + 1)
-    return (tpos, tval, *caches, mask, qpos)
+    return (tpos, tval, tuple(layer for c in stacked for layer in c), mask, qpos)
+
+
+def flat(inputs: tuple) -> list:
+    """step_inputs as the graph's flat list of tensors."""
+    return [*inputs[:2], *inputs[2], *inputs[3:]]
 
 
 def cache_block(model: PixelTransformer) -> dict[str, Any]:
@@ -74,11 +88,15 @@ def cache_block(model: PixelTransformer) -> dict[str, Any]:
                    "enc_values": "as enc_keys",
                    "dec_keys": f"float32 {shape}, layers = {cfg.dec_layers} decoder layers",
                    "dec_values": "as dec_keys", "heads": cfg.n_heads, "head_dim": cfg.d_model // cfg.n_heads,
-                   "cache_mask": "bool [batch, T]: true = a real token (sample or drawn), false = padding"},
+                   "step_inputs": "step.onnx takes each layer's [batch, heads, T, head_dim] slice as its own input "
+                                  "(enc_keys_0, ..., dec_values_{Ld-1}): a client keeps [layers, ...] arrays with room "
+                                  "for every token it will add and feeds the slices without copying",
+                   "cache_mask": "bool [batch, T]: true = a real token (sample or drawn), false = padding or a "
+                                 "slot not filled yet"},
         "context": {"inputs": CONTEXT_INPUTS, "outputs": CACHES + LAW,
                     "does": "encodes S (as encoder.onnx) into every layer's keys and values; the law at "
                             "query_positions given S, as decoder.onnx gives it"},
-        "step": {"inputs": STEP_INPUTS, "outputs": STEP_OUTPUTS,
+        "step": {"inputs": step_input_names(model), "outputs": STEP_OUTPUTS,
                  "does": "n new tokens (drawn positions and values, in drawing order; each attends to the cached "
                          "tokens, to the new tokens before it and to itself) over caches of T tokens: their keys "
                          "and values (append them along T), and the law at query_positions given every cached "
@@ -86,7 +104,8 @@ def cache_block(model: PixelTransformer) -> dict[str, Any]:
         "loop": ["context: caches, mask = S's mask, law at the first position(s) to draw",
                  "draw their values from the law (graph_io.distribution.sample)",
                  "step with those tokens and the next position(s) to draw as query_positions",
-                 "append new_* to the caches along T and true to cache_mask; repeat until every position is drawn",
+                 "write new_* into the caches after the filled part along T and set cache_mask there; repeat until "
+                 "every position is drawn",
                  "the last step's query_positions may be any position: its law is ignored"],
         "exact": "one token per step draws from p(signal | S) in the buffer's order exactly; several per step draw "
                  "them independently given the tokens before the step",
@@ -97,16 +116,19 @@ def export_cache(model: PixelTransformer, out: Path) -> dict[str, str]:
     """Write context.onnx and step.onnx into `out`; returns their sha256 entries."""
     ctx_dims = {"sample_positions": {0: "batch", 1: "num_samples"}, "sample_values": {0: "batch", 1: "num_samples"},
                 "sample_mask": {0: "batch", 1: "num_samples"}, "query_positions": {0: "batch", 1: "num_queries"}}
-    cache = {1: "batch", 3: "cache"}
-    step_dims = {"token_positions": {0: "batch", 1: "tokens"}, "token_values": {0: "batch", 1: "tokens"},
-                 **{c: cache for c in CACHES}, "cache_mask": {0: "batch", 1: "cache"},
-                 "query_positions": {0: "batch", 1: "num_queries"}}
-    dims = lambda spec: {k: {a: torch.export.Dim(n) for a, n in v.items()} for k, v in spec.items()}  # noqa: E731
+    names = {"batch": torch.export.Dim("batch"), "num_samples": torch.export.Dim("num_samples"),
+             "num_queries": torch.export.Dim("num_queries"), "tokens": torch.export.Dim("tokens"),
+             "cache": torch.export.Dim("cache")}
+    dims = lambda spec: {a: names[n] for a, n in spec.items()}  # noqa: E731
+    cfg = model.cfg
+    step_dims = {"token_positions": dims({0: "batch", 1: "tokens"}), "token_values": dims({0: "batch", 1: "tokens"}),
+                 "caches": tuple(dims({0: "batch", 2: "cache"}) for _ in cache_inputs(cfg.enc_layers, cfg.dec_layers)),
+                 "cache_mask": dims({0: "batch", 1: "cache"}), "query_positions": dims({0: "batch", 1: "num_queries"})}
     with frozen_for_export(model):
-        _export(_Context(model).eval(), example_inputs(model.cfg, 2, 5, 3), out / "context.onnx", CONTEXT_INPUTS,
-                CACHES + LAW, dims(ctx_dims))
-        _export(_Step(model).eval(), step_inputs(model, 2, 5, 2, 3), out / "step.onnx", STEP_INPUTS, STEP_OUTPUTS,
-                dims(step_dims))
+        _export(_Context(model).eval(), example_inputs(cfg, 2, 5, 3), out / "context.onnx", CONTEXT_INPUTS,
+                CACHES + LAW, {k: dims(v) for k, v in ctx_dims.items()})
+        _export(_Step(model).eval(), step_inputs(model, 2, 5, 2, 3), out / "step.onnx", step_input_names(model),
+                STEP_OUTPUTS, step_dims)
     for f in CACHE_FILES:
         _attach_metadata(out / f, {"graph": f, "cache": cache_block(model)})
     return {f: f"sha256:{sha256(out / f)}" for f in CACHE_FILES}
@@ -134,7 +156,7 @@ def validate_cache(model: PixelTransformer, folder: Path, contexts=(1, 9, 300), 
             inputs = step_inputs(model, 2, k, n, 7, seed=k + n)
             with torch.no_grad():
                 want = cached_step(model, *inputs)
-            got = step.run(None, dict(zip(STEP_INPUTS, (t.numpy() for t in inputs))))
+            got = step.run(None, dict(zip(step_input_names(model), (t.numpy() for t in flat(inputs)))))
             worst = max(worst, _worst(want, got, STEP_OUTPUTS, None))
         print(f"  cache parity |S| = {k:4d}: max |torch - onnxruntime| so far {worst:.2e}")
     return worst

@@ -74,7 +74,8 @@ def test_cached_steps_equal_the_causal_forward(model, per_step):
         mask = smask
         for j in range(6):
             nxt = bpos[:, j + 1:j + 2] if j < 5 else qpos[:, :1]
-            nk, nv, ndk, ndv, *law = cached_step(model, bpos[:, j:j + 1], bval[:, j:j + 1], ek, ev, dk, dv, mask, nxt)
+            caches = (*ek, *ev, *dk, *dv)
+            nk, nv, ndk, ndv, *law = cached_step(model, bpos[:, j:j + 1], bval[:, j:j + 1], caches, mask, nxt)
             ek, ev, dk, dv = (torch.cat([a, b], 3) for a, b in ((ek, nk), (ev, nv), (dk, ndk), (dv, ndv)))
             mask = torch.cat([mask, torch.ones(2, 1, dtype=torch.bool)], 1)
             if j < 5:
@@ -84,7 +85,7 @@ def test_cached_steps_equal_the_causal_forward(model, per_step):
     else:  # several tokens per step: causal among themselves; the law of the next block given all before it
         ek, ev, dk, dv, *_ = context_caches(model, spos, sval, smask, qpos)
         mask = smask
-        nk, nv, ndk, ndv, *_ = cached_step(model, bpos[:, :3], bval[:, :3], ek, ev, dk, dv, mask, qpos)
+        nk, nv, ndk, ndv, *_ = cached_step(model, bpos[:, :3], bval[:, :3], (*ek, *ev, *dk, *dv), mask, qpos)
         ek, ev, dk, dv = (torch.cat([a, b], 3) for a, b in ((ek, nk), (ev, nv), (dk, ndk), (dv, ndv)))
         mask = torch.cat([mask, torch.ones(2, 3, dtype=torch.bool)], 1)
         # token 3 given S and tokens 0..2: query it through a step that adds token 3 itself
