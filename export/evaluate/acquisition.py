@@ -18,9 +18,7 @@ of the image model's data set, the curves are drawn from the curve model's famil
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -31,7 +29,7 @@ from export.datasets.curves import family, seed_sequence
 from export.errors import UsageError, reports_errors
 from export.evaluate.acquisition_report import markdown, plan_picture
 from export.evaluate.images import evaluation_images, split_images
-from export.evaluate.protocol import Shipped, load_shipped
+from export.evaluate.protocol import Shipped, load_shipped, write_report
 from pt_plugin.acquisition import acquire
 
 # the bundled models the README's acquisition figures come from (registered names): the defaults of
@@ -212,10 +210,7 @@ def main(argv=None) -> int:
            "images": evaluate_images(image_model.model, images, methods, a.seed, log) if a.images else {},
            "curves": evaluate_curves(curve_model, a.curves, CURVE_METHODS, a.seed, log) if a.curves else {}}
     res["settings"]["minutes"] = round((time.time() - t0) / 60, 1)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(res, indent=1) + "\n")
-    (out / "metrics.md").write_text(markdown(res))
+    out = write_report(res, a.out, markdown)
     if a.images:
         plan_picture(image_model.model, images[0], a.seed, out / "plan.png")
     print(markdown(res), end="")

@@ -18,10 +18,8 @@ whether the sampler users run draws the right joint law, not only the marginals.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -29,7 +27,7 @@ import numpy as np
 import pt_plugin
 from export.datasets.curves import NOISE_STD, CurveFamily, family, poly_features, seed_sequence
 from export.errors import UsageError, int_list
-from export.evaluate.protocol import Shipped, sample
+from export.evaluate.protocol import Shipped, sample, write_report
 from pt_plugin.sampling import DEFAULT_AUTOREGRESSIVE, DEFAULT_STEP_FRACTION
 
 NAME = "curves"
@@ -237,10 +235,7 @@ def evaluate(shipped: Shipped, args: argparse.Namespace, log: Callable[[str], No
     joint = (joint_covariance(shipped.model, fam, sizes, args.joint_sets, args.joint_samples, args.seed, log)
              if args.joint_sets else {})
     report = {"settings": settings(shipped, args, sizes), "sizes": results, "joint": joint}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(report, indent=1))
-    (out / "metrics.md").write_text(markdown(report))
+    write_report(report, args.out, markdown)
     return report
 
 

@@ -56,9 +56,8 @@ from export.evaluate.images import (
     samples_table,
     score,
     split_images,
-    write_report,
 )
-from export.evaluate.protocol import Shipped
+from export.evaluate.protocol import Shipped, write_report
 
 NAME = "gray"
 METHODS = ("model", "cond_gauss", "linear", "nearest")

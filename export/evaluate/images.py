@@ -4,7 +4,6 @@ pt_plugin), MSE / PSNR / SSIM, baseline fills, report formatting. Kept apart so 
 each other in a cycle."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Callable
@@ -266,15 +265,6 @@ def model_line(st: dict) -> str:
             f"{st['data']})")
 
 
-def write_report(res: dict, out: str | Path, markdown: Callable[[dict], str]) -> Path:
-    """metrics.json (infinities as null) and metrics.md into out; returns the folder."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(finite_or_none(res), indent=1, ensure_ascii=False))
-    (out / "metrics.md").write_text(markdown(res))
-    return out
-
-
 def plot_metrics(res: dict, path: Path, methods: tuple[str, ...], title: str, nll_unit: str = "bits/pixel") -> None:
     """NLL, MSE, PSNR and SSIM against |S| (log x), one line per method (paper Fig. 6)."""
     import matplotlib
@@ -332,14 +322,3 @@ def plot_samples(panels: list[dict], h: int, w: int, n_samples: int, path: Path)
 def figure_sizes(sizes: tuple[int, ...], d: int) -> list[int]:
     """The |S| rows of the samples figure: 16, 64 and 256 where measured, else the first three below D."""
     return [s for s in (16, 64, 256) if s in sizes and s < d] or [s for s in sizes if s < d][:3]
-
-
-def finite_or_none(obj):
-    """JSON-safe copy: infinities and NaNs become null."""
-    if isinstance(obj, dict):
-        return {k: finite_or_none(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [finite_or_none(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj

@@ -7,9 +7,11 @@ protocol (gray, rgb, curves, volume, video) supplies its data draw, baselines an
 """
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -85,3 +87,23 @@ def sample(model: pt_plugin.Model, positions: np.ndarray, values: np.ndarray, qu
     """[num_samples, q, val_dim] signals drawn by the runtime's hybrid sampler (Model.sample, its defaults
     unless options say otherwise) for one set."""
     return model.sample(positions, values, queries, num_samples=num_samples, seed=seed, **options)
+
+
+def write_report(res: dict, out: str | Path, markdown: Callable[[dict], str]) -> Path:
+    """metrics.json (infinities as null) and metrics.md into out; returns the folder."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(finite_or_none(res), indent=1, ensure_ascii=False))
+    (out / "metrics.md").write_text(markdown(res))
+    return out
+
+
+def finite_or_none(obj):
+    """JSON-safe copy: infinities and NaNs become null."""
+    if isinstance(obj, dict):
+        return {k: finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [finite_or_none(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj

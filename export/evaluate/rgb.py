@@ -63,9 +63,8 @@ from export.evaluate.images import (
     samples_table,
     score,
     split_images,
-    write_report,
 )
-from export.evaluate.protocol import Shipped
+from export.evaluate.protocol import Shipped, write_report
 
 NAME = "rgb"
 METHODS = ("model", "cond_gauss", "knn", "linear", "nearest")

@@ -37,9 +37,8 @@ from export.evaluate.images import (
     sample_stats,
     sampler_settings,
     unobserved_mask,
-    write_report,
 )
-from export.evaluate.protocol import Shipped
+from export.evaluate.protocol import Shipped, write_report
 
 NAME = "video"
 SIZES = (64, 256, 1024)

@@ -22,10 +22,8 @@ picked per |S| on validation shapes by NLL.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
-from pathlib import Path
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -34,7 +32,7 @@ import pt_plugin
 from export.datasets import dataset
 from export.datasets.shapes import DATASETS, TRUNCATION, Shape, evaluation_shapes, shapes
 from export.errors import UsageError, int_list
-from export.evaluate.protocol import Shipped, predict
+from export.evaluate.protocol import Shipped, predict, write_report
 from pt_plugin.grids import grid_positions
 from pt_plugin.kinds.meshes import extract_mesh
 
@@ -252,10 +250,7 @@ def evaluate(shipped: Shipped, args: argparse.Namespace, log: Callable[[str], No
         "protocol": NAME, "evaluation_shapes": args.shapes, "queries": QUERIES, "grid": GRID, "bank": args.bank,
         "knn_top": BANK_TOP, "val_shapes": VAL_SHAPES, "seed": args.seed, "sizes": list(sizes),
         "truncation": TRUNCATION}, "sizes": results}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(report, indent=1))
-    (out / "metrics.md").write_text(markdown(report))
+    write_report(report, args.out, markdown)
     return report
 
 
