@@ -91,16 +91,7 @@ def predict_levels(model: pt_plugin.Model, positions: np.ndarray, values: np.nda
                    truth: np.ndarray, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """Means [n, q, V] and level log-likelihoods [n, q] (level_log_prob of truth [n, q, V]): protocol.predict
     with the 256-level likelihood in place of the density."""
-    mean = np.empty(queries.shape[:2] + (model.val_dim,), np.float32)
-    logp = np.empty(queries.shape[:2], np.float64)
-    for lo in range(0, len(positions), batch):
-        hi = min(len(positions), lo + batch)
-        ctx = model.encode_batch(list(zip(positions[lo:hi], values[lo:hi])))
-        dist = model.query(ctx, queries[lo:hi])
-        if dist.shape == (queries.shape[1],):  # one set: query() drops the batch axis
-            dist = dist[None]
-        mean[lo:hi], logp[lo:hi] = dist.mean(), level_log_prob(dist, truth[lo:hi])
-    return mean, logp
+    return protocol.predict(model, positions, values, queries, truth, batch, log_prob=level_log_prob)
 
 
 def model_pixels(model: pt_plugin.Model, images: np.ndarray, idx: np.ndarray, batch: int) -> tuple[np.ndarray, ...]:

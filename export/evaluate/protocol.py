@@ -63,10 +63,12 @@ def load_shipped(source: str | Path, precision: str = "fp32", threads: int = 2) 
 
 
 def predict(model: pt_plugin.Model, positions: np.ndarray, values: np.ndarray, queries: np.ndarray,
-            truth: np.ndarray | None = None, batch: int = 32) -> tuple[np.ndarray, np.ndarray | None]:
+            truth: np.ndarray | None = None, batch: int = 32,
+            log_prob: Callable[[Any, np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Means [n, q, val_dim] at queries [n, q, pos_dim] given sets positions [n, k, pos_dim] / values
-    [n, k, val_dim], and, with truth [n, q, val_dim], log p(truth) [n, q] in nats (the value density of
-    the mixture). Sets go `batch` at a time through encode_batch (all n sets share k)."""
+    [n, k, val_dim], and, with truth [n, q, val_dim], its log-likelihood [n, q] in nats: log_prob(distribution,
+    truth), by default the mixture's density (Distribution.log_prob). Sets go `batch` at a time through
+    encode_batch (all n sets share k)."""
     n = len(positions)
     mean = np.empty(queries.shape[:2] + (model.val_dim,), np.float32)
     logp = None if truth is None else np.empty(queries.shape[:2], np.float64)
@@ -78,7 +80,7 @@ def predict(model: pt_plugin.Model, positions: np.ndarray, values: np.ndarray, q
             dist = dist[None]
         mean[lo:hi] = dist.mean()
         if logp is not None:
-            logp[lo:hi] = dist.log_prob(truth[lo:hi])
+            logp[lo:hi] = dist.log_prob(truth[lo:hi]) if log_prob is None else log_prob(dist, truth[lo:hi])
     return mean, logp
 
 
