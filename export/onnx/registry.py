@@ -2,8 +2,9 @@
 
 One line per model file, `MODEL/FILE sha256:HEX`, the format pooch reads; the runtime checks
 every bundled, cached or downloaded file against it. Reduced-precision graphs (export.quantize) are
-listed when model.json records them under "variants", i.e. when they passed their parity check;
-a model's demo signal (demo.npz) when it has one.
+listed when model.json records them under "variants", i.e. when they passed their parity check; the
+causal buffer's context.onnx and step.onnx when it records them under "cache"; a model's demo signal
+(demo.npz) when it has one.
 """
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ def write_registry(root: Path) -> list[str]:
     lines = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         if all((folder / f).is_file() for f in MODEL_FILES):
-            variants = json.loads((folder / "model.json").read_text()).get("variants", {})
-            extra = [f for v in variants.values() for f in v.get("files", []) if (folder / f).is_file()]
+            meta = json.loads((folder / "model.json").read_text())
+            recorded = [f for v in meta.get("variants", {}).values() for f in v.get("files", [])]
+            recorded += meta.get("cache", {}).get("files", [])  # the causal buffer's graphs (export.onnx.cache_graphs)
+            extra = [f for f in recorded if (folder / f).is_file()]
             extra += [f for f in OPTIONAL_FILES if (folder / f).is_file()]  # the demo signal
             for f in (*MODEL_FILES, *extra):
                 lines.append(f"{folder.name}/{f} sha256:{sha256(folder / f)}")

@@ -113,3 +113,15 @@ def test_bad_cache_requests_are_refused(exported, tmp_path, monkeypatch):
     monkeypatch.setenv("PT_PLUGIN_MAX_MEMORY_GB", "1e-6")
     with pytest.raises(InputError, match="caching keys and values"):
         runtime.sample(p, v, q, cache=True)
+
+
+def test_the_weights_registry_lists_the_cache_graphs(exported, tmp_path):
+    """A bundled model's context.onnx and step.onnx are registered (sha256 checked at load) like its other graphs."""
+    import shutil
+
+    from export.onnx.registry import write_registry
+
+    _, runtime = exported
+    shutil.copytree(runtime.path, tmp_path / "m")
+    listed = {line.split()[0] for line in write_registry(tmp_path)}
+    assert {"m/context.onnx", "m/step.onnx", "m/encoder.onnx", "m/model.json"} <= listed
