@@ -352,12 +352,12 @@ SCALE_HELP = "enlargement of the picture [default: 4, less for large grids (pane
 @main.command()
 @observation_options
 @click.option("--num-samples", "-n", type=click.IntRange(1, 1000), default=3, show_default=True)
-@click.option("--autoregressive", type=click.IntRange(0, None), default=DEFAULT_AUTOREGRESSIVE,
-              show_default=True,
-              help="positions drawn one by one (N'); the rest take the mean")
-@click.option("--step-fraction", type=click.FloatRange(0, 1, max_open=True), default=DEFAULT_STEP_FRACTION,
-              show_default=True,
-              help="draw ceil(f*|set|) positions per encoder pass; 0 = the paper's exact one-at-a-time sampler")
+@click.option("--autoregressive", type=click.IntRange(0, None), default=None,
+              help="positions drawn one by one (N'); the rest take the mean [default: every position for a model "
+                   f"with cache graphs, else {DEFAULT_AUTOREGRESSIVE}]")
+@click.option("--step-fraction", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="draw ceil(f*|set|) positions per encoder pass; 0 = the paper's exact one-at-a-time sampler "
+                   f"[default: 0 for a model with cache graphs, else {DEFAULT_STEP_FRACTION}]")
 @click.option("--temperature", type=click.FloatRange(0, 100, min_open=True), default=1.0, show_default=True,
               help="below 1: smoother, less varied samples; 1 samples the model as trained")
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
@@ -376,6 +376,7 @@ def sample(source, demo, seed, shape_text, resize, background, points_path, mask
     req = Request(source, demo, points_path, mask_path, observed, seed, resize, background, shape_text, out, out_dir,
                   scale, yes, model_name, device, threads, precision, num_samples)
     model, kind, obs, out = _prepare(req, "samples")
+    _, autoregressive, step_fraction = model.sampling_plan(autoregressive, step_fraction)
     check_cost(model, work_flops(model, obs, num_samples, autoregressive, step_fraction), yes,
                f"drawing {plural(num_samples, 'sample')} on a {_grid(obs)} grid")
     with progress(f"mean on a {_grid(obs)} grid") as bar:

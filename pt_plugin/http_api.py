@@ -14,7 +14,6 @@ import numpy as np
 
 from . import inputs
 from .errors import InputError
-from .sampling import DEFAULT_AUTOREGRESSIVE, DEFAULT_STEP_FRACTION
 
 MAX_BODY_BYTES = 8 * 1024 * 1024   # a request body over this is refused with 413
 MAX_SET_SIZE = 4096                # observed samples per request
@@ -133,8 +132,8 @@ def sample(model, body: dict) -> dict[str, Any]:
     if n > MAX_NUM_SAMPLES:
         raise TooLargeError(f"num_samples {n} is over the limit of {MAX_NUM_SAMPLES} per request")
     q = query_positions(model, body, MAX_SAMPLE_CELLS // n)
-    out = model.sample(p, v, q, n, body.get("seed"), autoregressive=body.get("autoregressive", DEFAULT_AUTOREGRESSIVE),
-                       step_fraction=body.get("step_fraction", DEFAULT_STEP_FRACTION),
+    out = model.sample(p, v, q, n, body.get("seed"), autoregressive=body.get("autoregressive"),
+                       step_fraction=body.get("step_fraction"),  # absent: the model's defaults (Model.sample)
                        temperature=body.get("temperature", 1.0))
     return {"samples": out.tolist()}
 

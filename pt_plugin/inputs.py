@@ -227,8 +227,8 @@ def sampling_options(method: Callable, options: dict) -> dict:
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise InputError(f"unknown option(s) {', '.join(unknown)}; expected some of {', '.join(allowed)}")
-    checks = {"autoregressive": lambda v: positive_int(v, "autoregressive", 0),
-              "step_fraction": lambda v: fraction(v, "step_fraction"),
+    checks = {"autoregressive": lambda v: None if v is None else positive_int(v, "autoregressive", 0),
+              "step_fraction": lambda v: None if v is None else fraction(v, "step_fraction"),  # None: the default
               "temperature": lambda v: positive_float(v, "temperature"),
               "seed": seed, "progress": callback,
               "num_samples": lambda v: positive_int(v, "num_samples")}
