@@ -42,7 +42,10 @@ def variant_flags(variant: str, seed: int) -> list[str]:
 def launch(args: argparse.Namespace, variant: str) -> subprocess.Popen:
     out = args.out / variant
     out.mkdir(parents=True, exist_ok=True)
-    limit = ["--steps", str(args.steps)] if args.steps else ["--steps", "10000000", "--max-minutes", str(args.minutes)]
+    # equal steps: no time limit, so the config's max_minutes neither stops a slower variant early nor bends its
+    # learning-rate schedule to the clock (export.train.lr_at follows whichever of steps and minutes is further)
+    limit = (["--steps", str(args.steps), "--max-minutes", "0"] if args.steps
+             else ["--steps", "10000000", "--max-minutes", str(args.minutes)])
     cmd = [sys.executable, "-m", "export.train", "--config", str(args.config), "--out", str(out),
            "--threads", str(args.threads), "--val-every", str(args.val_every),
            *limit, *variant_flags(variant, args.seed), *args.extra]
