@@ -39,7 +39,7 @@ def test_num_samples_is_checked(runtime_model, observed, bad):
 def test_num_samples_checked_when_every_pixel_is_observed(runtime_model, test_image):
     pos, val = grid_positions(28, 28), test_image.reshape(-1, 1)
     for kwargs, message in [({"num_samples": -1}, "num_samples"), ({"seed": -1}, "seed"),
-                            ({"step_fraction": None}, "step_fraction"), ({"temperature": 0}, "temperature"),
+                            ({"step_fraction": "0.1"}, "step_fraction"), ({"temperature": 0}, "temperature"),
                             ({"temprature": 0.5}, "unknown option")]:
         with pytest.raises(InputError, match=message):
             runtime_model.sample_images(pos, val, **kwargs)
