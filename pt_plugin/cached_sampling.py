@@ -37,20 +37,23 @@ class Caches:
         for arr, a in zip(self.arrays, first):
             arr[:, :, :, :a.shape[3]] = a  # one context, every sample
         self.size = first[0].shape[3]
+        self.mask = np.zeros((batch, capacity), bool)  # true over the filled part
+        self.mask[:, :self.size] = True
+        # the step inputs, built once: each layer's slice of the arrays (contiguous, so onnxruntime reads them in
+        # place and nothing is copied per step) and the mask; append() fills both in place
+        self._feeds = {f"{name}_{i}": a[i] for name, a in zip(CACHES, self.arrays) for i in range(a.shape[0])}
+        self._feeds["cache_mask"] = self.mask
 
     def feeds(self) -> dict[str, np.ndarray]:
-        """The step inputs: each layer's slice of the preallocated arrays (contiguous: onnxruntime reads them in
-        place, nothing is copied) and a mask that marks the filled part; unfilled slots are masked out."""
-        batch, capacity = self.arrays[0].shape[1], self.arrays[0].shape[3]
-        mask = np.zeros((batch, capacity), bool)
-        mask[:, :self.size] = True
-        out = {f"{name}_{i}": a[i] for name, a in zip(CACHES, self.arrays) for i in range(a.shape[0])}
-        return {**out, "cache_mask": mask}
+        """The step inputs: every layer's cache slice and the mask of its filled part (unfilled slots are masked out
+        of every attention)."""
+        return self._feeds
 
     def append(self, new: list[np.ndarray]) -> None:
         n = new[0].shape[3]
         for arr, a in zip(self.arrays, new):
             arr[:, :, :, self.size:self.size + n] = a
+        self.mask[:, self.size:self.size + n] = True
         self.size += n
 
 
