@@ -5,6 +5,12 @@ buffer through step.onnx, which attends over the caches and answers the next pos
 costs one token's pass instead of a new encoding of the grown set (pt_plugin.sampling). The draw order,
 the random numbers and the mean fill are those of hybrid_sample, so `cache=False` is its reference.
 Caches live in arrays preallocated for every token the call will add: nothing is reallocated per step.
+
+buffer_size bounds the buffer: once it would hold more tokens, S and every value drawn so far are encoded
+again as the new context (context.onnx, one set per sample) and the buffer starts empty. The weights learn
+buffers up to the size they were fine-tuned with (model.json cache.buffer_size); beyond it the buffer's
+conditionals drift from the re-encoded ones. 0 re-encodes at every step (the re-encoding sampler's draws),
+None never does (one encoding per call).
 """
 from __future__ import annotations
 
@@ -49,6 +55,15 @@ class Caches:
         of every attention)."""
         return self._feeds
 
+    def reset(self, context: list[np.ndarray]) -> None:
+        """Replace every token by a new context (one per sample): the buffer starts empty."""
+        t = context[0].shape[3]
+        for arr, a in zip(self.arrays, context):
+            arr[:, :, :, :t] = a
+        self.mask[:] = False
+        self.mask[:, :t] = True
+        self.size = t
+
     def append(self, new: list[np.ndarray]) -> None:
         n = new[0].shape[3]
         for arr, a in zip(self.arrays, new):
@@ -71,14 +86,15 @@ def _law(outs: list[np.ndarray], model: CachedModel, shape: tuple[int, ...] | No
     if shape is not None:
         logits, log_sigma = logits.reshape(*shape, -1), log_sigma.reshape(*shape, -1)
         offsets = offsets.reshape(*shape, *offsets.shape[-2:])
-    return Distribution(logits, offsets, log_sigma, model.centers)
+    return Distribution(logits, offsets, log_sigma, model.centers, model.value_range)  # means clipped, as Model.mean
 
 
 def cached_sample(model: CachedModel, pos: np.ndarray, val: np.ndarray, queries: np.ndarray, num_samples: int,
                   seed: int | None, autoregressive: int, step_fraction: float, temperature: float,
-                  progress: Callable[[int, int], None] | None) -> np.ndarray:
+                  progress: Callable[[int, int], None] | None, buffer_size: int | None = None) -> np.ndarray:
     """[num_samples, Q, val_dim] draws; the algorithm of pt_plugin.sampling.hybrid_sample over caches (at least one
-    position drawn: with autoregressive=0 every position is a mean, which needs no cache)."""
+    position drawn: with autoregressive=0 every position is a mean, which needs no cache); the buffer holds at most
+    buffer_size tokens before the grown set is encoded again (None: never)."""
     rng = np.random.default_rng(seed)
     n, k = len(queries), len(pos)
     n_ar = min(autoregressive, n)
@@ -92,6 +108,7 @@ def cached_sample(model: CachedModel, pos: np.ndarray, val: np.ndarray, queries:
                                     "sample_mask": np.ones((1, k), bool),
                                     "query_positions": queries[first].reshape(1, -1, model.pos_dim)})
     caches = Caches(outs[:4], num_samples, k + n_ar)
+    context = k  # tokens encoded together; the rest of the caches is the buffer
     law = _law(outs, model, first.shape)  # every sample's first positions were asked of the one context
     done = 0
     for i, m in enumerate(sizes):
@@ -103,10 +120,31 @@ def cached_sample(model: CachedModel, pos: np.ndarray, val: np.ndarray, queries:
             progress(done, n)
         if i + 1 < len(sizes):
             nxt = queries[orders[:, done:done + sizes[i + 1]]]
-            law = _law(_step(model, caches, queries[idx], draws, nxt), model)
+            if buffer_size is not None and caches.size - context + m > buffer_size:
+                outs = _encode_grown(model, pos, val, queries, orders[:, :done], out, nxt)
+                caches.reset(outs[:4])
+                context = caches.size
+            else:
+                outs = _step(model, caches, queries[idx], draws, nxt)
+            law = _law(outs, model)
     if n_ar < n:
-        _fill_means(model, caches, queries, orders, done, sizes, out, progress)
+        refresh = buffer_size is not None and caches.size - context + sizes[-1] > buffer_size
+        _fill_means(model, caches, pos, val, queries, orders, done, sizes, out, progress, refresh)
     return out
+
+
+def _encode_grown(model: CachedModel, pos: np.ndarray, val: np.ndarray, queries: np.ndarray, drawn: np.ndarray,
+                  out: np.ndarray, query_pos: np.ndarray) -> list[np.ndarray]:
+    """context.onnx over each sample's S plus its drawn positions (drawn: [samples, d] indices into queries): the
+    caches of the grown sets and the law at query_pos."""
+    b = len(drawn)
+    rows = np.arange(b)[:, None]
+    spos = np.concatenate([np.broadcast_to(pos, (b, *pos.shape)), queries[drawn]], axis=1)
+    sval = np.concatenate([np.broadcast_to(val, (b, *val.shape)), out[rows, drawn]], axis=1)
+    return model.context_graph.run({"sample_positions": np.ascontiguousarray(spos, np.float32),
+                                    "sample_values": np.ascontiguousarray(sval, np.float32),
+                                    "sample_mask": np.ones(spos.shape[:2], bool),
+                                    "query_positions": np.ascontiguousarray(query_pos, np.float32)})
 
 
 def _step(model: CachedModel, caches: Caches, token_pos: np.ndarray, token_val: np.ndarray,
@@ -120,17 +158,21 @@ def _step(model: CachedModel, caches: Caches, token_pos: np.ndarray, token_val: 
     return outs
 
 
-def _fill_means(model: CachedModel, caches: Caches, queries: np.ndarray, orders: np.ndarray, done: int,
-                sizes: list[int], out: np.ndarray, progress) -> None:
+def _fill_means(model: CachedModel, caches: Caches, pos: np.ndarray, val: np.ndarray, queries: np.ndarray,
+                orders: np.ndarray, done: int, sizes: list[int], out: np.ndarray, progress, refresh: bool) -> None:
     """The positions not drawn take the mean given S and every drawn token (Eq. 4), a chunk of queries per call;
-    the last drawn tokens ride along with each chunk (they are not cached yet)."""
+    the last drawn tokens ride along with each chunk (they are not cached yet), or, when they would overflow the
+    buffer (refresh), each chunk is asked of the grown sets encoded again."""
     n = len(queries)
     rows = np.arange(len(orders))[:, None]
     last = orders[:, done - sizes[-1]:done]
     rest = orders[:, done:]
     for s in range(0, rest.shape[1], QUERY_CHUNK):
         cols = rest[:, s:s + QUERY_CHUNK]
-        law = _law(_step(model, caches, queries[last], out[rows, last], queries[cols], grow=False), model)
-        out[rows, cols] = law.mean()
+        if refresh:
+            outs = _encode_grown(model, pos, val, queries, orders[:, :done], out, queries[cols])
+        else:
+            outs = _step(model, caches, queries[last], out[rows, last], queries[cols], grow=False)
+        out[rows, cols] = _law(outs, model).mean()
         if progress is not None:
             progress(done + s + cols.shape[1], n)

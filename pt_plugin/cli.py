@@ -260,14 +260,18 @@ def max_minutes() -> float:
     return value
 
 
-def work_flops(model, obs, num_samples: int = 0, autoregressive: int = 0, step_fraction: float = 0.0) -> float:
-    """Floating-point operations of the mean (and std) of the output grid, and of the samples when asked."""
+def work_flops(model, obs, num_samples: int = 0, autoregressive: int = 0, step_fraction: float = 0.0,
+               cached: bool = False, buffer_size: int | None = None) -> float:
+    """Floating-point operations of the mean (and std) of the output grid, and of the samples when asked (over
+    cached keys and values when `cached`)."""
     from . import cost
 
     arch = cost.Architecture.of(model.meta)
     n, k = math.prod(obs.shape), len(obs.positions)
     flops = cost.mean_flops(arch, k, n)
-    if num_samples:
+    if num_samples and cached and min(autoregressive, n) > 0:
+        flops += cost.cached_sample_flops(arch, k, n, num_samples, autoregressive, step_fraction, buffer_size)
+    elif num_samples:
         flops += cost.sample_flops(arch, k, n, num_samples, autoregressive, step_fraction)
     return flops
 
@@ -360,6 +364,12 @@ SCALE_HELP = "enlargement of the picture [default: 4, less for large grids (pane
                    f"[default: 0 for a model with cache graphs, else {DEFAULT_STEP_FRACTION}]")
 @click.option("--temperature", type=click.FloatRange(0, 100, min_open=True), default=1.0, show_default=True,
               help="below 1: smoother, less varied samples; 1 samples the model as trained")
+@click.option("--cache/--no-cache", default=None,
+              help="draw over cached keys and values (context.onnx + step.onnx) or re-encode the set at every "
+                   "step (the reference) [default: cached when the model has the cache graphs]")
+@click.option("--buffer-size", type=click.IntRange(0, None), default=None,
+              help="cached: drawn values held in the causal buffer before the grown set is encoded again; 0 = "
+                   "at every step [default: the size the model was fine-tuned with]")
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
               help="picture to write (PNG grid for images, plot + CSV for curves, GIF + frame strip for videos, "
                    "PNG + PLY meshes for volumes: NAME.obj or NAME.ply picks the mesh format)")
@@ -369,22 +379,25 @@ SCALE_HELP = "enlargement of the picture [default: 4, less for large grids (pane
 @model_options
 @friendly_errors
 def sample(source, demo, seed, shape_text, resize, background, points_path, mask_path, observed, yes, num_samples,
-           autoregressive, step_fraction, temperature, out, out_dir, scale, model_name, device, threads, precision):
+           autoregressive, step_fraction, temperature, cache, buffer_size, out, out_dir, scale, model_name, device,
+           threads, precision):
     """Draw whole signals from p(signal | observed samples) by hybrid autoregressive sampling."""
     from .kinds import Outputs
 
     req = Request(source, demo, points_path, mask_path, observed, seed, resize, background, shape_text, out, out_dir,
                   scale, yes, model_name, device, threads, precision, num_samples)
     model, kind, obs, out = _prepare(req, "samples")
-    _, autoregressive, step_fraction = model.sampling_plan(autoregressive, step_fraction)
-    check_cost(model, work_flops(model, obs, num_samples, autoregressive, step_fraction), yes,
+    cached, autoregressive, step_fraction = model.sampling_plan(autoregressive, step_fraction, cache)
+    buffer_size = model.buffer_plan(buffer_size, cached)
+    check_cost(model, work_flops(model, obs, num_samples, autoregressive, step_fraction, cached, buffer_size), yes,
                f"drawing {plural(num_samples, 'sample')} on a {_grid(obs)} grid")
     with progress(f"mean on a {_grid(obs)} grid") as bar:
         mean, std = model.mean_grid(obs.positions, obs.values, obs.shape, return_std=True, progress=bar)
     with progress(f"sampling {plural(num_samples, model.signal.kind)}") as bar:
         samples = model.sample_grid(obs.positions, obs.values, obs.shape, num_samples, seed,
                                     autoregressive=autoregressive, step_fraction=step_fraction,
-                                    temperature=temperature, progress=bar)
+                                    temperature=temperature, progress=bar, cache=cached,
+                                    buffer_size=buffer_size if cached else None)
     written = _write(kind, out, obs, Outputs(mean, std, samples), model, scale, out_dir)
     click.echo(f"wrote {', '.join(map(str, written))}: {kind.caption(obs, num_samples)} on a {_grid(obs)} grid")
 

@@ -77,6 +77,32 @@ def sample_flops(a: Architecture, k: int, n: int, num_samples: int, autoregressi
     return num_samples * total
 
 
+def cached_sample_flops(a: Architecture, k: int, n: int, num_samples: int, autoregressive: int,
+                        step_fraction: float, buffer_size: int | None) -> float:
+    """The same draws over cached keys and values (pt_plugin.cached_sampling): S encoded once, then per step the
+    new tokens through every layer over the caches' full capacity (k + drawn), or, when the buffer is full, the
+    grown set encoded again; the mean of the positions left takes one more step over the caches."""
+    n_ar = min(autoregressive, n)
+    cap = k + n_ar
+    d = a.d_model
+    token = 2.0 * (a.enc_layers * (4 * d * d + 2 * cap * d + 2 * d * a.ffn) + a.dec_layers * 2 * d * d)
+    total, done, buffered = mean_flops(a, k, 1), 0, 0
+    sizes = step_sizes(k, n_ar, step_fraction)
+    for i, m in enumerate(sizes):
+        done += m
+        if i + 1 == len(sizes):
+            break
+        if buffer_size is not None and buffered + m > buffer_size:
+            total += num_samples * (encoder_flops(a, k + done) + decoder_flops(a, k + done, sizes[i + 1]))
+            buffered = 0
+        else:
+            total += num_samples * (m * token + decoder_flops(a, cap, sizes[i + 1]) - a.dec_layers * 4.0 * cap * d * d)
+            buffered += m
+    if n_ar < n:
+        total += num_samples * decoder_flops(a, cap, n - n_ar)
+    return total
+
+
 def criterion_flops(a: Architecture, criterion: str) -> float:
     """The criterion's own arithmetic per scored candidate (entropy's numerics; the others are negligible)."""
     if criterion != "entropy":

@@ -134,7 +134,8 @@ def sample(model, body: dict) -> dict[str, Any]:
     q = query_positions(model, body, MAX_SAMPLE_CELLS // n)
     out = model.sample(p, v, q, n, body.get("seed"), autoregressive=body.get("autoregressive"),
                        step_fraction=body.get("step_fraction"),  # absent: the model's defaults (Model.sample)
-                       temperature=body.get("temperature", 1.0))
+                       temperature=body.get("temperature", 1.0), cache=body.get("cache"),
+                       buffer_size=body.get("buffer_size"))
     return {"samples": out.tolist()}
 
 

@@ -229,6 +229,7 @@ def sampling_options(method: Callable, options: dict) -> dict:
         raise InputError(f"unknown option(s) {', '.join(unknown)}; expected some of {', '.join(allowed)}")
     checks = {"autoregressive": lambda v: None if v is None else positive_int(v, "autoregressive", 0),
               "step_fraction": lambda v: None if v is None else fraction(v, "step_fraction"),  # None: the default
+              "buffer_size": lambda v: None if v is None else positive_int(v, "buffer_size", 0),
               "temperature": lambda v: positive_float(v, "temperature"),
               "seed": seed, "progress": callback,
               "num_samples": lambda v: positive_int(v, "num_samples")}

@@ -310,7 +310,7 @@ class Model:
     def sample(self, positions, values, query_positions, num_samples: int = 1, seed: int | None = None,
                autoregressive: int | None = None, step_fraction: float | None = None,
                temperature: float = 1.0, progress: Callable[[int, int], None] | None = None,
-               cache: bool | None = None) -> np.ndarray:
+               cache: bool | None = None, buffer_size: int | None = None) -> np.ndarray:
         """Whole signals at query_positions drawn from p(signal | S), [num_samples, Q, val_dim].
 
         Hybrid autoregressive sampling (paper §4.3): a new random order per sample; the first
@@ -329,6 +329,9 @@ class Model:
         None (default) uses them when the model has them, False re-encodes as above (the reference), True
         requires them. Defaults then differ: every position drawn exactly (autoregressive = all,
         step_fraction 0), against DEFAULT_AUTOREGRESSIVE and DEFAULT_STEP_FRACTION when re-encoding.
+        buffer_size (cached only): once the buffer of drawn tokens would exceed it, S and every value drawn so far
+        are encoded again as the new context; None (default) takes the size the weights were fine-tuned with
+        (model.json cache.buffer_size; never re-encode if absent), 0 re-encodes at every step.
         """
         if isinstance(positions, Context):
             raise InputError("sample() takes the sample set itself (positions, values), not a Context: sampling "
@@ -342,15 +345,28 @@ class Model:
         q = inputs.positions(query_positions, self.pos_dim, "query positions")
         if len(q) == 0:
             raise InputError("no query positions given; expected at least one")
+        buffer_size = self.buffer_plan(buffer_size, cached)
         if cached and min(autoregressive, len(q)) > 0:
+            if buffer_size is not None and buffer_size < min(autoregressive, len(q)):  # the sets are encoded again
+                inputs.check_sample_memory(self, num_samples, len(p), len(q), autoregressive)
             inputs.check_memory(cache_bytes(self, num_samples, len(p) + min(autoregressive, len(q))),
                                 f"caching keys and values of {num_samples:,} sample(s) of {len(p) + len(q):,} tokens",
                                 "draw fewer samples per call (call again with other seeds), draw fewer positions "
                                 "(autoregressive=N, the rest take the mean), or pass cache=False")
             return cached_sample(self, p, v, q, num_samples, seed, autoregressive, step_fraction, temperature,
-                                 progress)
+                                 progress, buffer_size)
         inputs.check_sample_memory(self, num_samples, len(p), len(q), autoregressive)
         return hybrid_sample(self, p, v, q, num_samples, seed, autoregressive, step_fraction, temperature, progress)
+
+    def buffer_plan(self, buffer_size: int | None = None, cached: bool = True) -> int | None:
+        """The causal buffer's size that sample() will use (None: the buffer never re-encodes)."""
+        if buffer_size is None:
+            trained = self.meta.get("cache", {}).get("buffer_size")
+            return None if trained is None else int(trained)
+        if not cached:
+            raise InputError(f"buffer_size={buffer_size!r} applies to cached sampling only; this call re-encodes the "
+                             "set at every step (cache=False or no cache graphs): leave buffer_size=None")
+        return inputs.positive_int(buffer_size, "buffer_size", 0)
 
     @property
     def has_cache(self) -> bool:

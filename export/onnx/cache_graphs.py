@@ -176,8 +176,11 @@ def _worst(want, got, names, mask) -> float:
     return worst
 
 
-def add_to_folder(model: PixelTransformer, folder: Path, tolerance: float = 1e-4) -> dict[str, Any]:
-    """Export, check and record the cache graphs in an export folder; nothing changes there unless they pass."""
+def add_to_folder(model: PixelTransformer, folder: Path, tolerance: float = 1e-4,
+                  buffer_size: int | None = None) -> dict[str, Any]:
+    """Export, check and record the cache graphs in an export folder; nothing changes there unless they pass.
+    buffer_size: the largest buffer the weights were trained with (train.buffer_max), the sampler's default bound
+    before it encodes the grown set again (None: no bound recorded)."""
     meta_path = folder / "model.json"
     meta = json.loads(meta_path.read_text())
     params = sum(p.numel() for p in model.parameters())
@@ -194,6 +197,11 @@ def add_to_folder(model: PixelTransformer, folder: Path, tolerance: float = 1e-4
         for f in CACHE_FILES:
             (Path(staging) / f).replace(folder / f)
     meta["cache"] = {**cache_block(model), "parity_max_abs_diff": worst, "opset": OPSET}
+    if buffer_size:
+        meta["cache"]["buffer_size"] = int(buffer_size)
+        meta["cache"]["buffer"] = ("the weights learned buffers of up to buffer_size tokens: a sampler encodes S "
+                                   "and every drawn value again as the new context (context.onnx) before the buffer "
+                                   "would exceed it")
     meta.setdefault("files", {}).update(files)
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     return meta["cache"]
@@ -209,8 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(a.into)
     if not (folder / "model.json").is_file():
         raise UsageError(f"{folder} holds no model.json; expected an export folder (python -m export.onnx)")
-    model, _ = load_checkpoint(a.checkpoint)
-    block = add_to_folder(model, folder, a.tolerance)
+    model, ck = load_checkpoint(a.checkpoint)
+    trained = (ck.get("config") or {}).get("train", {}).get("buffer_max") or None
+    block = add_to_folder(model, folder, a.tolerance, trained)
     print(f"wrote {folder}/context.onnx, step.onnx and model.json's cache block (parity "
           f"{block['parity_max_abs_diff']:.2e}); a bundled model needs python -m export.onnx.registry")
     return 0

@@ -37,22 +37,23 @@ def observed(cfg: ModelConfig, k: int, n: int, seed: int = 0):
 
 
 @torch.no_grad()
-def causal_law(model, p, v, bpos, bval, qpos, centers) -> Distribution:
-    """The law at qpos [B, m, ·] given S and the buffer so far, by encoding S and the buffer again with the causal
-    buffer's masks (no caches)."""
+def causal_law(model, cpos, cval, bpos, bval, qpos, centers) -> Distribution:
+    """The law at qpos [B, m, ·] given each sample's context [B, K, ·] (bidirectional) and its buffer so far, by
+    encoding both again with the causal buffer's masks (no caches)."""
     b, g = bpos.shape[:2]
-    spos, sval = torch.from_numpy(p)[None].expand(b, -1, -1), torch.from_numpy(v)[None].expand(b, -1, -1)
-    smask = torch.ones(b, len(p), dtype=torch.bool)
+    spos, sval = torch.from_numpy(np.ascontiguousarray(cpos)), torch.from_numpy(np.ascontiguousarray(cval))
+    smask = torch.ones(b, spos.shape[1], dtype=torch.bool)
     enc_bias, _ = buffer_biases(smask, g, 0)
-    mask = torch.ones(b, len(p) + g, dtype=torch.bool)
+    mask = torch.ones(b, spos.shape[1] + g, dtype=torch.bool)
     memory = model.encoder(torch.cat([spos, torch.from_numpy(bpos)], 1), torch.cat([sval, torch.from_numpy(bval)], 1),
                            mask, enc_bias)
     out = model.decoder(memory, mask, torch.from_numpy(qpos), key_bias(mask))
-    return Distribution(*(t.numpy() for t in out), centers)
+    return Distribution(*(t.numpy() for t in out), centers, model.cfg.value_range)  # means clipped as Model.mean
 
 
-def reference_sample(model, p, v, q, num_samples, seed, n_ar, fraction):
-    """hybrid_sample's algorithm and random numbers, each law computed by causal re-encoding."""
+def reference_sample(model, p, v, q, num_samples, seed, n_ar, fraction, buffer_size=None):
+    """hybrid_sample's algorithm and random numbers, each law computed by causal re-encoding; once the buffer holds
+    more than buffer_size tokens, everything drawn joins the bidirectional context."""
     rng = np.random.default_rng(seed)
     n = len(q)
     orders = np.stack([rng.permutation(n) for _ in range(num_samples)])
@@ -60,15 +61,23 @@ def reference_sample(model, p, v, q, num_samples, seed, n_ar, fraction):
     centers = model.centers.numpy().astype(np.float64)
     out = np.empty((num_samples, n, model.cfg.val_dim), np.float32)
     rows = np.arange(num_samples)[:, None]
-    done = 0
+    done = context = 0  # drawn so far; of those, how many are in the context
+
+    def law_at(cols):
+        nonlocal context
+        if buffer_size is not None and done - context > buffer_size:
+            context = done
+        ctx, buf = orders[:, :context], orders[:, context:done]
+        cpos = np.concatenate([np.broadcast_to(p, (num_samples, *p.shape)), q[ctx]], 1)
+        cval = np.concatenate([np.broadcast_to(v, (num_samples, *v.shape)), out[rows, ctx]], 1)
+        return causal_law(model, cpos, cval, q[buf], out[rows, buf], q[cols], centers)
+
     for m in step_sizes(len(p), n_ar, fraction):
-        drawn = orders[:, :done]
-        law = causal_law(model, p, v, q[drawn], out[rows, drawn], q[orders[:, done:done + m]], centers)
-        out[rows, orders[:, done:done + m]] = np.clip(law.sample(rng), lo, hi)
+        cols = orders[:, done:done + m]
+        out[rows, cols] = np.clip(law_at(cols).sample(rng), lo, hi)
         done += m
     if done < n:
-        drawn, rest = orders[:, :done], orders[:, done:]
-        out[rows, rest] = causal_law(model, p, v, q[drawn], out[rows, drawn], q[rest], centers).mean()
+        out[rows, orders[:, done:]] = law_at(orders[:, done:]).mean()
     return out
 
 
@@ -80,6 +89,40 @@ def test_cached_draws_equal_causal_re_encoding(exported, n_ar, fraction):
     got = runtime.sample(p, v, q, 3, seed=7, autoregressive=n_ar, step_fraction=fraction, cache=True)
     want = reference_sample(model, p, v, q, 3, 7, n_ar, fraction)
     np.testing.assert_allclose(got, want, atol=2e-4)
+
+
+@pytest.mark.parametrize("n_ar, fraction, buffer_size", [(40, 0.0, 7), (25, 0.0, 3), (40, 0.25, 5)])
+def test_a_bounded_buffer_encodes_the_grown_set_again(exported, n_ar, fraction, buffer_size):
+    """buffer_size: once the buffer would overflow, everything drawn joins the context (context.onnx again)."""
+    model, runtime = exported
+    p, v, q = observed(model.cfg, 6, 40)
+    got = runtime.sample(p, v, q, 3, seed=7, autoregressive=n_ar, step_fraction=fraction, cache=True,
+                         buffer_size=buffer_size)
+    want = reference_sample(model, p, v, q, 3, 7, n_ar, fraction, buffer_size)
+    np.testing.assert_allclose(got, want, atol=2e-4)
+    unbounded = runtime.sample(p, v, q, 3, seed=7, autoregressive=n_ar, step_fraction=fraction, cache=True)
+    assert not np.allclose(got, unbounded, atol=2e-4)  # the bound changed the conditionals
+
+
+@pytest.mark.parametrize("n_ar, fraction", [(40, 0.0), (25, 0.0), (40, 0.25)])
+def test_buffer_size_0_draws_what_re_encoding_draws(exported, n_ar, fraction):
+    """Encoding the grown set at every step is the re-encoding sampler (encoder.onnx + decoder.onnx), through the
+    cache graphs: the same draws for a seed."""
+    model, runtime = exported
+    p, v, q = observed(model.cfg, 6, 40)
+    got = runtime.sample(p, v, q, 3, seed=7, autoregressive=n_ar, step_fraction=fraction, cache=True, buffer_size=0)
+    want = runtime.sample(p, v, q, 3, seed=7, autoregressive=n_ar, step_fraction=fraction, cache=False)
+    np.testing.assert_allclose(got, want, atol=2e-4)
+
+
+def test_bad_buffer_sizes_are_refused(exported):
+    model, runtime = exported
+    p, v, q = observed(model.cfg, 4, 10)
+    for bad in (-1, 2.5, "8", True):
+        with pytest.raises(InputError, match="buffer_size must be an integer >= 0"):
+            runtime.sample(p, v, q, cache=True, buffer_size=bad)
+    with pytest.raises(InputError, match="applies to cached sampling only"):
+        runtime.sample(p, v, q, cache=False, buffer_size=4)
 
 
 def test_defaults_with_cache_graphs_draw_every_position_exactly(exported):
