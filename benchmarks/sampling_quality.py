@@ -1,7 +1,9 @@
-"""Sampling quality: what the fast step_fraction modes cost, measured against the exact sampler.
+"""Sampling quality: what the fast modes cost, measured against the exact re-encoding sampler.
 
 What runs: --images Fashion-MNIST test images (default 4), each observed at |S| = 64 random pixels;
-for each mode (exact = step_fraction 0, then --fractions) Model.sample_images draws --samples images
+for each mode (exact = step_fraction 0 re-encoding the set at every step, then --fractions, re-encoding;
+then, for a model with cache graphs, cached exact draws at each --buffers size: "default" = the model's,
+"none" = one encoding, never again) Model.sample_images draws --samples images
 (default 4) per observed set, with the same seed per image in every mode. Per mode, over the free
 (unobserved) pixels:
   ll/px       log-likelihood of the drawn images under the model's exact autoregressive
@@ -50,6 +52,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--observed", type=int, default=64, help="|S|: observed pixels per image")
     p.add_argument("--fractions", type=common.float_list, default=[0.02, 0.05, 0.1, 0.2],
                    help="step_fraction values compared with the exact mode (0)")
+    p.add_argument("--buffers", default="default",
+                   help="cached exact modes (model with cache graphs): comma-separated buffer sizes, 'default' "
+                        "(the model's) or 'none' (never encode again); '' = no cached mode")
     p.add_argument("--autoregressive", type=int, default=2048, help="positions drawn autoregressively")
     p.add_argument("--ll-steps", type=int, default=0,
                    help="chain steps evaluated for ll/px (0 or >= free pixels: all, the exact sum)")
@@ -63,17 +68,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def mode_name(f: float) -> str:
-    return "exact" if f == 0 else f"f={f:g}"
+def modes(model, args: argparse.Namespace) -> dict[str, dict]:
+    """Mode name -> Model.sample options: exact re-encoding, the fractions, and the cached buffers."""
+    out = {"exact": {"cache": False, "step_fraction": 0.0}}
+    out.update({f"f={f:g}": {"cache": False, "step_fraction": f} for f in args.fractions if f != 0})
+    never = 10 ** 9  # a buffer that never fills
+    for b in [b.strip() for b in args.buffers.split(",") if b.strip()] if model.has_cache else []:
+        size = {"default": model.buffer_plan(None), "none": never}[b] if b in ("default", "none") else int(b)
+        size = never if size is None else size
+        label = "none" if size == never else str(size)
+        out[f"cached, buffer {label}" + (" (default)" if b == "default" else "")] = {
+            "cache": True, "step_fraction": 0.0, "buffer_size": size}
+    return out
 
 
 # -- drawing and per-image metrics -------------------------------------------------------------
-def draw(model, sets: list[Set], f: float, args: argparse.Namespace) -> tuple[np.ndarray, float]:
+def draw(model, sets: list[Set], options: dict, args: argparse.Namespace) -> tuple[np.ndarray, float]:
     """[N, M, H*W, C] samples of every image for one mode, and seconds per image."""
     out, t0 = [], time.perf_counter()
     for i, (pos, val) in enumerate(sets):
         imgs = model.sample_images(pos, val, num_samples=args.samples, seed=args.seed + 1000 + i,
-                                   autoregressive=args.autoregressive, step_fraction=f)
+                                   autoregressive=args.autoregressive, **options)
         out.append(imgs.reshape(args.samples, -1, imgs.shape[-1]))
     return np.stack(out), (time.perf_counter() - t0) / len(sets)
 
@@ -188,10 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     means = np.stack([model.mean_image(p, v).reshape(h * w, c) for p, v in sets])
 
     chains, per_image, timing = {}, {}, {}
-    for f in [0.0] + [f for f in args.fractions if f != 0]:
-        name = mode_name(f)
+    for name, options in modes(model, args).items():
         common.log(f"drawing {args.samples} samples x {n_img} images, {name}")
-        chains[name], timing[name] = draw(model, sets, f, args)
+        chains[name], timing[name] = draw(model, sets, options, args)
     chains["truth"] = truth
     for name, x in chains.items():
         mets = [image_metrics(x[i][:, free[i]], means[i][free[i]], truth[i, 0][free[i]]) for i in range(n_img)]
@@ -200,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(per_image, ll)
 
     steps = "all" if args.ll_steps <= 0 or args.ll_steps >= free[0].sum() else f"{args.ll_steps} random"
-    print(f"# Sampling quality: step_fraction modes vs the exact sampler ({n_img} images x {args.samples} samples, "
+    print(f"# Sampling quality: fast modes vs the exact re-encoding sampler ({n_img} images x {args.samples} samples, "
           f"|S|={args.observed})\n")
     print(f"{machine}; model {args.model_path}; {min(args.autoregressive, int(free[0].sum()))} of "
           f"{int(free[0].sum())} free pixels drawn autoregressively; ll over {steps} chain steps; "

@@ -4,7 +4,8 @@ S is encoded once (context.onnx) into every layer's keys and values; each drawn 
 buffer through step.onnx, which attends over the caches and answers the next position(s): a drawn value
 costs one token's pass instead of a new encoding of the grown set (pt_plugin.sampling). The draw order,
 the random numbers and the mean fill are those of hybrid_sample, so `cache=False` is its reference.
-Caches live in arrays preallocated for every token the call will add: nothing is reallocated per step.
+Caches live in arrays that double when full: nothing is reallocated per step, and a step reads at most about
+twice the tokens it attends to.
 
 buffer_size bounds the buffer: once it would hold more tokens, S and every value drawn so far are encoded
 again as the new context (context.onnx, one set per sample) and the buffer starts empty. The weights learn
@@ -23,6 +24,7 @@ from .sampling import step_sizes
 
 CACHES = ("enc_keys", "enc_values", "dec_keys", "dec_values")
 QUERY_CHUNK = 4096  # query positions per call when the rest of the signal takes the mean
+GROWTH_MIN = 64  # free cache slots the arrays start with beyond S
 
 
 class CachedModel(Protocol):
@@ -36,19 +38,38 @@ class CachedModel(Protocol):
 
 
 class Caches:
-    """Every layer's keys and values of T tokens, [layers, batch, heads, capacity, head_dim] each, grown in place."""
+    """Every layer's keys and values of T tokens, [layers, batch, heads, room, head_dim] each, grown in place.
+
+    A step reads every slot it is fed (unfilled ones masked), so the arrays start with room for GROWTH_MIN more
+    tokens and double when full (up to the call's capacity): a step reads at most about twice the filled part,
+    and the copies on growth add up to less than the final size."""
 
     def __init__(self, first: list[np.ndarray], batch: int, capacity: int):
-        self.arrays = [np.zeros((a.shape[0], batch, a.shape[2], capacity, a.shape[4]), np.float32) for a in first]
-        for arr, a in zip(self.arrays, first):
-            arr[:, :, :, :a.shape[3]] = a  # one context, every sample
+        self.capacity, self.batch = capacity, batch
         self.size = first[0].shape[3]
-        self.mask = np.zeros((batch, capacity), bool)  # true over the filled part
+        self._allocate(min(capacity, self.size + GROWTH_MIN), [a.shape for a in first])
+        for arr, a in zip(self.arrays, first):
+            arr[:, :, :, :self.size] = a  # one context, every sample
         self.mask[:, :self.size] = True
-        # the step inputs, built once: each layer's slice of the arrays (contiguous, so onnxruntime reads them in
-        # place and nothing is copied per step) and the mask; append() fills both in place
+
+    def _allocate(self, room: int, shapes: list[tuple[int, ...]], keep: int = 0) -> None:
+        """Arrays with `room` slots, the first `keep` copied from the current ones; the step inputs rebuilt."""
+        old = getattr(self, "arrays", None)
+        self.arrays = [np.zeros((s[0], self.batch, s[2], room, s[4]), np.float32) for s in shapes]
+        self.mask = np.zeros((self.batch, room), bool)  # true over the filled part
+        if old is not None and keep:
+            for arr, a in zip(self.arrays, old):
+                arr[:, :, :, :keep] = a[:, :, :, :keep]
+            self.mask[:, :keep] = True
+        # the step inputs: each layer's slice of the arrays (contiguous, so onnxruntime reads them in place and
+        # nothing is copied per step) and the mask; append() fills both in place
         self._feeds = {f"{name}_{i}": a[i] for name, a in zip(CACHES, self.arrays) for i in range(a.shape[0])}
         self._feeds["cache_mask"] = self.mask
+
+    def _make_room(self, tokens: int, keep: int) -> None:
+        room = self.arrays[0].shape[3]
+        if tokens > room:
+            self._allocate(min(self.capacity, max(2 * room, tokens)), [a.shape for a in self.arrays], keep)
 
     def feeds(self) -> dict[str, np.ndarray]:
         """The step inputs: every layer's cache slice and the mask of its filled part (unfilled slots are masked out
@@ -58,6 +79,7 @@ class Caches:
     def reset(self, context: list[np.ndarray]) -> None:
         """Replace every token by a new context (one per sample): the buffer starts empty."""
         t = context[0].shape[3]
+        self._make_room(t, 0)
         for arr, a in zip(self.arrays, context):
             arr[:, :, :, :t] = a
         self.mask[:] = False
@@ -66,6 +88,7 @@ class Caches:
 
     def append(self, new: list[np.ndarray]) -> None:
         n = new[0].shape[3]
+        self._make_room(self.size + n, self.size)
         for arr, a in zip(self.arrays, new):
             arr[:, :, :, self.size:self.size + n] = a
         self.mask[:, self.size:self.size + n] = True

@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from export.errors import reports_errors
+from export.errors import UsageError, reports_errors
 from export.evaluate.protocol import load_shipped
-from export.evaluate.report import protocol_for
+from export.evaluate.report import protocol_for, record
 
 
 def parser() -> argparse.ArgumentParser:
@@ -21,6 +21,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="an export folder (weights/NAME) or a registered model name")
     p.add_argument("--out", default="runs/eval")
     p.add_argument("--precision", default="fp32", choices=["fp32", "int8"], help="which graphs to measure")
+    p.add_argument("--record", action="store_true",
+                   help="write the figures into the measured folder's model.json (metrics; fp32 only); a bundled "
+                        "model then needs python -m export.onnx.registry weights")
     p.add_argument("--sizes", help="comma-separated |S| values (default: the protocol's own)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
@@ -48,10 +51,14 @@ def parser() -> argparse.ArgumentParser:
 @reports_errors
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.record and args.precision != "fp32":
+        raise UsageError("--record writes the fp32 figures into model.json; measure the int8 graphs without it")
     shipped = load_shipped(args.model, args.precision, args.threads)
     protocol = protocol_for(shipped)
     report = protocol.evaluate(shipped, args)
     print(protocol.markdown(report), end="")
+    if args.record:
+        print(f"recorded the figures in {record(shipped.model.path, report)}")
     return 0
 
 

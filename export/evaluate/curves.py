@@ -28,7 +28,6 @@ import pt_plugin
 from export.datasets.curves import NOISE_STD, CurveFamily, family, poly_features, seed_sequence
 from export.errors import UsageError, int_list
 from export.evaluate.protocol import Shipped, sample, write_report
-from pt_plugin.sampling import DEFAULT_AUTOREGRESSIVE, DEFAULT_STEP_FRACTION
 
 NAME = "curves"
 SIZE_LADDER = (1, 2, 4, 8, 16, 32)  # default |S|: those within the model's training range
@@ -161,13 +160,15 @@ def frobenius_error(samples: np.ndarray, cov: np.ndarray) -> float:
 
 def set_draws(model: pt_plugin.Model, xs: np.ndarray, ys: np.ndarray, xq: np.ndarray, n: int,
               rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """[n, Q] joint draws at xq given one set, per sampler: the runtime's sampler with its defaults, the
-    exact one (step fraction 0, every query drawn in turn) and independent per-point draws."""
+    """[n, Q] joint draws at xq given one set, per sampler: the runtime's sampler with its defaults (over cached
+    keys and values when the model has the cache graphs), the exact re-encoding one (step fraction 0, every query
+    drawn in turn, the set encoded again for each) and independent per-point draws."""
     pos, val, q = xs[:, None], ys[:, None], xq[:, None]
     seed = lambda: int(rng.integers(2 ** 31))  # noqa: E731
     dist = model.query((pos, val), q)
     return {"runtime": sample(model, pos, val, q, n, seed())[..., 0],
-            "exact": sample(model, pos, val, q, n, seed(), step_fraction=0.0, autoregressive=len(xq))[..., 0],
+            "exact": sample(model, pos, val, q, n, seed(), step_fraction=0.0, autoregressive=len(xq),
+                            cache=False)[..., 0],
             "independent": np.stack([dist.sample(rng)[..., 0] for _ in range(n)])}
 
 
@@ -216,8 +217,15 @@ def settings(shipped: Shipped, args: argparse.Namespace, sizes: tuple[int, ...])
         "protocol": NAME, "curves": args.curves, "queries": QUERIES, "seed": args.seed, "sizes": list(sizes),
         "noise_std": NOISE_STD, "coverage": COVERAGE,
         "joint": {"sets": args.joint_sets, "samples": args.joint_samples, "points": JOINT_POINTS,
-                  "runtime": {"autoregressive": DEFAULT_AUTOREGRESSIVE, "step_fraction": DEFAULT_STEP_FRACTION},
-                  "exact": {"autoregressive": JOINT_POINTS, "step_fraction": 0.0}}}
+                  "runtime": runtime_plan(shipped.model),
+                  "exact": {"cache": False, "autoregressive": JOINT_POINTS, "step_fraction": 0.0}}}
+
+
+def runtime_plan(model: pt_plugin.Model) -> dict:
+    """Model.sample's defaults for this model: cached or not, N′, step fraction, buffer size."""
+    cached, autoregressive, fraction = model.sampling_plan()
+    return {"cache": cached, "autoregressive": autoregressive, "step_fraction": fraction,
+            "buffer_size": model.buffer_plan(None) if cached else None}
 
 
 def evaluate(shipped: Shipped, args: argparse.Namespace, log: Callable[[str], None] = print) -> dict:
@@ -265,10 +273,15 @@ def joint_lines(report: dict) -> list[str]:
     js = report["settings"]["joint"]
     rt = js["runtime"]
     drawn = "every point drawn" if rt["autoregressive"] >= js["points"] else "the other points take the mean"
+    if rt.get("cache"):
+        bound = rt.get("buffer_size")
+        drawn += (", over cached keys and values" + ("" if bound is None else
+                                                      f", the set encoded again every {bound} points"))
     lines = ["", f"Joint samples: relative Frobenius error of the covariance of {js['samples']} samples on a "
              f"{js['points']}-point grid against the oracle's posterior covariance, mean over {js['sets']} sets. "
              f"Samples of pt_plugin's Model.sample: with its defaults (step fraction {rt['step_fraction']:g}, "
-             f"N′ {rt['autoregressive']}: {drawn}) and exact (step fraction 0: one point per encoder pass); "
+             f"N′ {min(rt['autoregressive'], js['points'])}: {drawn}) and exact (step fraction 0: one point per "
+             "encoder pass, re-encoding the grown set); "
              "independent draws ignore the joint law; oracle samples: the same error for exact draws from the "
              "oracle, the floor set by the sample count.",
              "", r"| \|S\| | runtime sampler (defaults) | exact sampler | independent draws | oracle samples |",

@@ -11,6 +11,8 @@ Reports carry their protocol, so nothing downstream guesses it from their keys.
 from __future__ import annotations
 
 import importlib
+import json
+from pathlib import Path
 from types import ModuleType
 
 from export.errors import DataError, UsageError
@@ -56,3 +58,12 @@ def summary(report: dict) -> dict:
 def card_blocks(report: dict) -> dict[str, str]:
     """The model card blocks a report fills."""
     return protocol_of(report).card_blocks(report)
+
+
+def record(folder: Path, report: dict) -> Path:
+    """Write a report's summary into an export folder's model.json ("metrics"), the rest unchanged."""
+    path = Path(folder) / "model.json"
+    meta = json.loads(path.read_text())
+    meta["metrics"] = summary(report)
+    path.write_text(json.dumps(meta, indent=2) + "\n")
+    return path

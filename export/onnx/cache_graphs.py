@@ -103,7 +103,10 @@ def cache_block(model: PixelTransformer) -> dict[str, Any]:
                          "and new token"},
         "loop": ["context: caches, mask = S's mask, law at the first position(s) to draw",
                  "draw their values from the law (graph_io.distribution.sample)",
-                 "step with those tokens and the next position(s) to draw as query_positions",
+                 "step with those tokens and the next position(s) to draw as query_positions; or, when the buffer "
+                 "(tokens added since the last context call) would then hold more than buffer_size tokens, call "
+                 "context again on S plus every token drawn so far (one set per sample) as the new caches, the "
+                 "buffer empty",
                  "write new_* into the caches after the filled part along T and set cache_mask there; repeat until "
                  "every position is drawn",
                  "the last step's query_positions may be any position: its law is ignored"],
@@ -179,8 +182,8 @@ def _worst(want, got, names, mask) -> float:
 def add_to_folder(model: PixelTransformer, folder: Path, tolerance: float = 1e-4,
                   buffer_size: int | None = None) -> dict[str, Any]:
     """Export, check and record the cache graphs in an export folder; nothing changes there unless they pass.
-    buffer_size: the largest buffer the weights were trained with (train.buffer_max), the sampler's default bound
-    before it encodes the grown set again (None: no bound recorded)."""
+    buffer_size: the sampler's default bound on the buffer before it encodes the grown set again (None: no bound
+    recorded); at most the buffer the weights were trained with (train.buffer_max), smaller where measured better."""
     meta_path = folder / "model.json"
     meta = json.loads(meta_path.read_text())
     params = sum(p.numel() for p in model.parameters())
@@ -199,9 +202,10 @@ def add_to_folder(model: PixelTransformer, folder: Path, tolerance: float = 1e-4
     meta["cache"] = {**cache_block(model), "parity_max_abs_diff": worst, "opset": OPSET}
     if buffer_size:
         meta["cache"]["buffer_size"] = int(buffer_size)
-        meta["cache"]["buffer"] = ("the weights learned buffers of up to buffer_size tokens: a sampler encodes S "
-                                   "and every drawn value again as the new context (context.onnx) before the buffer "
-                                   "would exceed it")
+        meta["cache"]["buffer"] = ("a sampler encodes S and every drawn value again as the new context "
+                                   "(context.onnx) before the buffer (tokens stepped since the last context call) "
+                                   "would hold more than buffer_size tokens; the draws' law drifts from the "
+                                   "re-encoding sampler's as the buffer grows (model card)")
     meta.setdefault("files", {}).update(files)
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     return meta["cache"]
@@ -213,13 +217,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("checkpoint")
     p.add_argument("--into", required=True, help="the export folder of this checkpoint, e.g. weights/fashion-mnist")
     p.add_argument("--tolerance", type=float, default=1e-4)
+    p.add_argument("--buffer-size", type=int, default=None,
+                   help="the sampler's default bound on the causal buffer, recorded in model.json (default: the "
+                        "checkpoint's train.buffer_max; 0 = none recorded)")
     a = p.parse_args(argv)
+    if a.buffer_size is not None and a.buffer_size < 0:
+        raise UsageError(f"--buffer-size must be >= 0, got {a.buffer_size}")
     folder = Path(a.into)
     if not (folder / "model.json").is_file():
         raise UsageError(f"{folder} holds no model.json; expected an export folder (python -m export.onnx)")
     model, ck = load_checkpoint(a.checkpoint)
     trained = (ck.get("config") or {}).get("train", {}).get("buffer_max") or None
-    block = add_to_folder(model, folder, a.tolerance, trained)
+    block = add_to_folder(model, folder, a.tolerance, trained if a.buffer_size is None else a.buffer_size)
     print(f"wrote {folder}/context.onnx, step.onnx and model.json's cache block (parity "
           f"{block['parity_max_abs_diff']:.2e}); a bundled model needs python -m export.onnx.registry")
     return 0
