@@ -1,9 +1,9 @@
 """Cached exact sampling (issue 32) against re-encoding, side by side in one run.
 
-Setup: a temporary copy of a bundled export (--model) with the causal buffer's graphs added from its
-checkpoint (`python -m export.onnx.cache_graphs weights/checkpoints/NAME.pt --into COPY`). The speed of
-the cached sampler does not depend on whether the weights were fine-tuned for the buffer, so this
-measures the sampler; what the draws are worth is benchmarks/sampling_quality.py's job.
+Setup: the bundled export (--model) with its cache graphs and default buffer_size; a model that does not ship
+them is copied and gets them from its checkpoint (`python -m export.onnx.cache_graphs
+weights/checkpoints/NAME.pt --into COPY`, no buffer bound). What the draws are worth is
+benchmarks/sampling_quality.py's job.
 
 What runs, on the model's training grid observed at --observed random cells of its demo signal:
   mean:            Model.mean_grid (one encoder pass, the grid decoded)
@@ -28,10 +28,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def with_cache_graphs(name: str, folder: Path) -> Path:
-    """A copy of weights/NAME in `folder` with context.onnx and step.onnx added from its checkpoint."""
+    """weights/NAME when it ships the cache graphs, else a copy of it in `folder` with context.onnx and step.onnx
+    added from its checkpoint."""
     from export.checkpoint import load_checkpoint
     from export.onnx.cache_graphs import add_to_folder
 
+    if (ROOT / "weights" / name / "step.onnx").is_file():
+        return ROOT / "weights" / name
     out = folder / name
     shutil.copytree(ROOT / "weights" / name, out)
     model, _ = load_checkpoint(ROOT / "weights" / "checkpoints" / f"{name}.pt")

@@ -26,6 +26,11 @@ RESCORED = 4 * REFRESH      # candidates a lazy greedy pick scores again, about 
 # channel), rounded up
 ENTROPY_FLOPS_SCALAR = 1200
 ENTROPY_FLOPS_VECTOR = 600
+# a cached sampling step (step.onnx) costs more than its arithmetic: a fixed call overhead (about 0.5-1.5 ms on the
+# 2-core machine, ~1e8 flops at its speed) and reading every cached key and value (memory-bound, ~3 flops' time
+# per byte there), both in flops of the graphs' speed
+STEP_CALL_FLOPS = 1e8
+CACHE_READ_FLOPS_PER_BYTE = 3
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,8 @@ def cached_sample_flops(a: Architecture, k: int, n: int, num_samples: int, autor
     cap = k + n_ar
     d = a.d_model
     token = 2.0 * (a.enc_layers * (4 * d * d + 2 * cap * d + 2 * d * a.ffn) + a.dec_layers * 2 * d * d)
+    cache_bytes = 2 * (a.enc_layers + a.dec_layers) * num_samples * cap * d * 4
+    per_call = STEP_CALL_FLOPS + CACHE_READ_FLOPS_PER_BYTE * cache_bytes
     total, done, buffered = mean_flops(a, k, 1), 0, 0
     sizes = step_sizes(k, n_ar, step_fraction)
     for i, m in enumerate(sizes):
@@ -96,7 +103,8 @@ def cached_sample_flops(a: Architecture, k: int, n: int, num_samples: int, autor
             total += num_samples * (encoder_flops(a, k + done) + decoder_flops(a, k + done, sizes[i + 1]))
             buffered = 0
         else:
-            total += num_samples * (m * token + decoder_flops(a, cap, sizes[i + 1]) - a.dec_layers * 4.0 * cap * d * d)
+            total += per_call + num_samples * (m * token + decoder_flops(a, cap, sizes[i + 1])
+                                               - a.dec_layers * 4.0 * cap * d * d)
             buffered += m
     if n_ar < n:
         total += num_samples * decoder_flops(a, cap, n - n_ar)

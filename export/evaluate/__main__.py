@@ -32,6 +32,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=256, help="images: seeded test images")
     p.add_argument("--samples", type=int, default=3, help="images, videos: samples per signal (0 = no sampling)")
     p.add_argument("--sample-images", type=int, default=16, help="images, videos: sample only the first N signals")
+    p.add_argument("--autoregressive", type=int, help="images, videos: positions drawn per sample, the rest the mean "
+                                                      "(default: the model's, Model.sample)")
     p.add_argument("--batch-size", type=int, help="images: sets per encoder call (default 32 gray, 4 RGB)")
     p.add_argument("--ridge", type=float, help="images: conditional-Gaussian covariance ridge (default: the "
                                                "protocol's, RGB: chosen on held-out training images)")

@@ -17,7 +17,9 @@ SSIM 1, no conditional-Gaussian NLL); the model's NLL/MSE measure how well it re
 
 With --samples > 0, images are drawn for the first --sample-images test images by pt_plugin's
 Model.sample with its defaults; reported: the per-pixel standard deviation across samples
-(ddof 1) and the samples' MSE, both over unobserved pixels. Writes metrics.json, metrics.md,
+(ddof 1) and the samples' MSE, both over unobserved pixels, and their coherence over the whole image
+(export.evaluate.coherence: total variation and isolated pixels against the truth's and against
+independent per-pixel draws). Writes metrics.json, metrics.md,
 metrics.png, samples.png.
 """
 from __future__ import annotations
@@ -32,6 +34,7 @@ import torch
 from export.datasets import FASHION_DIR
 from export.errors import UsageError, int_list
 from export.evaluate.baselines import DEFAULT_RIDGE, ConditionalGaussian, linear_fill, nearest_fill
+from export.evaluate.coherence import coherence, coherence_log
 from export.evaluate.images import (
     LABELS,
     SSIM_SIGMA,
@@ -46,6 +49,7 @@ from export.evaluate.images import (
     model_line,
     model_pixels,
     model_samples,
+    n_prime,
     observed_indices,
     paste,
     plot_metrics,
@@ -99,8 +103,11 @@ def measure(shipped: Shipped, gauss: ConditionalGaussian, imgs: np.ndarray, size
         "nll_diff_bits": m["nll_bits"] - g["nll_bits"] if g["nll_bits"] is not None else None}
     smp = None
     if n_sub and size < d:
-        smp = model_samples(shipped.model, imgs[:n_sub, :, None], idx[:n_sub], args.samples, args.seed)[..., 0]
+        smp = model_samples(shipped.model, imgs[:n_sub, :, None], idx[:n_sub], args.samples, args.seed,
+                            n_prime(args))[..., 0]
         r["samples"] = sample_stats(smp, imgs[:n_sub], idx[:n_sub], mean[:n_sub])
+        r["samples"]["coherence"] = coherence(shipped.model, smp[..., None], imgs[:n_sub, :, None], idx[:n_sub],
+                                              args.seed)
     return r, idx, mean, smp
 
 
@@ -137,12 +144,12 @@ def evaluate(shipped: Shipped, args: argparse.Namespace, log: Callable[[str], No
                                "samples": smp[i] if smp is not None else []})
         results[str(size)] = r
         log(f"|S|={size}: model/CG/linear/nearest MSE " + " ".join(f"{r[k]['mse']:.4f}" for k in METHODS)
-            + (f"; samples std {fmt(r['samples']['std'], 4)}" if "samples" in r else "")
-            + f" ({time.time() - t0:.1f}s)")
+            + (f"; samples std {fmt(r['samples']['std'], 4)}; {coherence_log(r['samples'])}" if "samples" in r
+               else "") + f" ({time.time() - t0:.1f}s)")
 
     settings = {**shipped.settings(), "protocol": NAME, "images": args.images, "seed": args.seed,
                 "sizes": list(sizes), "pixels": d, "samples": args.samples, "sample_images": n_sub,
-                **sampler_settings(), "ridge": ridge, "gauss_train": n_train,
+                **sampler_settings(model, n_prime(args)), "ridge": ridge, "gauss_train": n_train,
                 "ssim": {"window": SSIM_WINDOW, "sigma": SSIM_SIGMA, "data_range": 1.0},
                 "psnr": "10*log10(1/MSE), MSE averaged over all images' unobserved pixels",
                 "test_indices": which.tolist()}

@@ -19,7 +19,6 @@ from export.errors import DataError, UsageError
 from export.evaluate import protocol
 from export.model import Mixture
 from pt_plugin.images import samples_picture
-from pt_plugin.sampling import DEFAULT_AUTOREGRESSIVE, DEFAULT_STEP_FRACTION
 
 # every method an image protocol scores, by its key in the reports (each protocol picks its own)
 LABELS = {"model": "PixelTransformer", "cond_gauss": "Cond. Gaussian", "knn": "kNN posterior", "linear": "Linear",
@@ -109,24 +108,52 @@ def sample_seed(seed: int, size: int, image: int) -> int:
 
 
 def model_samples(model: pt_plugin.Model, images: np.ndarray, idx: np.ndarray, num_samples: int,
-                  seed: int) -> np.ndarray:
-    """[n, num_samples, D, C] images drawn by the runtime's sampler (protocol.sample, its defaults) given the
-    pixels idx [n, k] of images [n, D, C]: the unobserved pixels drawn, the observed ones kept (as
-    Model.sample_images does)."""
+                  seed: int, autoregressive: int | None = None) -> np.ndarray:
+    """[n, num_samples, D, C] images drawn by the runtime's sampler (protocol.sample, its defaults, N′ =
+    autoregressive when given) given the pixels idx [n, k] of images [n, D, C]: the unobserved pixels drawn, the
+    observed ones kept (as Model.sample_images does)."""
     n, d, c = images.shape
     grid = pt_plugin.grid_positions(*model.grid)
     free = unobserved_mask(idx, d)
     out = np.repeat(images[:, None], num_samples, 1)
     for i, (img, obs) in enumerate(zip(images, idx)):
         out[i][:, free[i]] = protocol.sample(model, grid[obs], img[obs], grid[free[i]], num_samples,
-                                             sample_seed(seed, idx.shape[1], i))
+                                             sample_seed(seed, idx.shape[1], i), autoregressive=autoregressive)
     return out
 
 
-def sampler_settings() -> dict:
-    """What the report records of the sampler: the runtime's own, with its defaults."""
-    return {"sampler": "pt_plugin.Model.sample (hybrid autoregressive)", "step_fraction": DEFAULT_STEP_FRACTION,
-            "autoregressive": DEFAULT_AUTOREGRESSIVE}
+def n_prime(args) -> int | None:
+    """export.evaluate's --autoregressive (None: the model's default N′)."""
+    return getattr(args, "autoregressive", None)
+
+
+def sampler_settings(model: pt_plugin.Model, autoregressive: int | None = None) -> dict:
+    """What the report records of the sampler: the path and defaults the runtime takes for this model
+    (Model.sampling_plan: cached exact over the causal buffer when the model has cache graphs, else hybrid
+    re-encoding) and the buffer bound of the cached path (Model.buffer_plan; None: never encoded again)."""
+    cached, autoregressive, step_fraction = model.sampling_plan(autoregressive)
+    return {"sampler": "pt_plugin.Model.sample (" + ("cached exact" if cached else "hybrid autoregressive") + ")",
+            "cache": bool(cached), "autoregressive": int(autoregressive), "step_fraction": float(step_fraction),
+            "buffer_size": model.buffer_plan(None) if cached else None}
+
+
+def sampler_phrase(st: dict, positions: int, what: str = "pixel") -> str:
+    """How the samples were drawn, from a report's settings (sampler_settings; an older report without "cache"
+    was drawn by re-encoding): the cached exact path or hybrid re-encoding, N′ as "every position" when it
+    covers all `positions` (what: the name of one position, "pixel" or "voxel")."""
+    count = st["autoregressive"]
+    every = count >= positions
+    if st.get("cache"):
+        buffer = st.get("buffer_size")
+        again = ("never encoded again" if buffer is None else "encoded again at every draw" if buffer == 0
+                 else f"encoded again every {buffer} draws")
+        drawn = f"every {what} drawn" if every else f"the first {count} {what}s drawn"
+        rest = "" if every else ", the rest the mean"
+        fraction = f", step_fraction {st['step_fraction']:g}" if st.get("step_fraction") else ""
+        return (f"cached exact ({drawn} one at a time over cached keys and values, the set {again}{rest}"
+                f"{fraction})")
+    return (f"hybrid re-encoding: step_fraction {st['step_fraction']:g}, N′ "
+            + ("every position" if every else str(count)))
 
 
 # ------------------------------------------------------------------------------------- metrics
@@ -224,29 +251,72 @@ def minus(cell: str) -> str:
     return cell.replace("-", "−")
 
 
+def has_coherence(res: dict) -> bool:
+    """Whether any |S| of a report carries the samples' coherence (export.evaluate.coherence)."""
+    return any(r.get("samples", {}).get("coherence") for r in res["sizes"].values())
+
+
+def coherence_cells(s: dict) -> list[str]:
+    """The coherence cells of one |S|'s samples entry: TV and isolated fraction of the samples against the
+    truth's ('samples / truth (ratio×)'), and independent draws / truth ('TV ratio×, isolated ratio×');
+    '—' where not measured."""
+    c = s.get("coherence")
+    if not c:
+        return ["—"] * 3
+
+    def ratio(v: float | None) -> str:
+        return "—" if v is None else f"{v:.2f}×"
+
+    pair = [f"{c[k]['samples']:.3f} / {c[k]['truth']:.3f} ({ratio(c[k]['samples_over_truth'])})"
+            for k in ("tv", "isolated")]
+    return pair + [f"{ratio(c['tv']['independent_over_truth'])}, {ratio(c['isolated']['independent_over_truth'])}"]
+
+
+COHERENCE_HEAD = ["TV samples / truth", "isolated samples / truth", "independent draws / truth (TV, isolated)"]
+
+
 def samples_lines(res: dict) -> list[str]:
-    """The report's samples table (markdown lines), or nothing when no samples were drawn."""
+    """The report's samples table (markdown lines), or nothing when no samples were drawn; coherence columns when
+    the report has them."""
     st, lines = res["settings"], []
     if any("samples" in r for r in res["sizes"].values()):
+        coh = has_coherence(res)
+        head = [r"\|S\|", "per-pixel std", "sample MSE", "mean MSE (same images)"] + (COHERENCE_HEAD if coh else [])
         lines += ["", f"Samples ({st['samples']} per image, first {st['sample_images']} images, the runtime's "
-                  f"hybrid autoregressive sampler: step_fraction {st['step_fraction']:g}, autoregressive "
-                  f"{st['autoregressive']}):", "",
-                  r"| \|S\| | per-pixel std | sample MSE | mean MSE (same images) |", "|---:|---:|---:|---:|"]
+                  f"sampler with the model's defaults: {sampler_phrase(st, st['pixels'])}):", "",
+                  "| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
         for size, r in res["sizes"].items():
             if "samples" in r:
                 s = r["samples"]
-                lines.append(f"| {size} | {fmt(s['std'], 4)} | {s['mse']:.5f} | {s['mean_mse']:.5f} |")
+                row = [size, fmt(s["std"], 4), f"{s['mse']:.5f}", f"{s['mean_mse']:.5f}"]
+                lines.append("| " + " | ".join(row + (coherence_cells(s) if coh else [])) + " |")
+        if coh:
+            lines += ["", coherence_note(res)]
     return lines
 
 
+def coherence_note(res: dict, signal: str = "image") -> str:
+    """What the coherence columns measure (export.evaluate.coherence); signal: what one sample is ("image", or
+    "clip, frame by frame" for video)."""
+    threshold = next(r["samples"]["coherence"]["threshold"] for r in res["sizes"].values()
+                     if r.get("samples", {}).get("coherence"))
+    return (f"TV: mean distance between 4-neighbours over the whole {signal}; isolated: share of pixels farther "
+            f"than {threshold:g} from every neighbour; independent draws: every unobserved pixel drawn on its own "
+            "from the model's per-pixel law given S, as many as samples.")
+
+
 def samples_table(report: dict) -> str:
-    """The model card's samples block: spread and error of the samples per |S|."""
-    lines = [r"| \|S\| | per-pixel std across samples | sample MSE | mean-image MSE (same images) |",
-             "|---:|---:|---:|---:|"]
+    """The model card's samples block: spread and error of the samples per |S| (and their coherence against the
+    truth and independent draws, when the report has it)."""
+    coh = has_coherence(report)
+    head = [r"\|S\|", "per-pixel std across samples", "sample MSE", "mean-image MSE (same images)"]
+    head += COHERENCE_HEAD if coh else []
+    lines = ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
     for size, r in report["sizes"].items():
         if "samples" in r:
             s = r["samples"]
-            lines.append(f"| {size} | {fmt(s['std'], 3)} | {fmt(s['mse'], 3)} | {fmt(s['mean_mse'], 3)} |")
+            row = [size, fmt(s["std"], 3), fmt(s["mse"], 3), fmt(s["mean_mse"], 3)]
+            lines.append("| " + " | ".join(row + (coherence_cells(s) if coh else [])) + " |")
     return "\n".join(lines)
 
 

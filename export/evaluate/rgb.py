@@ -5,7 +5,9 @@ model's data set (training.data folder:DIR/train -> DIR/test): |S| ∈ {4, 16, 6
 with all three channels, the same draws for every method. Over the unobserved pixels: NLL in bits per
 sub-pixel (256 levels per channel; each mixture component discretised per channel, the channels
 independent given the component), MSE, PSNR from the MSE over all images, SSIM averaged over R, G, B
-with the observed pixels pasted; the spread of the runtime sampler's images.
+with the observed pixels pasted; the spread of the runtime sampler's images and their coherence over the whole
+image (export.evaluate.coherence: total variation and isolated pixels against the truth's and independent
+per-pixel draws').
 
 Baselines are fitted on the model's own training images (the train split less the images training held
 out: model.json training.val_images, else export.config's default) and tuned on (up to --tune-images of)
@@ -41,6 +43,7 @@ from export.evaluate.baselines import (
     select_knn,
     select_ridge,
 )
+from export.evaluate.coherence import coherence, coherence_log
 from export.evaluate.compose import observed_picture, plot_rows, write_composition
 from export.evaluate.images import (
     LABELS,
@@ -54,6 +57,7 @@ from export.evaluate.images import (
     model_line,
     model_pixels,
     model_samples,
+    n_prime,
     observed_indices,
     paste,
     plot_metrics,
@@ -175,8 +179,10 @@ def measure(shipped: Shipped, baselines: tuple[ConditionalGaussian, KnnPosterior
     r["targets"] = targets(r)
     smp = None
     if n_sub:
-        smp = model_samples(shipped.model, imgs[:n_sub], idx[:n_sub], args.samples, args.seed)
+        smp = model_samples(shipped.model, imgs[:n_sub], idx[:n_sub], args.samples, args.seed,
+                            n_prime(args))
         r["samples"] = sample_stats(smp, imgs[:n_sub], idx[:n_sub], mean[:n_sub])
+        r["samples"]["coherence"] = coherence(shipped.model, smp, imgs[:n_sub], idx[:n_sub], args.seed)
     return r, idx, mean, smp
 
 
@@ -221,13 +227,13 @@ def evaluate(shipped: Shipped, args: argparse.Namespace, log: Callable[[str], No
         results[str(size)] = r
         log(f"|S|={size}: NLL model/CG/kNN " + " ".join(f"{r[m]['nll_bits']:.3f}" for m in DENSITIES)
             + "; MSE " + " ".join(f"{r[m]['mse']:.4f}" for m in METHODS)
-            + (f"; samples std {fmt(r['samples']['std'], 4)}" if "samples" in r else "")
-            + f" ({time.time() - t0:.1f}s)")
+            + (f"; samples std {fmt(r['samples']['std'], 4)}; {coherence_log(r['samples'])}" if "samples" in r
+               else "") + f" ({time.time() - t0:.1f}s)")
 
     settings = {**shipped.settings(), "protocol": NAME, "images": args.images, "seed": args.seed,
                 "sizes": list(sizes), "pixels": h * w, "height": h, "width": w, "channels": 3,
                 "nll_unit": "bits per sub-pixel (256 levels per channel)", "samples": args.samples,
-                "sample_images": n_sub, **sampler_settings(), "tuning": baselines[2],
+                "sample_images": n_sub, **sampler_settings(model, n_prime(args)), "tuning": baselines[2],
                 "psnr": "10*log10(1/MSE), MSE averaged over all images' unobserved sub-pixels",
                 "ssim": "mean over R, G, B of the gray SSIM (Gaussian window 7, σ 1.5, data range 1)",
                 "test_indices": which.tolist()}

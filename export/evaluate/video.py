@@ -6,7 +6,8 @@ export.datasets.video.evaluation_clips); per |S|, |S| voxel centres are observed
 method) and every other voxel is predicted. Metrics over the unobserved voxels: NLL in bits per pixel of
 the 256-level value (model and conditional Gaussian), MSE of the mean clip, and the spread (per-voxel std
 across samples) and error of clips drawn by the runtime's sampler (Model.sample with its defaults, as
-`pt-plugin sample` draws them) for the first clips.
+`pt-plugin sample` draws them) for the first clips, and their coherence frame by frame (export.evaluate.coherence:
+total variation and isolated pixels against the truth's and against independent per-voxel draws).
 
 Baselines: the conditional Gaussian on the 8,192-dimensional clip (fitted on training-garment clips,
 ridge DEFAULT_RIDGE), the nearest observed voxel in space-time (voxel units: one frame = one pixel)
@@ -28,13 +29,20 @@ from export.datasets.images import load_idx_images
 from export.datasets.video import DATASETS, FRAMES, SIZE, evaluation_clips, make_clips, shrink
 from export.errors import UsageError, int_list
 from export.evaluate.baselines import DEFAULT_RIDGE, ConditionalGaussian, discretized_gaussian_log_prob, linear_fill
+from export.evaluate.coherence import coherence, coherence_log
 from export.evaluate.images import (
+    COHERENCE_HEAD,
     LN2,
+    coherence_cells,
+    coherence_note,
     fmt,
+    has_coherence,
     model_samples,
+    n_prime,
     observed_indices,
     predict_levels,
     sample_stats,
+    sampler_phrase,
     sampler_settings,
     unobserved_mask,
 )
@@ -144,7 +152,7 @@ def settings(shipped: Shipped, args: argparse.Namespace, sizes: tuple[int, ...],
     return shipped.settings() | {
         "protocol": NAME, "clips": args.clips, "seed": args.seed, "sizes": list(sizes), "voxels": D,
         "samples": args.samples, "sample_clips": sample_clips, "ridge": DEFAULT_RIDGE,
-        "gauss_train": gauss_train} | sampler_settings()
+        "gauss_train": gauss_train} | sampler_settings(shipped.model, n_prime(args))
 
 
 def evaluate(shipped: Shipped, args: argparse.Namespace, log: Callable[[str], None] = print) -> dict:
@@ -168,13 +176,17 @@ def evaluate(shipped: Shipped, args: argparse.Namespace, log: Callable[[str], No
         t0 = time.time()
         row, idx, mean = score_size(shipped.model, gauss, truth, size, args.seed)
         if n_sub:
-            smp = model_samples(shipped.model, truth[:n_sub, :, None], idx[:n_sub], args.samples, args.seed)[..., 0]
+            smp = model_samples(shipped.model, truth[:n_sub, :, None], idx[:n_sub], args.samples, args.seed,
+                            n_prime(args))[..., 0]
             row["samples"] = sample_stats(smp, truth[:n_sub], idx[:n_sub], mean[:n_sub])
+            row["samples"]["coherence"] = coherence(shipped.model, smp[..., None], truth[:n_sub, :, None],
+                                                    idx[:n_sub], args.seed)
             strip = frame_strip(truth[0], idx[0], mean[0], smp[0]) if size == STRIP_SIZE else strip
         results[str(size)] = row
         log(f"|S|={size}: NLL model/CG {fmt(row['model']['nll_bits'], 3)} {fmt(row['cond_gauss']['nll_bits'], 3)}; "
             "MSE " + " ".join(f"{row[k]['mse']:.4f}" for k in VIDEO_METHODS)
-            + (f"; samples std {fmt(row['samples']['std'], 4)}" if n_sub else "") + f" ({time.time() - t0:.1f}s)")
+            + (f"; samples std {fmt(row['samples']['std'], 4)}; {coherence_log(row['samples'])}" if n_sub else "")
+            + f" ({time.time() - t0:.1f}s)")
     report = {"settings": settings(shipped, args, sizes, gauss_train, n_sub), "sizes": results}
     out = write_report(report, args.out, markdown)
     if strip is not None:
@@ -195,24 +207,36 @@ def summary(report: dict) -> dict:
                         "unobserved voxels)", "sizes": sizes}
 
 
+def sampler_sentence(st: dict) -> str:
+    """How the samples were drawn. A report from before the settings recorded the path ("cache") was drawn by
+    re-encoding; its sentence stays word for word what it was, so cards rendered from it stay fresh."""
+    if "cache" not in st:
+        return f"with its defaults (N′ {st['autoregressive']}, step fraction {st['step_fraction']:g})"
+    return f"with the model's defaults: {sampler_phrase(st, st['voxels'], 'voxel')}"
+
+
 def markdown(report: dict) -> str:
     """A title line, what was measured, then one row per |S|: NLL of the model and the Gaussian, MSE of every
-    method, the samples' spread and error."""
-    st = report["settings"]
+    method, the samples' spread and error (and their coherence frame by frame, when the report has it)."""
+    st, coh = report["settings"], has_coherence(report)
+    head = ["\\|S\\|", "PT NLL", "CG NLL", "PT − CG"] + [f"{n} MSE" for n in VIDEO_METHODS.values()]
+    head += ["sample std", "sample MSE"] + (COHERENCE_HEAD if coh else [])
     lines = [f"# Video evaluation (step {st['step']})", "",
              f"{st['clips']} moving Fashion-MNIST test clips (8×32×32, seed {st['seed']}); the shipped "
              f"{st['precision']} graphs through pt_plugin; metrics over unobserved voxels; NLL in bits/pixel (256 "
              f"levels); conditional Gaussian fitted on {st['gauss_train']} training clips (ridge {st['ridge']:g}); "
              f"samples: {st['samples']} per clip for the first {st['sample_clips']} clips, drawn by the runtime's "
-             f"sampler with its defaults (N′ {st['autoregressive']}, step fraction {st['step_fraction']:g}).", "",
-             "| \\|S\\| | PT NLL | CG NLL | PT − CG | " + " | ".join(f"{n} MSE" for n in VIDEO_METHODS.values())
-             + " | sample std | sample MSE |", "|" + "---:|" * (6 + len(VIDEO_METHODS))]
+             f"sampler {sampler_sentence(st)}.", "",
+             "| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
     for size, r in report["sizes"].items():
         s = r.get("samples", {})
         diff = None if r["cond_gauss"]["nll_bits"] is None else r["model"]["nll_bits"] - r["cond_gauss"]["nll_bits"]
         lines.append(f"| {size} | {fmt(r['model']['nll_bits'], 3)} | {fmt(r['cond_gauss']['nll_bits'], 3)} | "
                      f"{fmt(diff, 3)} | " + " | ".join(f"{r[m]['mse']:.5f}" for m in VIDEO_METHODS)
-                     + f" | {fmt(s.get('std'), 4)} | {fmt(s.get('mse'), 5)} |")
+                     + f" | {fmt(s.get('std'), 4)} | {fmt(s.get('mse'), 5)} |"
+                     + ("".join(f" {c} |" for c in coherence_cells(s)) if coh else ""))
+    if coh:
+        lines += ["", coherence_note(report, "clip, frame by frame (neighbours within a frame)")]
     return "\n".join(lines) + "\n"
 
 

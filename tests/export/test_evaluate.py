@@ -56,7 +56,11 @@ def test_evaluate_writes_reports(tiny_export, tmp_path):
     assert r16["linear"]["nll_bits"] is None and 0 < r16["model"]["mse"] < 1
     assert saved["sizes"]["784"]["linear"]["mse"] == 0 and "samples" not in saved["sizes"]["784"]
     assert r16["samples"]["std"] > 0 and r16["samples"]["images"] == 2 and r16["samples"]["samples"] == 2
-    assert "| 16 |" in (tmp_path / "metrics.md").read_text()
+    coh = r16["samples"]["coherence"]
+    assert coh["tv"]["truth"] > 0 and coh["tv"]["independent"] > 0 and 0 <= coh["isolated"]["samples"] <= 1
+    assert st["cache"] is False and st["step_fraction"] > 0  # no cache graphs: hybrid re-encoding
+    md = (tmp_path / "metrics.md").read_text()
+    assert "| 16 |" in md and "TV samples / truth" in md and "hybrid re-encoding" in md
 
 
 def test_evaluation_measures_the_shipped_graphs(tiny_export, runtime_model, tmp_path):

@@ -193,6 +193,7 @@ def test_evaluate_rgb_end_to_end(rgb_run):
     st = res["settings"]
     assert st["protocol"] == "rgb" and st["channels"] == 3 and st["pixels"] == 64 and st["step"] == 3
     assert st["tuning"]["train_images"] == 32 and st["tuning"]["held_out_images"] == 6
+    assert st["cache"] is False and st["buffer_size"] is None  # the tiny export has no cache graphs
     for size in ("4", "16"):
         r = res["sizes"][size]
         for m in ("model", "cond_gauss", "knn"):
@@ -200,6 +201,10 @@ def test_evaluate_rgb_end_to_end(rgb_run):
         for m in ("model", "cond_gauss", "knn", "linear", "nearest"):
             assert 0 < r[m]["mse"] < 1 and -1 <= r[m]["ssim"] <= 1, (size, m)
         assert r["linear"]["nll_bits"] is None and r["samples"]["std"] > 0
+        coh = r["samples"]["coherence"]  # samples, truth and independent draws over whole RGB images
+        for k in ("tv", "isolated"):
+            assert all(0 <= coh[k][w] <= np.sqrt(3) for w in ("samples", "truth", "independent")), (size, k)
+        assert coh["tv"]["samples_over_truth"] == pytest.approx(coh["tv"]["samples"] / coh["tv"]["truth"])
         assert isinstance(r["targets"]["nll_1bit_below_cond_gauss"], bool)
         assert r["targets"]["best_baseline_mse"] == min(r[m]["mse"] for m in ("cond_gauss", "knn", "linear", "nearest"))
         assert r["targets"]["mse_below_best_baseline"] == (r["model"]["mse"] < r["targets"]["best_baseline_mse"])
@@ -219,4 +224,5 @@ def test_evaluate_rgb_end_to_end(rgb_run):
     blocks = card_blocks(res)
     assert f"| 16 | {res['sizes']['16']['model']['nll_bits']:.3f} |" in blocks["evaluation"]
     assert "kNN MSE" in blocks["evaluation"] and "| 16 |" in blocks["samples"]
+    assert "independent draws / truth (TV, isolated)" in blocks["samples"]
     assert "| 16 |" in (out / "metrics.md").read_text()

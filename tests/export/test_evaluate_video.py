@@ -11,7 +11,7 @@ from export.datasets.video import FRAMES, SIZE
 from export.errors import UsageError
 from export.evaluate import video
 from export.evaluate.__main__ import parser
-from export.evaluate.images import model_samples, observed_indices, sample_seed
+from export.evaluate.images import model_samples, observed_indices, sample_seed, sampler_phrase
 from export.evaluate.protocol import load_shipped
 from export.evaluate.video import D, model_clips, nearest_spacetime, per_frame_linear, score, voxel_coords
 from pt_plugin import grid_positions
@@ -100,18 +100,25 @@ def test_evaluate_video_end_to_end(tmp_path):
     first clip, the frame strip, a report that names its protocol and the graphs it measured."""
     args = parser().parse_args(["weights/moving-fashion", "--out", str(tmp_path), "--clips", "2", "--sizes",
                                 "256", "--samples", "2", "--sample-images", "1", "--gauss-train", "50",
-                                "--threads", "1"])
-    res = video.evaluate(load_shipped(MOVING, threads=1), args, log=lambda _: None)
+                                "--autoregressive", "300", "--threads", "1"])  # N′ 300: seconds, not minutes
+    shipped = load_shipped(MOVING, threads=1)
+    res = video.evaluate(shipped, args, log=lambda _: None)
     row = res["sizes"]["256"]
     assert 0 < row["model"]["nll_bits"] < 8 and 0 < row["cond_gauss"]["nll_bits"] < 8
     assert all(row[m]["mse"] > 0 for m in ("model", "cond_gauss", "nearest", "linear"))
     assert row["samples"]["samples"] == 2 and row["samples"]["std"] > 0 and row["samples"]["images"] == 1
+    coh = row["samples"]["coherence"]  # frame by frame over whole clips
+    assert coh["tv"]["truth"] > 0 and coh["tv"]["independent"] > 0 and 0 <= coh["isolated"]["independent"] <= 1
     st = res["settings"]
     assert st["protocol"] == "video" and st["precision"] == "fp32" and "checkpoint" not in st
-    assert st["gauss_train"] == 50 and st["step_fraction"] == DEFAULT_STEP_FRACTION
+    cached = shipped.model.has_cache  # the runtime's defaults: exact over cached keys and values, else re-encoding
+    assert st["gauss_train"] == 50 and st["cache"] == cached
+    assert st["step_fraction"] == (0.0 if cached else DEFAULT_STEP_FRACTION) and st["autoregressive"] == 300
     assert (tmp_path / "frames.png").is_file()
     assert json.loads((tmp_path / "metrics.json").read_text())["sizes"]["256"]["model"] == row["model"]
-    assert "| 256 |" in video.card_blocks(res)["evaluation"]
+    block = video.card_blocks(res)["evaluation"]
+    assert "| 256 |" in block and sampler_phrase(st, D, "voxel") in block
+    assert "independent draws / truth (TV, isolated)" in block
 
 
 def test_set_sizes_outside_a_clip_are_refused(tmp_path):

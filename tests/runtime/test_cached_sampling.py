@@ -159,3 +159,29 @@ def test_the_weights_registry_lists_the_cache_graphs(exported, tmp_path):
     shutil.copytree(runtime.path, tmp_path / "m")
     listed = {line.split()[0] for line in write_registry(tmp_path)}
     assert {"m/context.onnx", "m/step.onnx", "m/encoder.onnx", "m/model.json"} <= listed
+
+
+def test_the_command_line_samples_over_the_cache(tmp_path):
+    """`pt-plugin sample --buffer-size N` draws over the cache graphs; `--no-cache --buffer-size` is refused."""
+    from export.onnx.cache_graphs import main as add_cache_graphs
+    from export.onnx.graphs import main as export_graphs
+    from PIL import Image
+
+    from cli_helpers import cli, refused
+
+    torch.manual_seed(0)
+    model = PixelTransformer(CONFIGS["image"]).eval()
+    ck = tmp_path / "model.pt"
+    torch.save({"config": {"model": vars(model.cfg), "train": {"buffer_max": 8}}, "model": model.state_dict(),
+                "step": 0}, ck)
+    folder = tmp_path / "m"
+    assert export_graphs([str(ck), "--out", str(folder), "--grid", "12,12", "--kind", "image", "--sizes", "1,7"]) == 0
+    assert add_cache_graphs([str(ck), "--into", str(folder)]) == 0
+    assert pt_plugin.load(folder, device="cpu").buffer_plan() == 8  # the checkpoint's train.buffer_max
+    Image.fromarray((np.random.default_rng(0).random((12, 12)) * 255).astype(np.uint8)).save(tmp_path / "in.png")
+    r = cli("sample", tmp_path / "in.png", "--model", folder, "--observed", "20", "-n", "2", "--buffer-size", "3",
+            "--out", tmp_path / "s.png", "--yes")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "s.png").is_file()
+    refused(cli("sample", tmp_path / "in.png", "--model", folder, "--no-cache", "--buffer-size", "3"),
+            "applies to cached sampling only")

@@ -594,3 +594,16 @@ def test_a_too_old_onnxruntime_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(model_module, "make_session", old_runtime)
     with pytest.raises(InputError, match=r"needs a newer onnxruntime .* onnxruntime >= 1.18"):
         pt_plugin.load("gp-curves", device="cpu")
+
+
+def test_cached_cost_follows_the_buffer():
+    """Over cached keys and values exact sampling is priced far below re-encoding; a smaller buffer (more
+    re-encodings) costs more, and re-encoding at every step costs about what the re-encoding sampler does."""
+    from pt_plugin import cost
+
+    a = cost.Architecture(d_model=128, enc_layers=4, dec_layers=4, ffn=256, bins=64, val_dim=1)
+    reencode = cost.sample_flops(a, 64, 720, 1, 720, 0.0)
+    never, b64, b8 = (cost.cached_sample_flops(a, 64, 720, 1, 720, 0.0, b) for b in (None, 64, 8))
+    assert reencode > 5 * never > 0
+    assert never < b64 < b8 < reencode
+    assert cost.cached_sample_flops(a, 64, 720, 1, 720, 0.0, 0) == pytest.approx(reencode, rel=0.05)
