@@ -104,8 +104,8 @@ def test_curve_cards_and_readme_quote_their_evaluation(name):
 
 def test_the_curve_protocol_measures_the_shipped_graphs():
     """A curve report's model figures are the bundled graphs' (Model.mean, the Distribution's log_prob and cdf),
-    and its joint check draws with Model.sample: the runtime's defaults, and exact (step fraction 0, every point
-    drawn in turn)."""
+    and its joint check draws with Model.sample: the runtime's defaults (cached), and exact re-encoding
+    (cache=False, step fraction 0, every point drawn in turn)."""
     from export.datasets.curves import family
     from export.evaluate import curves
 
@@ -120,7 +120,7 @@ def test_the_curve_protocol_measures_the_shipped_graphs():
     draws = curves.set_draws(model, xs[1], ys[1], xq[1], 5, np.random.default_rng(7))
     seeds = np.random.default_rng(7).integers(2 ** 31, size=2)
     np.testing.assert_array_equal(draws["runtime"], model.sample(*ctx, q, 5, int(seeds[0]))[..., 0])
-    exact = model.sample(*ctx, q, 5, int(seeds[1]), step_fraction=0.0, autoregressive=len(q))
+    exact = model.sample(*ctx, q, 5, int(seeds[1]), step_fraction=0.0, autoregressive=len(q), cache=False)
     np.testing.assert_array_equal(draws["exact"], exact[..., 0])
 
 
@@ -136,7 +136,9 @@ def test_a_curve_report_records_what_it_measured(tmp_path):
     report = curves.evaluate(load_shipped(ROOT / "weights" / "gp-curves", threads=1), args, log=lambda _: None)
     st = report["settings"]
     assert st["protocol"] == "curves" and st["data"] == "gp-curves" and "checkpoint" not in st
-    assert st["joint"]["exact"] == {"autoregressive": 64, "step_fraction": 0.0}
+    assert st["joint"]["exact"] == {"cache": False, "autoregressive": 64, "step_fraction": 0.0}
+    assert st["joint"]["runtime"] == {"cache": True, "autoregressive": pt_plugin.sampling.ALL_POSITIONS,
+                                      "step_fraction": 0.0, "buffer_size": 4}  # the cached defaults of gp-curves
     assert set(report["joint"]["2"]) == {"runtime", "exact", "independent", "oracle_samples"}
     assert json.loads((tmp_path / "metrics.json").read_text()) == report
     block = curves.card_blocks(report)["evaluation"]
