@@ -29,10 +29,9 @@ import time
 from typing import Callable
 
 import numpy as np
-import torch
 
 from export.datasets import FASHION_DIR
-from export.errors import UsageError, int_list
+from export.errors import int_list
 from export.evaluate.baselines import DEFAULT_RIDGE, ConditionalGaussian, linear_fill, nearest_fill
 from export.evaluate.coherence import coherence, coherence_log
 from export.evaluate.images import (
@@ -45,6 +44,7 @@ from export.evaluate.images import (
     figure_sizes,
     fill,
     fmt,
+    image_model,
     minus,
     model_line,
     model_pixels,
@@ -114,12 +114,7 @@ def measure(shipped: Shipped, gauss: ConditionalGaussian, imgs: np.ndarray, size
 def evaluate(shipped: Shipped, args: argparse.Namespace, log: Callable[[str], None] = print) -> dict:
     """Run the protocol of the module docstring on a shipped gray image model, write the reports into
     args.out, return the results."""
-    model = shipped.model
-    if shipped.kind != "image" or model.val_dim != 1:
-        raise UsageError(f"{shipped.source}: the gray protocol needs a 1-channel image model, got a "
-                         f"{shipped.kind} model with {model.val_dim} values per position")
-    if args.threads:
-        torch.set_num_threads(args.threads)  # the baselines and SSIM
+    model = image_model(shipped, 1, "gray", args.threads)
     h, w = model.grid
     d = h * w
     sizes = tuple(int_list(args.sizes, "--sizes")) if args.sizes else DEFAULT_SIZES + (d,)

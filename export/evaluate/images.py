@@ -30,6 +30,18 @@ LN2 = math.log(2)
 
 # ---------------------------------------------------------------------------------------- data
 
+def image_model(shipped: protocol.Shipped, channels: int, name: str, threads: int | None) -> pt_plugin.Model:
+    """The shipped model, checked to be an image model of `channels` values per pixel (the `name` protocol's);
+    torch's thread count set for the baselines and SSIM."""
+    model = shipped.model
+    if shipped.kind != "image" or model.val_dim != channels:
+        raise UsageError(f"{shipped.source}: the {name} protocol needs a {channels}-channel image model, got a "
+                         f"{shipped.kind} model with {model.val_dim} values per position")
+    if threads:
+        torch.set_num_threads(threads)
+    return model
+
+
 def split_images(spec: str, data_dir: str, split: str) -> np.ndarray:
     """[N, H, W, C] images of one split of a data spec. A data set kept in folders (NAME:DIR/train) has its
     other splits in the sibling folders (DIR/test); every other spec reads its splits from one place."""

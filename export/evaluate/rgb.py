@@ -33,7 +33,7 @@ from export.config import TrainConfig
 from export.datasets import split_spec
 from export.datasets.emoji import sibling_groups
 from export.datasets.images import holdout_split, image_files
-from export.errors import DataError, UsageError, int_list
+from export.errors import DataError, int_list
 from export.evaluate.baselines import (
     ConditionalGaussian,
     KnnPosterior,
@@ -53,6 +53,7 @@ from export.evaluate.images import (
     figure_sizes,
     fill,
     fmt,
+    image_model,
     minus,
     model_line,
     model_pixels,
@@ -200,12 +201,7 @@ def load_images(shipped: Shipped, args: argparse.Namespace) -> tuple[np.ndarray,
 def evaluate(shipped: Shipped, args: argparse.Namespace, log: Callable[[str], None] = print) -> dict:
     """Run the protocol of the module docstring on a shipped RGB image model, write the reports into args.out,
     return the results."""
-    model = shipped.model
-    if shipped.kind != "image" or model.val_dim != 3:
-        raise UsageError(f"{shipped.source}: the RGB protocol needs a 3-channel image model, got a "
-                         f"{shipped.kind} model with {model.val_dim} values per position")
-    if args.threads:
-        torch.set_num_threads(args.threads)  # the baselines and SSIM
+    model = image_model(shipped, 3, "RGB", args.threads)
     h, w = model.grid
     sizes = tuple(int_list(args.sizes, "--sizes")) if args.sizes else SIZES
     check_sizes(sizes, h * w - 1)

@@ -163,11 +163,11 @@ def test_the_weights_registry_lists_the_cache_graphs(exported, tmp_path):
 
 def test_the_command_line_samples_over_the_cache(tmp_path):
     """`pt-plugin sample --buffer-size N` draws over the cache graphs; `--no-cache --buffer-size` is refused."""
-    from export.onnx.cache_graphs import main as add_cache_graphs
-    from export.onnx.graphs import main as export_graphs
     from PIL import Image
 
     from cli_helpers import cli, refused
+    from export.onnx.cache_graphs import main as add_cache_graphs
+    from export.onnx.graphs import main as export_graphs
 
     torch.manual_seed(0)
     model = PixelTransformer(CONFIGS["image"]).eval()
