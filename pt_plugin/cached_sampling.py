@@ -159,15 +159,23 @@ def cached_sample(model: CachedModel, pos: np.ndarray, val: np.ndarray, queries:
 def _encode_grown(model: CachedModel, pos: np.ndarray, val: np.ndarray, queries: np.ndarray, drawn: np.ndarray,
                   out: np.ndarray, query_pos: np.ndarray) -> list[np.ndarray]:
     """context.onnx over each sample's S plus its drawn positions (drawn: [samples, d] indices into queries): the
-    caches of the grown sets and the law at query_pos."""
+    caches of the grown sets and the law at query_pos. Samples go through in groups whose attention scores fit
+    model.attention_budget (as Model.encode_batch splits), so a large set does not hold every sample's at once."""
     b = len(drawn)
     rows = np.arange(b)[:, None]
-    spos = np.concatenate([np.broadcast_to(pos, (b, *pos.shape)), queries[drawn]], axis=1)
-    sval = np.concatenate([np.broadcast_to(val, (b, *val.shape)), out[rows, drawn]], axis=1)
-    return model.context_graph.run({"sample_positions": np.ascontiguousarray(spos, np.float32),
-                                    "sample_values": np.ascontiguousarray(sval, np.float32),
-                                    "sample_mask": np.ones(spos.shape[:2], bool),
-                                    "query_positions": np.ascontiguousarray(query_pos, np.float32)})
+    spos = np.ascontiguousarray(np.concatenate([np.broadcast_to(pos, (b, *pos.shape)), queries[drawn]], 1), np.float32)
+    sval = np.ascontiguousarray(np.concatenate([np.broadcast_to(val, (b, *val.shape)), out[rows, drawn]], 1),
+                                np.float32)
+    qpos = np.ascontiguousarray(query_pos, np.float32)
+    t = spos.shape[1]
+    group = max(1, int(getattr(model, "attention_budget", 2 ** 24)) // (int(getattr(model, "heads", 1)) * t * t))
+    parts = [model.context_graph.run({"sample_positions": spos[i:i + group], "sample_values": sval[i:i + group],
+                                      "sample_mask": np.ones((len(spos[i:i + group]), t), bool),
+                                      "query_positions": qpos[i:i + group]}) for i in range(0, b, group)]
+    if len(parts) == 1:
+        return parts[0]
+    caches = [np.concatenate([p[j] for p in parts], 1) for j in range(4)]  # [layers, batch, ...]
+    return caches + [np.concatenate([p[j] for p in parts], 0) for j in range(4, len(parts[0]))]
 
 
 def _step(model: CachedModel, caches: Caches, token_pos: np.ndarray, token_val: np.ndarray,

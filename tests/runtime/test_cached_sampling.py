@@ -185,3 +185,17 @@ def test_the_command_line_samples_over_the_cache(tmp_path):
     assert (tmp_path / "s.png").is_file()
     refused(cli("sample", tmp_path / "in.png", "--model", folder, "--no-cache", "--buffer-size", "3"),
             "applies to cached sampling only")
+
+
+def test_re_encoding_in_groups_draws_the_same(exported):
+    """The grown sets go through context.onnx in groups that fit the attention budget: same draws either way."""
+    model, runtime = exported
+    p, v, q = observed(model.cfg, 6, 30)
+    whole = runtime.sample(p, v, q, 4, seed=3, cache=True, buffer_size=5)
+    budget = runtime.attention_budget
+    try:
+        runtime.attention_budget = 1  # one sample per context.onnx call
+        grouped = runtime.sample(p, v, q, 4, seed=3, cache=True, buffer_size=5)
+    finally:
+        runtime.attention_budget = budget
+    np.testing.assert_allclose(grouped, whole, atol=1e-6)
