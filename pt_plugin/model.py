@@ -330,8 +330,8 @@ class Model:
         requires them. Defaults then differ: every position drawn exactly (autoregressive = all,
         step_fraction 0), against DEFAULT_AUTOREGRESSIVE and DEFAULT_STEP_FRACTION when re-encoding.
         buffer_size (cached only): once the buffer of drawn tokens would exceed it, S and every value drawn so far
-        are encoded again as the new context; None (default) takes the size the weights were fine-tuned with
-        (model.json cache.buffer_size; never re-encode if absent), 0 re-encodes at every step.
+        are encoded again as the new context; None (default) takes the model's (model.json cache.buffer_size, chosen
+        by measurement against re-encoding; never re-encode if absent), 0 re-encodes at every step.
         """
         if isinstance(positions, Context):
             raise InputError("sample() takes the sample set itself (positions, values), not a Context: sampling "
