@@ -87,9 +87,10 @@ def test_video_samples_are_the_runtime_sampler_s(video_model):
     """The protocol's samples are Model.sample_grid's (what `pt-plugin sample` draws, the runtime's defaults): the
     observed voxels kept, every other one drawn with the same seed."""
     truth, idx = random_clips(1, 64)
-    got = model_samples(video_model, truth[..., None], idx, 2, seed=3)[0, ..., 0]
+    got = model_samples(video_model, truth[..., None], idx, 2, seed=3, autoregressive=300)[0, ..., 0]  # seconds
     grid = grid_positions(FRAMES, SIZE, SIZE)
-    want = video_model.sample_grid(grid[idx[0]], truth[0, idx[0], None], None, 2, sample_seed(3, 64, 0))
+    want = video_model.sample_grid(grid[idx[0]], truth[0, idx[0], None], None, 2, sample_seed(3, 64, 0),
+                                   autoregressive=300)
     np.testing.assert_array_equal(got.astype(np.float32), want.reshape(2, D))
     np.testing.assert_array_equal(got[:, idx[0]], np.repeat(truth[:, idx[0]], 2, 0))
 
