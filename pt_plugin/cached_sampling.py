@@ -35,6 +35,8 @@ class CachedModel(Protocol):
     centers: np.ndarray
     context_graph: Any
     step_graph: Any
+    heads: int
+    attention_budget: int  # attention scores per layer per graph call: how many grown sets context.onnx takes at once
 
 
 class Caches:
@@ -168,7 +170,7 @@ def _encode_grown(model: CachedModel, pos: np.ndarray, val: np.ndarray, queries:
                                 np.float32)
     qpos = np.ascontiguousarray(query_pos, np.float32)
     t = spos.shape[1]
-    group = max(1, int(getattr(model, "attention_budget", 2 ** 24)) // (int(getattr(model, "heads", 1)) * t * t))
+    group = max(1, int(model.attention_budget) // (int(model.heads) * t * t))
     parts = [model.context_graph.run({"sample_positions": spos[i:i + group], "sample_values": sval[i:i + group],
                                       "sample_mask": np.ones((len(spos[i:i + group]), t), bool),
                                       "query_positions": qpos[i:i + group]}) for i in range(0, b, group)]
