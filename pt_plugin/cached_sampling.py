@@ -8,10 +8,10 @@ Caches live in arrays that double when full: nothing is reallocated per step, an
 twice the tokens it attends to.
 
 buffer_size bounds the buffer: once it would hold more tokens, S and every value drawn so far are encoded
-again as the new context (context.onnx, one set per sample) and the buffer starts empty. The weights learn
-buffers up to the size they were fine-tuned with (model.json cache.buffer_size); beyond it the buffer's
-conditionals drift from the re-encoded ones. 0 re-encodes at every step (the re-encoding sampler's draws),
-None never does (one encoding per call).
+again as the new context (context.onnx, one set per sample) and the buffer starts empty: the buffer's
+conditionals drift from the re-encoded ones as it grows. Each model's default (model.json cache.buffer_size) was
+chosen by measurement against re-encoding. 0 re-encodes at every step (the re-encoding sampler's draws), None
+never does (one encoding per call).
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ class Caches:
 
     def __init__(self, first: list[np.ndarray], batch: int, capacity: int):
         self.capacity, self.batch = capacity, batch
-        self.size = first[0].shape[3]
+        self.size = self.context = first[0].shape[3]  # tokens in all; of them, encoded together (the rest: buffer)
         self._allocate(min(capacity, self.size + GROWTH_MIN), [a.shape for a in first])
         for arr, a in zip(self.arrays, first):
             arr[:, :, :, :self.size] = a  # one context, every sample
@@ -86,7 +86,11 @@ class Caches:
             arr[:, :, :, :t] = a
         self.mask[:] = False
         self.mask[:, :t] = True
-        self.size = t
+        self.size = self.context = t
+
+    def overflows(self, tokens: int, buffer_size: int | None) -> bool:
+        """Whether `tokens` more would make the buffer hold more than buffer_size (None: no bound)."""
+        return buffer_size is not None and self.size - self.context + tokens > buffer_size
 
     def append(self, new: list[np.ndarray]) -> None:
         n = new[0].shape[3]
@@ -133,7 +137,6 @@ def cached_sample(model: CachedModel, pos: np.ndarray, val: np.ndarray, queries:
                                     "sample_mask": np.ones((1, k), bool),
                                     "query_positions": queries[first].reshape(1, -1, model.pos_dim)})
     caches = Caches(outs[:4], num_samples, k + n_ar)
-    context = k  # tokens encoded together; the rest of the caches is the buffer
     law = _law(outs, model, first.shape)  # every sample's first positions were asked of the one context
     done = 0
     for i, m in enumerate(sizes):
@@ -145,16 +148,15 @@ def cached_sample(model: CachedModel, pos: np.ndarray, val: np.ndarray, queries:
             progress(done, n)
         if i + 1 < len(sizes):
             nxt = queries[orders[:, done:done + sizes[i + 1]]]
-            if buffer_size is not None and caches.size - context + m > buffer_size:
+            if caches.overflows(m, buffer_size):
                 outs = _encode_grown(model, pos, val, queries, orders[:, :done], out, nxt)
                 caches.reset(outs[:4])
-                context = caches.size
             else:
                 outs = _step(model, caches, queries[idx], draws, nxt)
             law = _law(outs, model)
     if n_ar < n:
-        refresh = buffer_size is not None and caches.size - context + sizes[-1] > buffer_size
-        _fill_means(model, caches, pos, val, queries, orders, done, sizes, out, progress, refresh)
+        _fill_means(model, caches, pos, val, queries, orders, done, sizes, out, progress,
+                    caches.overflows(sizes[-1], buffer_size))
     return out
 
 
