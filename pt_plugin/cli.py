@@ -369,7 +369,7 @@ SCALE_HELP = "enlargement of the picture [default: 4, less for large grids (pane
                    "step (the reference) [default: cached when the model has the cache graphs]")
 @click.option("--buffer-size", type=click.IntRange(0, None), default=None,
               help="cached: drawn values held in the causal buffer before the grown set is encoded again; 0 = "
-                   "at every step [default: the size the model was fine-tuned with]")
+                   "at every step [default: the model's, model.json cache.buffer_size, chosen by measurement]")
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
               help="picture to write (PNG grid for images, plot + CSV for curves, GIF + frame strip for videos, "
                    "PNG + PLY meshes for volumes: NAME.obj or NAME.ply picks the mesh format)")
