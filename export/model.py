@@ -132,6 +132,8 @@ class Attention(nn.Module):
         self.frozen: tuple[torch.Tensor, ...] | None = None  # set by frozen_for_export; not in the state_dict
         self.fuse_from: int | None = None  # fused_forward from this many keys on (training only:
         #   PixelTransformer.fuse_attention); None: never. Exports always take the folded path
+        self.attention_op = False  # set by frozen_for_export(attention_op=True): the folded path as one
+        #   scaled_dot_product_attention, which the exporter writes as one ONNX Attention node (opset 23)
 
     def projections(self) -> tuple[torch.Tensor, ...]:
         """(wq, bq): weight [H·(dh+1), d] and bias giving [q / √dh, 1] per head in one projection."""
@@ -160,6 +162,8 @@ class Attention(nn.Module):
             return self.biased_forward(x, mem, bias)
         if self.fuse_from is not None and self.frozen is None and mem.shape[1] >= self.fuse_from:
             return self.fused_forward(x, mem, bias)
+        if self.attention_op:
+            return self.op_attend(x, *self.keys_values(mem), bias)
         scores, v = self.scores_and_values(x, mem, bias)
         att = self.drop(torch.softmax(scores, dim=-1))
         b, lq, _ = x.shape
@@ -189,9 +193,24 @@ class Attention(nn.Module):
         k, v = self.kv(mem).chunk(2, dim=-1)
         return self.heads(k), self.heads(v)
 
+    def op_attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """The folded formulation over keys and values [B, H, K, dh] and a key bias [B, 1, 1, K] as one
+        scaled_dot_product_attention (export only, opset 23: one standard Attention node, no [B, H, Lq, K] scores
+        in the graph): q = [q / √dh, 1], k = [k, bias], scale 1, so q·k = q·k / √dh + bias exactly as in
+        scores_and_values. The bias rides in the keys because onnxruntime's Attention kernel wants a mask of
+        [.., Lq, K], which would be a full-size tensor."""
+        b, lq, _ = x.shape
+        h, dh, lk = self.h, self.dh, k.shape[2]
+        q1 = F.linear(x, *self.projections()).view(b, lq, h, dh + 1).transpose(1, 2)  # [B,H,Lq,dh+1]
+        k1 = torch.cat([k, bias.transpose(-1, -2).expand(b, h, lk, 1)], dim=-1)  # [B,H,K,dh+1]
+        out = F.scaled_dot_product_attention(q1, k1, v, scale=1.0)
+        return self.proj(out.transpose(1, 2).reshape(b, lq, h * dh))
+
     def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """The plain formulation over given keys and values [B, H, K, dh], with a bias broadcast to
         [B, H, Lq, K]: softmax(q·kᵀ/√dh + bias)·v, projected."""
+        if self.attention_op and bias.shape[-2] == 1:
+            return self.op_attend(x, k, v, bias)
         b, lq, _ = x.shape
         q = self.heads(self.q(x)) * (1.0 / math.sqrt(self.dh))
         att = self.drop(torch.softmax(q @ k.transpose(-1, -2) + bias, dim=-1))
@@ -205,18 +224,21 @@ class Attention(nn.Module):
 
 
 @contextmanager
-def frozen_for_export(model: nn.Module) -> Iterator[nn.Module]:
+def frozen_for_export(model: nn.Module, attention_op: bool = False) -> Iterator[nn.Module]:
     """Within the block every Attention uses its folded query projection as fixed tensors (export only:
-    training must see the live weights)."""
+    training must see the live weights); with attention_op, each attention over a key bias goes through
+    Attention.op_attend (one ONNX Attention node at opset 23) instead of MatMul, Softmax, MatMul."""
     atts = [m for m in model.modules() if isinstance(m, Attention)]
     with torch.no_grad():
         for att in atts:
             att.frozen = tuple(t.clone() for t in att.projections())
+            att.attention_op = attention_op
     try:
         yield model
     finally:
         for att in atts:
             att.frozen = None
+            att.attention_op = False
 
 
 class FeedForward(nn.Sequential):

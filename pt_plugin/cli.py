@@ -358,7 +358,8 @@ SCALE_HELP = "enlargement of the picture [default: 4, less for large grids (pane
 @click.option("--num-samples", "-n", type=click.IntRange(1, 1000), default=3, show_default=True)
 @click.option("--autoregressive", type=click.IntRange(0, None), default=None,
               help="positions drawn one by one (N'); the rest take the mean [default: every position for a model "
-                   f"with cache graphs, else {DEFAULT_AUTOREGRESSIVE}]")
+                   "with cache graphs (or its model.json cache.autoregressive where it records one), else "
+                   f"{DEFAULT_AUTOREGRESSIVE}]")
 @click.option("--step-fraction", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="draw ceil(f*|set|) positions per encoder pass; 0 = the paper's exact one-at-a-time sampler "
                    f"[default: 0 for a model with cache graphs, else {DEFAULT_STEP_FRACTION}]")

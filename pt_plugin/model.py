@@ -22,7 +22,7 @@ from .errors import InputError, WeightsError
 from .graphs import Graph, session_device, to_numpy
 from .grids import cell_index, grid_positions
 from .sampling import ALL_POSITIONS, DEFAULT_AUTOREGRESSIVE, DEFAULT_STEP_FRACTION, hybrid_sample
-from .sessions import MIN_ONNXRUNTIME, make_session, require_onnxruntime, thread_count
+from .sessions import MIN_ONNXRUNTIME, make_session, ort_version, require_onnxruntime, thread_count, version_tuple
 from .signal import Signal
 from .weights import DEFAULT_MODEL, graph_files, locate
 
@@ -101,6 +101,7 @@ class Model:
         files = graph_files(precision)
         thread_count(threads)  # a bad threads argument or PT_PLUGIN_THREADS is refused before any file is read
         self.meta = metadata.read(self.path)
+        fp32_needs = str(self.meta.get("requires_onnxruntime") or MIN_ONNXRUNTIME)  # opset 23's Attention: 1.23
         if precision != "fp32":
             missing = [f for f in files if not (self.path / f).is_file()]
             if missing:
@@ -114,8 +115,13 @@ class Model:
                                  "checkout)")
             variant = self.meta["variants"][precision]
             if variant.get("requires_onnxruntime"):
+                fp32_loads = version_tuple(ort_version()) >= version_tuple(fp32_needs)
                 require_onnxruntime(variant["requires_onnxruntime"], f"the {precision} graphs of {self.path} (they "
-                                    f"use {variant.get('method', 'newer operators')})")
+                                    f"use {variant.get('method', 'newer operators')})",
+                                    instead=", or use precision='fp32'" if fp32_loads else "")
+        # refused here with the reason, not inside session creation
+        require_onnxruntime(fp32_needs, f"the graphs of {self.path} (ONNX opset {self.meta.get('opset', 20)})",
+                            instead="")
         digests = metadata.verify_files(self.path, self.meta, files)
         self.precision = precision
         self.identity = metadata.identity(digests, precision)
@@ -327,8 +333,9 @@ class Model:
         cache: with the causal buffer's graphs (model.json "cache", context.onnx and step.onnx) S is encoded
         once and each drawn value costs one token's pass over cached keys and values (pt_plugin.cached_sampling);
         None (default) uses them when the model has them, False re-encodes as above (the reference), True
-        requires them. Defaults then differ: every position drawn exactly (autoregressive = all,
-        step_fraction 0), against DEFAULT_AUTOREGRESSIVE and DEFAULT_STEP_FRACTION when re-encoding.
+        requires them. Defaults then differ: every position drawn exactly (autoregressive = all, or the model's
+        cache.autoregressive where model.json records one; step_fraction 0), against DEFAULT_AUTOREGRESSIVE and
+        DEFAULT_STEP_FRACTION when re-encoding.
         buffer_size (cached only): once the buffer of drawn tokens would exceed it, S and every value drawn so far
         are encoded again as the new context; None (default) takes the model's (model.json cache.buffer_size, chosen
         by measurement against re-encoding; never re-encode if absent), 0 re-encodes at every step.
@@ -373,6 +380,19 @@ class Model:
         """Whether this model samples over cached keys and values (model.json "cache"; fp32 graphs only)."""
         return "cache" in self.meta and self.precision == "fp32"
 
+    @property
+    def cached_autoregressive(self) -> int:
+        """How many positions the cached sampler draws by default (the rest take the mean): model.json's
+        cache.autoregressive where a model records one (a signal of tens of thousands of positions, where drawing
+        every one would take minutes), else every position."""
+        recorded = self.meta.get("cache", {}).get("autoregressive")
+        if recorded is None:
+            return ALL_POSITIONS
+        if isinstance(recorded, bool) or not isinstance(recorded, int) or recorded < 1:
+            raise WeightsError(f"{self.path}/model.json: cache.autoregressive must be a whole number >= 1, got "
+                               f"{recorded!r}; export the cache graphs again")
+        return recorded
+
     def sampling_plan(self, autoregressive: int | None = None, step_fraction: float | None = None,
                       cache: bool | None = None) -> tuple[bool, int, float]:
         """(cached, autoregressive, step_fraction) that sample() will use for these options (None: the default
@@ -386,7 +406,7 @@ class Model:
                              "checkout), or pass cache=False")
         cached = self.has_cache if cache is None else bool(cache)
         if autoregressive is None:
-            autoregressive = ALL_POSITIONS if cached else DEFAULT_AUTOREGRESSIVE
+            autoregressive = self.cached_autoregressive if cached else DEFAULT_AUTOREGRESSIVE
         if step_fraction is None:
             step_fraction = 0.0 if cached else DEFAULT_STEP_FRACTION
         return (cached, inputs.positive_int(autoregressive, "autoregressive", 0),

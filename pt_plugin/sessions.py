@@ -50,12 +50,17 @@ def version_tuple(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in leading.group(0).split(".")) if leading else ()
 
 
-def require_onnxruntime(required: str, what: str) -> None:
+def ort_version() -> str:
+    """The installed onnxruntime's version string."""
+    return ort.__version__
+
+
+def require_onnxruntime(required: str, what: str, instead: str = ", or use precision='fp32'") -> None:
     """InputError naming `what` (e.g. "the int8 graphs of X, which use ...") when the installed onnxruntime
     is older than `required` ("1.22"): a clear message instead of a failure inside session creation."""
     if version_tuple(ort.__version__) < version_tuple(required):
         raise InputError(f"{what} need onnxruntime >= {required}; this is onnxruntime {ort.__version__}: upgrade "
-                         "onnxruntime-gpu, or use precision='fp32'")
+                         f"onnxruntime-gpu{instead}")
 
 
 def onnxruntime_problem() -> str | None:

@@ -24,7 +24,7 @@ from export.cache import cached_step, context_caches
 from export.checkpoint import ExportError, load_checkpoint
 from export.errors import UsageError, reports_errors
 from export.model import PixelTransformer, frozen_for_export
-from export.onnx.graphs import OPSET, _attach_metadata, _export, example_inputs
+from export.onnx.graphs import ATTENTION_OPSET, _attach_metadata, _export, example_inputs
 from pt_plugin.metadata import sha256
 
 CACHE_FILES = ("context.onnx", "step.onnx")
@@ -115,8 +115,10 @@ def cache_block(model: PixelTransformer) -> dict[str, Any]:
     }
 
 
-def export_cache(model: PixelTransformer, out: Path) -> dict[str, str]:
-    """Write context.onnx and step.onnx into `out`; returns their sha256 entries."""
+def export_cache(model: PixelTransformer, out: Path, opset: int = 20) -> dict[str, str]:
+    """Write context.onnx and step.onnx into `out` at `opset` (the folder's: from 23, context.onnx's attentions
+    are standard Attention nodes; step.onnx keeps MatMul, Softmax, MatMul, which reads the caches without joining
+    them to the new tokens); returns their sha256 entries."""
     ctx_dims = {"sample_positions": {0: "batch", 1: "num_samples"}, "sample_values": {0: "batch", 1: "num_samples"},
                 "sample_mask": {0: "batch", 1: "num_samples"}, "query_positions": {0: "batch", 1: "num_queries"}}
     names = {"batch": torch.export.Dim("batch"), "num_samples": torch.export.Dim("num_samples"),
@@ -127,11 +129,11 @@ def export_cache(model: PixelTransformer, out: Path) -> dict[str, str]:
     step_dims = {"token_positions": dims({0: "batch", 1: "tokens"}), "token_values": dims({0: "batch", 1: "tokens"}),
                  "caches": tuple(dims({0: "batch", 2: "cache"}) for _ in cache_inputs(cfg.enc_layers, cfg.dec_layers)),
                  "cache_mask": dims({0: "batch", 1: "cache"}), "query_positions": dims({0: "batch", 1: "num_queries"})}
-    with frozen_for_export(model):
+    with frozen_for_export(model, attention_op=opset >= ATTENTION_OPSET):
         _export(_Context(model).eval(), example_inputs(cfg, 2, 5, 3), out / "context.onnx", CONTEXT_INPUTS,
-                CACHES + LAW, {k: dims(v) for k, v in ctx_dims.items()})
+                CACHES + LAW, {k: dims(v) for k, v in ctx_dims.items()}, opset)
         _export(_Step(model).eval(), step_inputs(model, 2, 5, 2, 3), out / "step.onnx", step_input_names(model),
-                STEP_OUTPUTS, step_dims)
+                STEP_OUTPUTS, step_dims, opset)
     for f in CACHE_FILES:
         _attach_metadata(out / f, {"graph": f, "cache": cache_block(model)})
     return {f: f"sha256:{sha256(out / f)}" for f in CACHE_FILES}
@@ -180,10 +182,12 @@ def _worst(want, got, names, mask) -> float:
 
 
 def add_to_folder(model: PixelTransformer, folder: Path, tolerance: float = 1e-4,
-                  buffer_size: int | None = None) -> dict[str, Any]:
+                  buffer_size: int | None = None, autoregressive: int | None = None) -> dict[str, Any]:
     """Export, check and record the cache graphs in an export folder; nothing changes there unless they pass.
     buffer_size: the sampler's default bound on the buffer before it encodes the grown set again (None: no bound
-    recorded); at most the buffer the weights were trained with (train.buffer_max), smaller where measured better."""
+    recorded); at most the buffer the weights were trained with (train.buffer_max), smaller where measured better.
+    autoregressive: the cached sampler's default number of positions drawn, the rest the mean (None: every
+    position; for signals of tens of thousands of positions)."""
     meta_path = folder / "model.json"
     meta = json.loads(meta_path.read_text())
     params = sum(p.numel() for p in model.parameters())
@@ -191,21 +195,24 @@ def add_to_folder(model: PixelTransformer, folder: Path, tolerance: float = 1e-4
         raise UsageError(f"{folder} holds a model of {meta.get('parameters')} parameters and {meta.get('bins')} "
                          f"bins; the checkpoint has {params} and {model.cfg.bins}: expected the checkpoint its "
                          "graphs were exported from")
+    opset = int(meta.get("opset", 20))  # the folder's encoder and decoder opset (20 before model.json named it)
     with tempfile.TemporaryDirectory(prefix=".cache-", dir=folder) as staging:
-        files = export_cache(model, Path(staging))
+        files = export_cache(model, Path(staging), opset)
         worst = validate_cache(model, Path(staging))
         if worst > tolerance:
             raise ExportError(f"cache graphs differ from torch by {worst:.2e} (tolerance {tolerance:.0e}); "
                               f"nothing written to {folder}")
         for f in CACHE_FILES:
             (Path(staging) / f).replace(folder / f)
-    meta["cache"] = {**cache_block(model), "parity_max_abs_diff": worst, "opset": OPSET}
+    meta["cache"] = {**cache_block(model), "parity_max_abs_diff": worst, "opset": opset}
     if buffer_size:
         meta["cache"]["buffer_size"] = int(buffer_size)
         meta["cache"]["buffer"] = ("a sampler encodes S and every drawn value again as the new context "
                                    "(context.onnx) before the buffer (tokens stepped since the last context call) "
                                    "would hold more than buffer_size tokens; the draws' law drifts from the "
                                    "re-encoding sampler's as the buffer grows (model card)")
+    if autoregressive:
+        meta["cache"]["autoregressive"] = int(autoregressive)
     meta.setdefault("files", {}).update(files)
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     return meta["cache"]
@@ -220,15 +227,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--buffer-size", type=int, default=None,
                    help="the sampler's default bound on the causal buffer, recorded in model.json (default: the "
                         "checkpoint's train.buffer_max; 0 = none recorded)")
+    p.add_argument("--autoregressive", type=int, default=None, metavar="N",
+                   help="the cached sampler's default number of positions drawn, the rest the mean, recorded in "
+                        "model.json (default: none recorded, every position drawn)")
     a = p.parse_args(argv)
     if a.buffer_size is not None and a.buffer_size < 0:
         raise UsageError(f"--buffer-size must be >= 0, got {a.buffer_size}")
+    if a.autoregressive is not None and a.autoregressive < 1:
+        raise UsageError(f"--autoregressive must be >= 1, got {a.autoregressive}")
     folder = Path(a.into)
     if not (folder / "model.json").is_file():
         raise UsageError(f"{folder} holds no model.json; expected an export folder (python -m export.onnx)")
     model, ck = load_checkpoint(a.checkpoint)
     trained = (ck.get("config") or {}).get("train", {}).get("buffer_max") or None
-    block = add_to_folder(model, folder, a.tolerance, trained if a.buffer_size is None else a.buffer_size)
+    block = add_to_folder(model, folder, a.tolerance, trained if a.buffer_size is None else a.buffer_size,
+                          a.autoregressive)
     print(f"wrote {folder}/context.onnx, step.onnx and model.json's cache block (parity "
           f"{block['parity_max_abs_diff']:.2e}); a bundled model needs python -m export.onnx.registry")
     return 0

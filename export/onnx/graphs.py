@@ -30,7 +30,9 @@ ENCODER_INPUTS = ["sample_positions", "sample_values", "sample_mask"]
 ENCODER_OUTPUTS = ["memory"]
 DECODER_INPUTS = ["memory", "sample_mask", "query_positions"]
 DECODER_OUTPUTS = ["logits", "offsets", "log_sigma"]
-OPSET = 20  # 20: GELU as one standard Gelu node (issue 18)
+OPSET = 23  # 20: GELU as one standard Gelu node (issue 18); 23: each attention one standard Attention node
+ATTENTION_OPSET = 23  # from here the exporter writes scaled_dot_product_attention as ONNX Attention
+OPSETS = (20, 23)
 EXPORT_FILES = ("encoder.onnx", "decoder.onnx", "model.json")
 FORMAT_VERSION = 2  # 2: signal, graph_io and files blocks
 
@@ -64,18 +66,24 @@ def example_inputs(cfg, batch: int = 2, k: int = 5, q: int = 3, seed: int = 0):
     return pos, val, mask, qpos
 
 
-def _export(module, args, path: Path, inputs, outputs, dynamic) -> None:
+def min_onnxruntime(opset: int) -> str:
+    """The first onnxruntime release that runs graphs of this opset on CPU (1.23: the Attention-23 CPU kernel)."""
+    return "1.23" if opset >= ATTENTION_OPSET else "1.18"
+
+
+def _export(module, args, path: Path, inputs, outputs, dynamic, opset: int = OPSET) -> None:
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # silences "torchvision is not installed"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prog = torch.onnx.export(module, args, dynamo=True, input_names=inputs, output_names=outputs,
-                                 dynamic_shapes=dynamic, opset_version=OPSET, optimize=True,
+                                 dynamic_shapes=dynamic, opset_version=opset, optimize=True,
                                  verbose=False)
     prog.save(str(path), external_data=False)
 
 
 def model_metadata(model: PixelTransformer, ck: dict[str, Any], name: str, version: str,
-                   grid: list[int] | None, metrics: dict | None, kind: str | None = None) -> dict[str, Any]:
+                   grid: list[int] | None, metrics: dict | None, kind: str | None = None,
+                   opset: int = OPSET) -> dict[str, Any]:
     """Everything the runtime (or a client in another language) needs, also mirrored into the ONNX
     metadata_props; model.json adds the sha256 of the graph files under "files"."""
     cfg = model.cfg
@@ -86,7 +94,9 @@ def model_metadata(model: PixelTransformer, ck: dict[str, Any], name: str, versi
         "name": name,
         "version": version,
         "signal": signal.to_json(),
-        "graph_io": graph_io(OPSET),
+        "graph_io": graph_io(opset, min_onnxruntime(opset)),
+        "opset": opset,
+        "requires_onnxruntime": min_onnxruntime(opset),
         "pos_dim": cfg.pos_dim,
         "val_dim": cfg.val_dim,
         "grid": grid,
@@ -142,8 +152,11 @@ def _attach_metadata(path: Path, meta: dict[str, Any]) -> None:
 
 def export(model: PixelTransformer, ck: dict[str, Any], out: Path, name: str, version: str = "0.1.0",
            grid: list[int] | None = None, metrics: dict | None = None, force: bool = False,
-           kind: str | None = None) -> dict[str, Any]:
-    """Write encoder.onnx, decoder.onnx and model.json into `out`; returns the metadata."""
+           kind: str | None = None, opset: int = OPSET) -> dict[str, Any]:
+    """Write encoder.onnx, decoder.onnx and model.json into `out` at `opset` (from 23 each attention is one
+    standard Attention node); returns the metadata."""
+    if opset not in OPSETS:
+        raise ExportError(f"opset {opset} is not one this exporter writes; expected one of {OPSETS}")
     files = [out / "encoder.onnx", out / "decoder.onnx", out / "model.json"]
     existing = [str(f) for f in files if f.exists()]
     if existing and not force:
@@ -154,15 +167,16 @@ def export(model: PixelTransformer, ck: dict[str, Any], out: Path, name: str, ve
     enc, dec = _Encoder(model).eval(), _Decoder(model).eval()
     with torch.no_grad():
         mem = enc(pos, val, mask)
-    meta = model_metadata(model, ck, name, version, grid, metrics, kind)
+    meta = model_metadata(model, ck, name, version, grid, metrics, kind, opset)
     tmp = [f.with_suffix(".onnx.tmp") for f in files[:2]]
-    with frozen_for_export(model):  # the folded query projections as initializers (issue 18)
+    # the folded query projections as initializers (issue 18); from opset 23 one Attention node per attention
+    with frozen_for_export(model, attention_op=opset >= ATTENTION_OPSET):
         _export(enc, (pos, val, mask), tmp[0], ENCODER_INPUTS, ENCODER_OUTPUTS,
                 {"sample_positions": {0: batch, 1: ns}, "sample_values": {0: batch, 1: ns},
-                 "sample_mask": {0: batch, 1: ns}})
+                 "sample_mask": {0: batch, 1: ns}}, opset)
         _export(dec, (mem, mask, qpos), tmp[1], DECODER_INPUTS, DECODER_OUTPUTS,
                 {"memory": {0: batch, 1: ns}, "sample_mask": {0: batch, 1: ns},
-                 "query_positions": {0: batch, 1: nq}})
+                 "query_positions": {0: batch, 1: nq}}, opset)
     for t in tmp:
         _attach_metadata(t, meta)
     meta["files"] = {f.name: f"sha256:{sha256(t)}" for t, f in zip(tmp, files[:2])}
@@ -250,6 +264,9 @@ def main(argv=None) -> int:
     p.add_argument("--force", action="store_true", help="replace an existing export")
     p.add_argument("--tolerance", type=float, default=1e-4)
     p.add_argument("--sizes", default="1,7,64,2048")
+    p.add_argument("--opset", type=int, choices=OPSETS, default=OPSET,
+                   help=f"ONNX opset (default {OPSET}: each attention one standard Attention node, onnxruntime >= "
+                        f"{min_onnxruntime(OPSET)}; 20: MatMul, Softmax, MatMul, onnxruntime >= 1.18)")
     a = p.parse_args(argv)
     out = Path(a.out)
     model, ck = load_checkpoint(a.checkpoint)
@@ -260,7 +277,7 @@ def main(argv=None) -> int:
         raise ExportError(f"{out} already holds an export ({', '.join(existing)}); pass --force to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.name}-", dir=out.parent) as staging:
-        meta = export(model, ck, Path(staging), a.name or out.name, a.version, grid, metrics, True, a.kind)
+        meta = export(model, ck, Path(staging), a.name or out.name, a.version, grid, metrics, True, a.kind, a.opset)
         worst = validate(model, Path(staging), sizes=int_list(a.sizes, "--sizes"))
         ok = worst <= a.tolerance
         print(f"parity {'OK' if ok else 'FAILED'}: largest difference {worst:.2e} (tolerance {a.tolerance:.0e})")

@@ -35,7 +35,7 @@ def signal_for(data: str | None, pos_dim: int, val_dim: int, grid: list[int] | N
     return Signal(kind, axes, tuple(grid) if grid else None, channels, UNITS[kind], tuple(value_range))
 
 
-def graph_io(opset: int = 20) -> dict[str, Any]:
+def graph_io(opset: int = 20, min_onnxruntime: str = "1.18") -> dict[str, Any]:
     """How to call encoder.onnx and decoder.onnx (exported at `opset`) and read their outputs (the runtime follows
     exactly this), and what model.json's other fields and demo.npz hold."""
     return {
@@ -92,6 +92,8 @@ def graph_io(opset: int = 20) -> dict[str, Any]:
                          "videos, shapes) and/or dense true points `positions` [N, pos_dim] and `values` "
                          "[N, val_dim] (curves, shapes)"),
         },
-        "runtime": (f"onnxruntime >= 1.18 runs the fp32 graphs (ONNX opset {opset}, IR version 10); a variant "
-                    "that needs more names it in requires_onnxruntime"),
+        "runtime": (f"onnxruntime >= {min_onnxruntime} runs the fp32 graphs (ONNX opset {opset}, IR version 10"
+                    + ("; each attention is one standard Attention node" if opset >= 23 else "")
+                    + "); model.json's requires_onnxruntime says the same, and a variant that needs more names it in "
+                    "its own requires_onnxruntime"),
     }

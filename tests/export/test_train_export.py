@@ -74,6 +74,43 @@ def test_export_files_and_metadata(tiny_export):
         assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in m.graph.initializer)
 
 
+def test_opset_23_graphs_compute_what_opset_20_graphs_do(tiny_run, tiny_export, tmp_path):
+    """From opset 23 each attention is one standard Attention node (no [B, H, Lq, K] scores in the graph); the
+    numbers are the folded formulation's, so an opset-20 export of the same checkpoint gives the same law."""
+    import onnx
+
+    import pt_plugin
+    from export.onnx.graphs import main
+
+    old = tmp_path / "tiny20"
+    assert main([str(tiny_run / "model.pt"), "--out", str(old), "--grid", "28,28", "--sizes", "1,7", "--opset",
+                 "20"]) == 0
+    metas = {f: json.loads((f / "model.json").read_text()) for f in (old, tiny_export)}
+    assert (metas[old]["opset"], metas[old]["requires_onnxruntime"]) == (20, "1.18")
+    assert (metas[tiny_export]["opset"], metas[tiny_export]["requires_onnxruntime"]) == (23, "1.23")
+    arch = metas[old]["architecture"]
+    for folder, per_layer in ((old, 0), (tiny_export, 1)):
+        for name, layers in (("encoder.onnx", arch["enc_layers"]), ("decoder.onnx", arch["dec_layers"])):
+            m = onnx.load(str(folder / name))
+            assert m.opset_import[0].version == metas[folder]["opset"]
+            assert sum(n.op_type == "Attention" for n in m.graph.node) == per_layer * layers
+    rng = np.random.default_rng(0)
+    pos, val = rng.uniform(-1, 1, (300, 2)).astype(np.float32), rng.uniform(0, 1, (300, 1)).astype(np.float32)
+    queries = rng.uniform(-1, 1, (50, 2)).astype(np.float32)
+    a, b = (pt_plugin.load(model_path=f, device="cpu") for f in (old, tiny_export))
+    np.testing.assert_allclose(a.mean((pos, val), queries), b.mean((pos, val), queries), atol=1e-5, rtol=0)
+
+
+def test_a_model_that_needs_a_newer_onnxruntime_is_refused_before_loading(tiny_export, monkeypatch):
+    import pt_plugin
+    from pt_plugin import sessions
+
+    monkeypatch.setattr(sessions.ort, "__version__", "1.22.1")
+    with pytest.raises(pt_plugin.InputError, match=r"ONNX opset 23\) need onnxruntime >= 1.23; this is onnxruntime "
+                                                    r"1.22.1: upgrade onnxruntime-gpu$"):
+        pt_plugin.load(model_path=tiny_export, device="cpu")
+
+
 def test_parity_with_padding_and_large_sets(tiny_run, tiny_export):
     model, _ = load_checkpoint(tiny_run / "model.pt")
     worst = validate(model, tiny_export, sizes=(1, 7, 64, 2048), batches=(1, 3), num_queries=20)

@@ -133,6 +133,23 @@ def test_defaults_with_cache_graphs_draw_every_position_exactly(exported):
                                                   pt_plugin.sampling.DEFAULT_STEP_FRACTION)
 
 
+def test_a_recorded_cached_autoregressive_is_the_default(exported, monkeypatch):
+    """A model of tens of thousands of positions records how many the cached sampler draws by default (the rest take
+    the mean): the default follows it, an explicit autoregressive wins, a bad record is a WeightsError."""
+    model, runtime = exported
+    monkeypatch.setitem(runtime.meta["cache"], "autoregressive", 6)
+    assert runtime.sampling_plan() == (True, 6, 0.0)
+    assert runtime.sampling_plan(autoregressive=9) == (True, 9, 0.0)
+    assert runtime.sampling_plan(cache=False)[1] == pt_plugin.sampling.DEFAULT_AUTOREGRESSIVE
+    p, v, q = observed(model.cfg, 4, 10)
+    drawn = runtime.sample(p, v, q, 2, seed=3)
+    np.testing.assert_array_equal(drawn, runtime.sample(p, v, q, 2, seed=3, autoregressive=6))
+    for bad in (0, "many", True):
+        monkeypatch.setitem(runtime.meta["cache"], "autoregressive", bad)
+        with pytest.raises(pt_plugin.WeightsError, match="cache.autoregressive must be a whole number >= 1"):
+            runtime.sample(p, v, q, seed=0)
+
+
 def test_bad_cache_requests_are_refused(exported, tmp_path, monkeypatch):
     model, runtime = exported
     p, v, q = observed(model.cfg, 4, 10)
