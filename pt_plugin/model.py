@@ -153,8 +153,9 @@ class Model:
             if type(e).__module__.startswith("onnxruntime") and too_new:
                 import onnxruntime as ort
 
-                raise InputError(f"{path} needs a newer onnxruntime than {ort.__version__} ({first}); the shipped "
-                                 f"graphs need onnxruntime >= {MIN_ONNXRUNTIME}: upgrade onnxruntime-gpu") from None
+                needs = self.meta.get("requires_onnxruntime") or MIN_ONNXRUNTIME
+                raise InputError(f"{path} needs a newer onnxruntime than {ort.__version__} ({first}); model.json "
+                                 f"asks for onnxruntime >= {needs}: upgrade onnxruntime-gpu") from None
             if type(e).__module__.startswith("onnxruntime"):
                 raise WeightsError(f"{path} is not a loadable ONNX graph ({type(e).__name__}: {first}); export or "
                                    "download it again") from None

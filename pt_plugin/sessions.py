@@ -25,7 +25,8 @@ from .errors import DeviceError, InputError, OnnxruntimeError
 ORT_API = ("InferenceSession", "SessionOptions", "get_available_providers", "GraphOptimizationLevel")
 PACKAGE_DIR = str(Path(__file__).resolve().parent)
 
-# the oldest onnxruntime that runs the shipped fp32 graphs: ONNX IR version 10 (onnxruntime 1.18), opset 20
+# the oldest onnxruntime that runs opset-20 fp32 graphs (IR version 10): what a model.json without
+# requires_onnxruntime needs; opset-23 exports (standard Attention nodes) record "1.23" there
 MIN_ONNXRUNTIME = "1.18"
 
 CUDA = "CUDAExecutionProvider"

@@ -556,15 +556,20 @@ def test_the_contract_is_documented(needle):
 
 
 def test_shipped_graphs_are_within_the_documented_runtime():
-    """onnxruntime 1.18 runs ONNX IR version 10 and opset 20: what the README promises for the fp32 graphs."""
+    """IR version 10 and the opset model.json names, with the onnxruntime it asks for: 1.18 for opset 20, 1.23 for
+    opset 23 (its Attention nodes); what the README promises for the fp32 graphs, cache graphs included."""
     onnx = pytest.importorskip("onnx")
     from pt_plugin.weights import bundled_root
 
+    needs = {20: "1.18", 23: "1.23"}
     for name in pt_plugin.known_models():
-        for graph in ("encoder.onnx", "decoder.onnx"):
+        meta = json.loads((bundled_root() / name / "model.json").read_text())
+        opset = meta.get("opset", 20)
+        assert meta.get("requires_onnxruntime", "1.18") == needs[opset], name
+        for graph in ("encoder.onnx", "decoder.onnx", *meta.get("cache", {}).get("files", [])):
             model = onnx.load(str(bundled_root() / name / graph), load_external_data=False)
             assert model.ir_version <= 10, (name, graph)
-            assert all(o.version <= 20 for o in model.opset_import if o.domain in ("", "ai.onnx")), (name, graph)
+            assert all(o.version <= opset for o in model.opset_import if o.domain in ("", "ai.onnx")), (name, graph)
 
 
 def test_shipped_demos_hold_the_documented_arrays():
