@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 import common
+from cached_sampling import one_call
 
 ROOT = Path(__file__).resolve().parents[1]
 OPSETS = (20, 23)
@@ -48,17 +49,6 @@ def export_both(checkpoint: Path, grid: str, buffer_size: int, into: Path) -> di
     return out
 
 
-def one_call(folder: str, threads: int, observed: int, seed: int, mode: str) -> common.Measured:
-    """One timed call of `mode` ("mean" or "sample") in this (fresh) process."""
-    model = common.load_model(Path(folder), threads)
-    shape = tuple(model.grid)
-    pos, val = common.demo_observation(model, shape, observed, seed)
-    model.mean_grid(pos, val, shape)  # warm up
-    if mode == "mean":
-        return common.peak_growth(lambda: model.mean_grid(pos, val, shape))
-    return common.peak_growth(lambda: model.sample_grid(pos, val, shape, 1, seed, cache=True, autoregressive=2**62))
-
-
 def mean_of(folder: str, observed: int, seed: int) -> np.ndarray:
     model = common.load_model(Path(folder), 1)
     shape = tuple(model.grid)
@@ -80,8 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         folders = {o: str(f) for o, f in export_both(a.checkpoint, a.grid, a.buffer_size, Path(tmp)).items()}
         diff = max(float(np.abs(common.isolated(mean_of, folders[20], k, a.seed)
                                 - common.isolated(mean_of, folders[23], k, a.seed)).max()) for k in sizes[:2])
+        modes = {"mean": "mean", "sample": "cached exact"}  # benchmarks/cached_sampling.py's timed calls, batch 1
         calls = {(mode, k, o): (lambda mode=mode, k=k, o=o: common.isolated(one_call, folders[o], a.threads, k, a.seed,
-                                                                             mode))
+                                                                             modes[mode], 1))
                  for mode, ks in (("mean", sizes), ("sample", [a.sample] if a.sample else []))
                  for k in ks for o in OPSETS}
         results = common.interleave(calls, {c: (1 if c[0] == "sample" else a.repeats) for c in calls}, progress=True)
