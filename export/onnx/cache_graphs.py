@@ -24,7 +24,8 @@ from export.cache import cached_step, context_caches
 from export.checkpoint import ExportError, load_checkpoint
 from export.errors import UsageError, reports_errors
 from export.model import PixelTransformer, frozen_for_export
-from export.onnx.graphs import ATTENTION_OPSET, _attach_metadata, _export, example_inputs
+from export.onnx.graphs import _attach_metadata, _export, example_inputs
+from export.onnx.signal import ATTENTION_OPSET
 from pt_plugin.metadata import sha256
 
 CACHE_FILES = ("context.onnx", "step.onnx")

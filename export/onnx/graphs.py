@@ -23,7 +23,7 @@ import torch
 from export.checkpoint import ExportError, load_checkpoint, total_steps  # also re-exported for callers
 from export.errors import int_list, reports_errors
 from export.model import PixelTransformer, frozen_for_export
-from export.onnx.signal import graph_io, signal_for
+from export.onnx.signal import ATTENTION_OPSET, graph_io, min_onnxruntime, signal_for
 from pt_plugin.metadata import sha256
 
 ENCODER_INPUTS = ["sample_positions", "sample_values", "sample_mask"]
@@ -31,7 +31,6 @@ ENCODER_OUTPUTS = ["memory"]
 DECODER_INPUTS = ["memory", "sample_mask", "query_positions"]
 DECODER_OUTPUTS = ["logits", "offsets", "log_sigma"]
 OPSET = 23  # 20: GELU as one standard Gelu node (issue 18); 23: each attention one standard Attention node
-ATTENTION_OPSET = 23  # from here the exporter writes scaled_dot_product_attention as ONNX Attention
 OPSETS = (20, 23)
 EXPORT_FILES = ("encoder.onnx", "decoder.onnx", "model.json")
 FORMAT_VERSION = 2  # 2: signal, graph_io and files blocks
@@ -66,11 +65,6 @@ def example_inputs(cfg, batch: int = 2, k: int = 5, q: int = 3, seed: int = 0):
     return pos, val, mask, qpos
 
 
-def min_onnxruntime(opset: int) -> str:
-    """The first onnxruntime release that runs graphs of this opset on CPU (1.23: the Attention-23 CPU kernel)."""
-    return "1.23" if opset >= ATTENTION_OPSET else "1.18"
-
-
 def _export(module, args, path: Path, inputs, outputs, dynamic, opset: int = OPSET) -> None:
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # silences "torchvision is not installed"
     with warnings.catch_warnings():
@@ -94,7 +88,7 @@ def model_metadata(model: PixelTransformer, ck: dict[str, Any], name: str, versi
         "name": name,
         "version": version,
         "signal": signal.to_json(),
-        "graph_io": graph_io(opset, min_onnxruntime(opset)),
+        "graph_io": graph_io(opset),
         "opset": opset,
         "requires_onnxruntime": min_onnxruntime(opset),
         "pos_dim": cfg.pos_dim,

@@ -35,7 +35,15 @@ def signal_for(data: str | None, pos_dim: int, val_dim: int, grid: list[int] | N
     return Signal(kind, axes, tuple(grid) if grid else None, channels, UNITS[kind], tuple(value_range))
 
 
-def graph_io(opset: int = 20, min_onnxruntime: str = "1.18") -> dict[str, Any]:
+ATTENTION_OPSET = 23  # from here the exporter writes scaled_dot_product_attention as one ONNX Attention node
+
+
+def min_onnxruntime(opset: int) -> str:
+    """The first onnxruntime release that runs graphs of this opset on CPU (1.23: the Attention-23 CPU kernel)."""
+    return "1.23" if opset >= ATTENTION_OPSET else "1.18"
+
+
+def graph_io(opset: int = 20) -> dict[str, Any]:
     """How to call encoder.onnx and decoder.onnx (exported at `opset`) and read their outputs (the runtime follows
     exactly this), and what model.json's other fields and demo.npz hold."""
     return {
@@ -92,8 +100,8 @@ def graph_io(opset: int = 20, min_onnxruntime: str = "1.18") -> dict[str, Any]:
                          "videos, shapes) and/or dense true points `positions` [N, pos_dim] and `values` "
                          "[N, val_dim] (curves, shapes)"),
         },
-        "runtime": (f"onnxruntime >= {min_onnxruntime} runs the fp32 graphs (ONNX opset {opset}, IR version 10"
-                    + ("; each attention is one standard Attention node" if opset >= 23 else "")
+        "runtime": (f"onnxruntime >= {min_onnxruntime(opset)} runs the fp32 graphs (ONNX opset {opset}, IR version 10"
+                    + ("; each attention is one standard Attention node" if opset >= ATTENTION_OPSET else "")
                     + "); model.json's requires_onnxruntime says the same, and a variant that needs more names it in "
                     "its own requires_onnxruntime"),
     }
