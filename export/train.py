@@ -21,7 +21,7 @@ from typing import Callable
 
 import torch
 
-from export import precision
+from export import grow, precision
 from export.config import Config, ConfigError, ModelConfig, TrainConfig
 from export.datasets import TrainingData, dataset
 from export.errors import reports_errors
@@ -197,7 +197,13 @@ class Run:
             self.log(f"resumed from {self.out / 'last.pt'} at step {self.step}")
         elif init:
             ck = torch.load(init, map_location=self.device, weights_only=False)
-            self.model.load_state_dict(ck["model"])
+            state, old = ck["model"], Config.from_dict(ck["config"]).model
+            if grow.is_depth_growth(old, self.cfg.model):  # a deeper model from these weights (export.grow)
+                state = grow.grow_state_dict(state, old, self.cfg.model, self.model.state_dict())
+                new = self.cfg.model
+                self.log(f"grown from {old.enc_layers}+{old.dec_layers} to {new.enc_layers}+{new.dec_layers} blocks "
+                         "(new blocks start as identities)")
+            self.model.load_state_dict(state)
             self.lineage = ck.get("lineage", []) + [{"init": str(init), "steps": ck.get("step"),
                                                      "minutes": ck.get("minutes"), "history": ck.get("history", [])}]
             self.log(f"initialised from {init}")
