@@ -1,11 +1,15 @@
-"""Procedural chairs, stools and tables as exact signed distance fields (issue 14, paper §6.2).
+"""Procedural chairs, stools and tables, and single solids, as exact signed distance fields (issues 14, 33).
 
-A shape is a union of primitives (oriented boxes, capped cylinders), so its SDF is the min of
+A shape is a union of primitives (oriented boxes, capped cylinders, spheres), so its SDF is the min of
 their exact SDFs (negative inside). Kinds: chair (seat, four legs, a solid or two-post back that
 may tilt, optional arms and crossbars), stool (round or square seat, three or four legs or a
 pedestal) and table (wide thin top, four legs, optional crossbars), with random sizes and
-proportions. Each shape is scaled so that its longest side spans [-0.9, 0.9] and centred in the
-[-1, 1]³ position cube; y is up, the front faces +z. Values are the SDF truncated to ±TRUNCATION.
+proportions. Each is scaled so that its longest side spans [-0.9, 0.9] and centred in the
+[-1, 1]³ position cube; y is up, the front faces +z. A solid (kind "solid": one sphere, box or cylinder of
+random size, orientation and place, not rescaled) is in the training mixture only (TRAINING_KIND_WEIGHTS):
+a model that has seen nothing but furniture fills a sphere's samples with furniture (issue 33). Evaluation,
+validation and the demo keep the furniture mixture (KIND_WEIGHTS), so their figures stay comparable across
+models; export.evaluate measures solids apart (SOLID_WEIGHTS). Values are the SDF truncated to ±TRUNCATION.
 
 Positions for training and evaluation are uniform in the cube, except a share NEAR_SHARE drawn
 uniformly from the shell |sdf| < NEAR_BAND around the surface (by rejection). In training, a share
@@ -36,14 +40,16 @@ NEIGHBOUR_STD = 0.03
 if TYPE_CHECKING:
     from export.config import Config
 
-KIND_WEIGHTS = {"chair": 0.6, "stool": 0.2, "table": 0.2}
+KIND_WEIGHTS = {"chair": 0.6, "stool": 0.2, "table": 0.2}  # evaluation, validation, the demo
+TRAINING_KIND_WEIGHTS = {"chair": 0.45, "stool": 0.15, "table": 0.15, "solid": 0.25}
+SOLID_WEIGHTS = {"solid": 1.0}
 
 
 @dataclass(frozen=True)
 class Primitive:
-    """An oriented box (half extents `half`) or a capped cylinder along its local y (radius half[0],
-    half height half[1]); local coordinates are (p - center) @ rot."""
-    kind: str  # "box" | "cylinder"
+    """An oriented box (half extents `half`), a capped cylinder along its local y (radius half[0],
+    half height half[1]) or a sphere (radius half[0]); local coordinates are (p - center) @ rot."""
+    kind: str  # "box" | "cylinder" | "sphere"
     center: np.ndarray
     half: np.ndarray
     rot: np.ndarray
@@ -51,6 +57,8 @@ class Primitive:
     def sdf(self, p: np.ndarray) -> np.ndarray:
         """Exact signed distance at points p [N, 3]."""
         q = (p - self.center) @ self.rot
+        if self.kind == "sphere":
+            return np.linalg.norm(q, axis=1) - self.half[0]
         if self.kind == "box":
             d = np.abs(q) - self.half
         else:
@@ -59,7 +67,8 @@ class Primitive:
 
     def corners(self) -> np.ndarray:
         """[8, 3] corners of a box that contains the primitive (for the bounding box of a shape)."""
-        h = self.half if self.kind == "box" else np.array([self.half[0], self.half[1], self.half[0]])
+        h = {"box": self.half, "sphere": np.full(3, self.half[0])}.get(
+            self.kind, np.array([self.half[0], self.half[1], self.half[0]]))
         signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)])
         return self.center + (signs * h) @ self.rot.T
 
@@ -81,13 +90,14 @@ def cylinder(center, radius: float, half_height: float) -> Primitive:
 
 
 class Shape:
-    """A union of primitives, scaled and centred into [-EXTENT, EXTENT]³."""
+    """A union of primitives, scaled and centred into [-EXTENT, EXTENT]³ (fit), or taken as they are."""
 
-    def __init__(self, kind: str, parts: list[Primitive]):
-        corners = np.concatenate([p.corners() for p in parts])
-        lo, hi = corners.min(0), corners.max(0)
-        scale = 2 * EXTENT / (hi - lo).max()
-        self.kind, self.parts = kind, [p.scaled((lo + hi) / 2, scale) for p in parts]
+    def __init__(self, kind: str, parts: list[Primitive], fit: bool = True):
+        if fit:
+            corners = np.concatenate([p.corners() for p in parts])
+            lo, hi = corners.min(0), corners.max(0)
+            parts = [p.scaled((lo + hi) / 2, 2 * EXTENT / (hi - lo).max()) for p in parts]
+        self.kind, self.parts = kind, parts
 
     def sdf(self, p: np.ndarray) -> np.ndarray:
         """Exact (untruncated) signed distance [N] at points p [N, 3]."""
@@ -185,24 +195,55 @@ def table(rng: np.random.Generator) -> list[Primitive]:
     return parts
 
 
-BUILDERS = {"chair": chair, "stool": stool, "table": table}
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A rotation matrix uniform over SO(3) (QR of a Gaussian matrix, signs fixed)."""
+    q, r = np.linalg.qr(rng.standard_normal((3, 3)))
+    q = q * np.sign(np.diag(r))
+    return q if np.linalg.det(q) > 0 else -q
 
 
-def random_shape(rng: np.random.Generator) -> Shape:
-    """One shape: a kind drawn by KIND_WEIGHTS, then its proportions."""
-    kind = rng.choice(list(KIND_WEIGHTS), p=list(KIND_WEIGHTS.values()))
-    return Shape(str(kind), BUILDERS[str(kind)](rng))
+def solid(rng: np.random.Generator) -> list[Primitive]:
+    """One sphere (radius 0.25-0.85), box or cylinder (0.15-0.7 half extents), turned at random, placed so that it
+    stays inside [-EXTENT, EXTENT]³."""
+    form = rng.choice(["sphere", "box", "cylinder"], p=[0.4, 0.3, 0.3])
+    if form == "sphere":
+        part = Primitive("sphere", np.zeros(3), np.array([rng.uniform(0.25, 0.85), 0.0]), np.eye(3))
+    elif form == "box":
+        part = Primitive("box", np.zeros(3), rng.uniform(0.15, 0.6, 3), random_rotation(rng))
+    else:
+        part = Primitive("cylinder", np.zeros(3), np.array([rng.uniform(0.15, 0.6), rng.uniform(0.15, 0.7)]),
+                         random_rotation(rng))
+    corners = part.corners()
+    reach = np.abs(corners).max(0)
+    room = np.maximum(EXTENT - reach, 0.0)
+    if form == "sphere":  # a sphere's bounding box is exact; a turned box's corners may exceed it: shrink to fit
+        return [Primitive(part.kind, rng.uniform(-room, room), part.half, part.rot)]
+    scale = min(1.0, EXTENT / reach.max())
+    part = part.scaled(np.zeros(3), scale)
+    room = np.maximum(EXTENT - np.abs(part.corners()).max(0), 0.0)
+    return [Primitive(part.kind, rng.uniform(-room, room), part.half, part.rot)]
 
 
-def shapes(n: int, stream: str, seed: int = 0) -> list[Shape]:
-    """n shapes of a seed stream ("train" / "val" / "eval"); the same call gives the same shapes."""
+BUILDERS = {"chair": chair, "stool": stool, "table": table, "solid": solid}
+
+
+def random_shape(rng: np.random.Generator, weights: dict[str, float] | None = None) -> Shape:
+    """One shape: a kind drawn by `weights` (KIND_WEIGHTS: the furniture), then its proportions."""
+    weights = KIND_WEIGHTS if weights is None else weights
+    kind = str(rng.choice(list(weights), p=list(weights.values())))
+    return Shape(kind, BUILDERS[kind](rng), fit=kind != "solid")
+
+
+def shapes(n: int, stream: str, seed: int = 0, weights: dict[str, float] | None = None) -> list[Shape]:
+    """n shapes of a seed stream ("train" / "val" / "eval"), kinds drawn by `weights` (KIND_WEIGHTS); the same call
+    gives the same shapes."""
     rng = np.random.default_rng(seed_sequence(stream, 14, seed))
-    return [random_shape(rng) for _ in range(n)]
+    return [random_shape(rng, weights) for _ in range(n)]
 
 
-def evaluation_shapes(n: int, seed: int = 0) -> list[Shape]:
-    """n evaluation shapes (the eval seed stream)."""
-    return shapes(n, "eval", seed)
+def evaluation_shapes(n: int, seed: int = 0, weights: dict[str, float] | None = None) -> list[Shape]:
+    """n evaluation shapes (the eval seed stream; the furniture unless `weights` says otherwise)."""
+    return shapes(n, "eval", seed, weights)
 
 
 class ShapeSampler:
@@ -210,10 +251,10 @@ class ShapeSampler:
 
     def __init__(self, min_samples: int, max_samples: int, num_queries: int, batch_size: int,
                  seed: np.random.SeedSequence, max_set_tokens: int = 0, near_share: float = NEAR_SHARE,
-                 neighbour_share: float = NEIGHBOUR_SHARE):
+                 neighbour_share: float = NEIGHBOUR_SHARE, weights: dict[str, float] | None = None):
         self.kmin, self.kmax, self.nq, self.bs, self.max_tokens = min_samples, max_samples, num_queries, batch_size, \
             max_set_tokens
-        self.near, self.neighbours = near_share, neighbour_share
+        self.near, self.neighbours, self.weights = near_share, neighbour_share, weights
         self.rng = np.random.default_rng(seed)
         self.g = torch.Generator().manual_seed(int(self.rng.integers(2**62)))
 
@@ -222,7 +263,7 @@ class ShapeSampler:
         bs = min(self.bs, max(1, self.max_tokens // k)) if self.max_tokens else self.bs
         pos, val = [], []
         for _ in range(bs):
-            shape = random_shape(self.rng)
+            shape = random_shape(self.rng, self.weights)
             p = shape.positions(k + self.nq, self.rng, self.near)
             m = int(self.rng.binomial(self.nq, self.neighbours))  # queries next to a sample of S
             if m:
@@ -241,16 +282,18 @@ DEMO_POINTS = 4096  # the demo's dense points that `--observed K` draws S from
 
 
 def shape_training(cfg: Config, rank: int) -> TrainingData:
-    """Fresh shapes at every step; validation shapes (queries as evaluation draws them) from their own stream."""
+    """Fresh shapes of the training mixture (furniture and solids) at every step; validation shapes (furniture,
+    queries as evaluation draws them) from their own stream, so validation NLL compares with earlier runs."""
     tc = cfg.train
 
     def shape_sampler(step: int) -> ShapeSampler:
         return ShapeSampler(tc.min_samples, tc.max_samples, tc.num_queries, tc.batch_size,
-                            seed_sequence("train", tc.seed, rank, step), tc.max_set_tokens)
+                            seed_sequence("train", tc.seed, rank, step), tc.max_set_tokens,
+                            weights=TRAINING_KIND_WEIGHTS)
     val = ShapeSampler(tc.min_samples, tc.max_samples, tc.num_queries, 8, seed_sequence("val"), tc.max_set_tokens,
                        neighbour_share=0.0)
     return TrainingData(shape_sampler, [val.batch() for _ in range(8)],
-                        "procedural chairs, stools and tables drawn on the fly")
+                        "procedural chairs, stools, tables and single solids drawn on the fly")
 
 
 def shape_demo(spec: str, data_dir: str, seed: int) -> dict[str, np.ndarray]:
@@ -269,12 +312,15 @@ def shape_draws(spec: str, data_dir: str, split: str) -> SignalDraw:
     """Sets of procedural shapes, positions drawn as training draws them (half near the surface); the training
     stream for split "train" (int8 calibration), the evaluation stream otherwise (parity)."""
     def draw(meta: dict, n: int, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        bodies = shapes(n, "train" if split == "train" else "eval", seed=int(rng.integers(2**31)))
+        train = split == "train"
+        bodies = shapes(n, "train" if train else "eval", int(rng.integers(2**31)), TRAINING_KIND_WEIGHTS if train
+                        else None)
         pos = np.stack([body.positions(k, rng) for body in bodies]).astype(np.float32)
         val = np.stack([body.values(p) for body, p in zip(bodies, pos)]).astype(np.float32)
         return pos, val
     return draw
 
 
-DATASETS = (Dataset("shapes", "volume", "procedural chairs, stools and tables as SDFs truncated to ±0.3", (3, 1),
+DATASETS = (Dataset("shapes", "volume", "procedural chairs, stools and tables (and, in training, single solids) as "
+                    "SDFs truncated to ±0.3", (3, 1),
                     shape_training, shape_demo, shape_draws),)

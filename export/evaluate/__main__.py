@@ -46,6 +46,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--joint-sets", type=int, default=6, help="curves: sets for the joint check (0 = skip it)")
     p.add_argument("--shapes", type=int, default=64, help="volumes: evaluation shapes per |S|")
     p.add_argument("--bank", type=int, default=2000, help="volumes: training shapes of the kNN posterior")
+    p.add_argument("--solids", type=int, default=32, help="volumes: single solids (sphere, box, cylinder) per |S|, "
+                                                          "scored in a table of their own (0 = skip them)")
     p.add_argument("--clips", type=int, default=64, help="videos: evaluation clips per |S|")
     return p
 

@@ -13,8 +13,12 @@ the cube) and the same S is given to every method. Scored:
             mean nearest-vertex distance both ways, summed (position units of the [-1, 1] cube).
             A mean with no zero crossing has no surface; it scores the Chamfer distance of a single
             point at the origin (a finite penalty, counted in `no_surface`).
+Single solids (--solids of them: a sphere, box or cylinder each, from the eval stream) are scored the same way in
+a table of their own: the furniture table stays comparable with models trained before solids joined the training
+mixture, and the solids show whether a model fills simple shapes from their samples (issue 33).
 Baselines: the nearest sample; RBF interpolation (scipy's RBFInterpolator, the kernel picked per |S|
-on validation shapes by MSE); a kNN posterior over a bank of --bank training-stream shapes (ShapeBank):
+on validation shapes by MSE); a kNN posterior over a bank of --bank training-stream shapes of the training
+mixture (export.datasets.shapes.TRAINING_KIND_WEIGHTS; ShapeBank):
 weights w_i ∝ exp(−‖v_S − s_i(S)‖² / 2τ²) over the shapes' values at S, the mean Σ w_i s_i and the density
 Σ w_i N(v; s_i(x), σ²) from the best shapes that hold 99.9% of the weight (at most BANK_TOP), τ and σ
 picked per |S| on validation shapes by NLL.
@@ -30,6 +34,7 @@ import numpy as np
 
 import pt_plugin
 from export.datasets import dataset
+from export.datasets import shapes as shape_data
 from export.datasets.shapes import DATASETS, TRUNCATION, Shape, evaluation_shapes, shapes
 from export.errors import UsageError, int_list
 from export.evaluate.protocol import Shipped, predict, write_report
@@ -233,23 +238,28 @@ def evaluate(shipped: Shipped, args: argparse.Namespace, log: Callable[[str], No
     args.out and returns the report."""
     check_data(shipped)
     sizes = tuple(int_list(args.sizes, "--sizes")) if args.sizes else SIZES
-    if not sizes or min(sizes) < 1 or min(args.shapes, args.bank) < 1:
-        raise UsageError(f"--sizes {args.sizes} / --shapes {args.shapes} / --bank {args.bank}: expected set sizes "
-                         "and numbers of shapes of at least 1")
-    test = evaluation_shapes(args.shapes, args.seed)
-    bank = ShapeBank(shapes(args.bank, "train", 10_000 + args.seed))
-    val = shapes(VAL_SHAPES, "val", args.seed)
-    truth = Truth.of(test)
-    results = {}
-    for size in sizes:
-        t0 = time.time()
-        row = results[str(size)] = score_size(shipped.model, size, test, truth, bank, val, args.seed)
-        log(f"|S|={size}: IoU " + ", ".join(f"{m} {row[m]['iou']:.3f}" for m in VOLUME_METHODS) + "; Chamfer "
-            + ", ".join(f"{m} {row[m]['chamfer']:.4f}" for m in VOLUME_METHODS) + f" ({time.time() - t0:.0f}s)")
+    solids = getattr(args, "solids", 0)
+    if not sizes or min(sizes) < 1 or min(args.shapes, args.bank) < 1 or solids < 0:
+        raise UsageError(f"--sizes {args.sizes} / --shapes {args.shapes} / --bank {args.bank} / --solids {solids}: "
+                         "expected set sizes and numbers of shapes of at least 1 (solids: at least 0)")
+    bank = ShapeBank(shapes(args.bank, "train", 10_000 + args.seed, shape_data.TRAINING_KIND_WEIGHTS))
+    groups = {"sizes": (evaluation_shapes(args.shapes, args.seed), shapes(VAL_SHAPES, "val", args.seed))}
+    if solids:
+        groups["solids"] = (evaluation_shapes(solids, args.seed, shape_data.SOLID_WEIGHTS),
+                            shapes(VAL_SHAPES, "val", args.seed, shape_data.SOLID_WEIGHTS))
     report = {"settings": shipped.settings() | {
-        "protocol": NAME, "evaluation_shapes": args.shapes, "queries": QUERIES, "grid": GRID, "bank": args.bank,
-        "knn_top": BANK_TOP, "val_shapes": VAL_SHAPES, "seed": args.seed, "sizes": list(sizes),
-        "truncation": TRUNCATION}, "sizes": results}
+        "protocol": NAME, "evaluation_shapes": args.shapes, "evaluation_solids": solids, "queries": QUERIES,
+        "grid": GRID, "bank": args.bank, "bank_mixture": shape_data.TRAINING_KIND_WEIGHTS, "knn_top": BANK_TOP,
+        "val_shapes": VAL_SHAPES, "seed": args.seed, "sizes": list(sizes), "truncation": TRUNCATION}}
+    for group, (test, val) in groups.items():
+        truth = Truth.of(test)
+        results = report[group] = {}
+        for size in sizes:
+            t0 = time.time()
+            row = results[str(size)] = score_size(shipped.model, size, test, truth, bank, val, args.seed)
+            log(f"{group} |S|={size}: IoU " + ", ".join(f"{m} {row[m]['iou']:.3f}" for m in VOLUME_METHODS)
+                + "; Chamfer " + ", ".join(f"{m} {row[m]['chamfer']:.4f}" for m in VOLUME_METHODS)
+                + f" ({time.time() - t0:.0f}s)")
     write_report(report, args.out, markdown)
     return report
 
@@ -257,22 +267,36 @@ def evaluate(shipped: Shipped, args: argparse.Namespace, log: Callable[[str], No
 def markdown(report: dict) -> str:
     """The report as Markdown: a title line, what was measured, one row per |S| and method, the targets."""
     s = report["settings"]
+    mixture = s.get("bank_mixture")
     lines = [f"# SDF shapes: PixelTransformer against 3-D baselines (step {s['step']})", "",
-             f"{s['evaluation_shapes']} evaluation shapes per |S| (eval seed stream), {s['queries']} queries each; "
-             f"the shipped {s['precision']} graphs through pt_plugin; occupancy and meshes on a {s['grid']}³ grid "
-             f"(truth mesh at {2 * s['grid']}³); kNN posterior over {s['bank']} training shapes.", "",
-             "| \\|S\\| | method | NLL (nats/query) | SDF MSE | IoU | Chamfer | no surface |",
+             f"{s['evaluation_shapes']} evaluation shapes (chairs, stools, tables) per |S| (eval seed stream), "
+             f"{s['queries']} queries each; the shipped {s['precision']} graphs through pt_plugin; occupancy and "
+             f"meshes on a {s['grid']}³ grid (truth mesh at {2 * s['grid']}³); kNN posterior over {s['bank']} training "
+             "shapes"
+             + (f" of the training mixture ({', '.join(f'{k} {v:g}' for k, v in mixture.items())})." if mixture
+                else "."), ""]
+    lines += table(report["sizes"])
+    if report.get("solids"):
+        lines += ["", f"Single solids (a sphere, box or cylinder each, not in the furniture mixture above): "
+                      f"{s['evaluation_solids']} per |S|, scored the same way.", ""]
+        lines += table(report["solids"])
+    lines += ["", "Targets (model vs every baseline, the furniture table): " + "; ".join(
+        f"|S|={size}: IoU {'met' if row['targets']['iou_above_baselines'] else 'missed'}, Chamfer "
+        f"{'met' if row['targets']['chamfer_below_baselines'] else 'missed'}" for size, row in report["sizes"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def table(rows: dict) -> list[str]:
+    """Markdown lines of one group's results: a row per |S| and method."""
+    lines = ["| \\|S\\| | method | NLL (nats/query) | SDF MSE | IoU | Chamfer | no surface |",
              "|---:|---|---:|---:|---:|---:|---:|"]
-    for size, row in report["sizes"].items():
+    for size, row in rows.items():
         for m, label in VOLUME_METHODS.items():
             r = row[m]
             nll = f"{r['nll']:.3f}" if r["nll"] is not None else "—"
             lines.append(f"| {size} | {label} | {nll} | {r['mse']:.5f} | {r['iou']:.3f} | {r['chamfer']:.4f} | "
                          f"{r['no_surface']} |")
-    lines += ["", "Targets (model vs every baseline): " + "; ".join(
-        f"|S|={size}: IoU {'met' if row['targets']['iou_above_baselines'] else 'missed'}, Chamfer "
-        f"{'met' if row['targets']['chamfer_below_baselines'] else 'missed'}" for size, row in report["sizes"].items())]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def summary(report: dict) -> dict:

@@ -13,7 +13,19 @@ pytest.importorskip("skimage")
 pytest.importorskip("scipy")
 
 from export.datasets.curves import seed_sequence
-from export.datasets.shapes import EXTENT, NEAR_BAND, TRUNCATION, Primitive, ShapeSampler, box, cylinder, shapes
+from export.datasets.shapes import (
+    EXTENT,
+    NEAR_BAND,
+    SOLID_WEIGHTS,
+    TRAINING_KIND_WEIGHTS,
+    TRUNCATION,
+    Primitive,
+    ShapeSampler,
+    box,
+    cylinder,
+    random_rotation,
+    shapes,
+)
 from export.errors import UsageError
 from export.evaluate import volume
 from export.evaluate.__main__ import parser
@@ -43,6 +55,36 @@ def test_primitive_sdfs_are_exact():
     r = np.array([[1, 0, 0], [0, np.cos(angle), -np.sin(angle)], [0, np.sin(angle), np.cos(angle)]])
     rb = Primitive("box", np.zeros(3), np.array([0.2, 0.3, 0.1]), r)
     assert np.allclose(rb.sdf(p @ r.T), brute_box_sdf(p, np.zeros(3), rb.half))
+
+
+def test_spheres_and_turned_cylinders_are_exact():
+    rng = np.random.default_rng(2)
+    p = rng.uniform(-1, 1, (300, 3))
+    sphere = Primitive("sphere", np.array([0.1, -0.2, 0.0]), np.array([0.4, 0.0]), np.eye(3))
+    np.testing.assert_allclose(sphere.sdf(p), np.linalg.norm(p - sphere.center, axis=1) - 0.4)
+    assert np.abs(sphere.corners() - sphere.center).max() == pytest.approx(0.4)
+    r = random_rotation(rng)
+    assert np.allclose(r @ r.T, np.eye(3)) and np.linalg.det(r) == pytest.approx(1.0)
+    turned = Primitive("cylinder", np.zeros(3), np.array([0.2, 0.5]), r)
+    np.testing.assert_allclose(turned.sdf(p @ r.T), cylinder((0, 0, 0), 0.2, 0.5).sdf(p), atol=1e-12)
+
+
+def test_solids_stay_in_the_cube_and_join_the_training_mixture_only():
+    """Solids keep their own size (a sphere is not blown up to the cube) and never leave [-EXTENT, EXTENT]³; the
+    evaluation and validation streams stay furniture, the same shapes as before solids existed."""
+    g = grid_positions(24, 24, 24)
+    solids = shapes(60, "eval", 0, SOLID_WEIGHTS)
+    forms = set()
+    for s in solids:
+        (part,) = s.parts
+        forms.add(part.kind)
+        assert np.abs(part.corners()).max() <= EXTENT + 1e-9 and (s.sdf(g) < 0).any()
+    assert forms == {"sphere", "box", "cylinder"}
+    radii = [s.parts[0].half[0] for s in solids if s.parts[0].kind == "sphere"]
+    assert min(radii) < 0.5 < max(radii)
+    kinds = [s.kind for s in shapes(400, "train", 0, TRAINING_KIND_WEIGHTS)]
+    assert 0.15 < kinds.count("solid") / len(kinds) < 0.35
+    assert "solid" not in {s.kind for s in shapes(200, "eval") + shapes(200, "val")}
 
 
 def test_shapes_fit_the_cube_and_streams_are_disjoint():
@@ -114,11 +156,12 @@ def test_evaluate_volumes_end_to_end(tmp_path):
     """`python -m export.evaluate weights/shapes` with tiny counts: every method scored, the report names its
     protocol and the graphs it measured, not a checkpoint."""
     args = parser().parse_args(["weights/shapes", "--out", str(tmp_path / "eval"), "--shapes", "2", "--bank", "12",
-                                "--sizes", "16", "--threads", "1"])
+                                "--sizes", "16", "--threads", "1", "--solids", "2"])
     res = volume.evaluate(load_shipped(SHAPES, threads=1), args, log=lambda _: None)
     row = res["sizes"]["16"]
     for m in ("model", "knn", "rbf", "nearest"):
         assert 0 <= row[m]["iou"] <= 1 and row[m]["chamfer"] > 0 and row[m]["mse"] >= 0
+        assert 0 <= res["solids"]["16"][m]["iou"] <= 1
     assert row["model"]["nll"] is not None and row["rbf"]["nll"] is None
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert saved["sizes"]["16"]["targets"] == row["targets"]
@@ -126,7 +169,9 @@ def test_evaluate_volumes_end_to_end(tmp_path):
     assert st["protocol"] == "volume" and st["precision"] == "fp32" and st["kind"] == "volume"
     shipped = json.loads((SHAPES / "model.json").read_text())["training"]["total_steps"]
     assert st["step"] == shipped and "checkpoint" not in st  # the graphs' own training, from their model.json
-    assert "| 16 | PixelTransformer |" in (tmp_path / "eval" / "metrics.md").read_text()
+    md = (tmp_path / "eval" / "metrics.md").read_text()
+    assert md.count("| 16 | PixelTransformer |") == 2 and "Single solids" in md
+    assert st["evaluation_solids"] == 2 and st["bank_mixture"] == TRAINING_KIND_WEIGHTS
     assert set(volume.card_blocks(res)) == {"evaluation"}
 
 
