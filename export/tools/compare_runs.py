@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from export.errors import UsageError, reports_errors
-from export.tools.learning_curve import read_checkpoint, sig
+from export.tools.learning_curve import new_figure, read_checkpoint, sig
 
 ARCH_KEYS = ("d_model", "n_heads", "enc_layers", "dec_layers", "ffn")
 
@@ -85,14 +85,7 @@ def markdown(data: dict[str, Any], title: str) -> str:
 
 def plot(data: dict[str, Any], path: Path, title: str) -> None:
     """comparison.png: each run's validation NLL (solid) and buffer NLL (dashed) against its minutes."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise UsageError("the plot needs matplotlib: pip install matplotlib") from None
-    fig = Figure(figsize=(6, 3.5), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    fig, ax = new_figure()
     for i, r in enumerate(data["runs"]):
         pts = r["points"]
         ax.plot([p["minutes"] for p in pts], [p["val_nll"] for p in pts], marker=".", color=f"C{i}",

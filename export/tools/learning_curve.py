@@ -97,9 +97,8 @@ def outlier_limits(values: list[float]) -> tuple[float, float] | None:
     return (low - margin, high + margin) if values[0] > high + 2 * (high - low) else None
 
 
-def plot(data: dict[str, Any], path: Path) -> None:
-    """learning_curve.png: validation NLL against cumulative minutes, one colour per run (buffer NLL dashed),
-    the start of each run after the first marked by a dotted line."""
+def new_figure():
+    """(figure, axes) of a 6 × 3.5 inch plot on matplotlib's Agg canvas; UsageError naming matplotlib without it."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -107,7 +106,13 @@ def plot(data: dict[str, Any], path: Path) -> None:
         raise UsageError("the plot needs matplotlib: pip install matplotlib") from None
     fig = Figure(figsize=(6, 3.5), dpi=100)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    return fig, fig.add_subplot()
+
+
+def plot(data: dict[str, Any], path: Path) -> None:
+    """learning_curve.png: validation NLL against cumulative minutes, one colour per run (buffer NLL dashed),
+    the start of each run after the first marked by a dotted line."""
+    fig, ax = new_figure()
     colours = [f"C{i % 10}" for i in range(len(data["runs"]))]
     for run, colour in zip(data["runs"], colours):
         if run["run"] > 1:
