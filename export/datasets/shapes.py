@@ -213,13 +213,7 @@ def solid(rng: np.random.Generator) -> list[Primitive]:
     else:
         part = Primitive("cylinder", np.zeros(3), np.array([rng.uniform(0.15, 0.6), rng.uniform(0.15, 0.7)]),
                          random_rotation(rng))
-    corners = part.corners()
-    reach = np.abs(corners).max(0)
-    room = np.maximum(EXTENT - reach, 0.0)
-    if form == "sphere":  # a sphere's bounding box is exact; a turned box's corners may exceed it: shrink to fit
-        return [Primitive(part.kind, rng.uniform(-room, room), part.half, part.rot)]
-    scale = min(1.0, EXTENT / reach.max())
-    part = part.scaled(np.zeros(3), scale)
+    part = part.scaled(np.zeros(3), min(1.0, EXTENT / np.abs(part.corners()).max()))  # a turned box may not fit
     room = np.maximum(EXTENT - np.abs(part.corners()).max(0), 0.0)
     return [Primitive(part.kind, rng.uniform(-room, room), part.half, part.rot)]
 
