@@ -8,6 +8,7 @@ benchmarks/sampling_quality.py's job.
 What runs, on the model's training grid observed at --observed random cells of its demo signal:
   mean:            Model.mean_grid (one encoder pass, the grid decoded)
   cached exact:    sample_grid(cache=True): every free cell drawn one at a time over cached keys/values
+  ... int8:        the same over the int8 cache graphs (--int8; export.quantize.cache_int8)
   re-encode f=F:   sample_grid(cache=False, step_fraction=F, every cell drawn): today's default path
   re-encode exact: sample_grid(cache=False, step_fraction=0): the paper's algorithm (--exact; slow)
 each with num_samples 1 and, where --batch is given, num_samples=B in one call. Every call runs in a
@@ -27,30 +28,38 @@ import common
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def with_cache_graphs(name: str, folder: Path) -> Path:
-    """weights/NAME when it ships the cache graphs, else a copy of it in `folder` with context.onnx and step.onnx
-    added from its checkpoint."""
+def with_cache_graphs(name: str, folder: Path, int8: bool = False) -> Path:
+    """weights/NAME when it ships the cache graphs (and, with int8, their int8 copies), else a copy of it in
+    `folder` with what is missing made: context.onnx and step.onnx from its checkpoint (which makes the int8 copies
+    too where the model has an int8 variant), or only the int8 copies (export.quantize.cache_int8)."""
     from export.checkpoint import load_checkpoint
     from export.onnx.cache_graphs import add_to_folder
+    from export.quantize.cache_int8 import add_int8_cache
 
-    if (ROOT / "weights" / name / "step.onnx").is_file():
-        return ROOT / "weights" / name
+    shipped = ROOT / "weights" / name
+    if (shipped / "step.onnx").is_file() and (not int8 or (shipped / "step.int8.onnx").is_file()):
+        return shipped
     out = folder / name
-    shutil.copytree(ROOT / "weights" / name, out)
-    model, _ = load_checkpoint(ROOT / "weights" / "checkpoints" / f"{name}.pt")
-    add_to_folder(model, out)
+    shutil.copytree(shipped, out)
+    if not (out / "step.onnx").is_file():
+        model, _ = load_checkpoint(ROOT / "weights" / "checkpoints" / f"{name}.pt")
+        add_to_folder(model, out)
+    if int8 and not (out / "step.int8.onnx").is_file() and not add_int8_cache(out, force=True):
+        raise SystemExit(f"{name}: the int8 cache graphs missed the parity gate; nothing to time")
     return out
 
 
 def one_call(folder: str, threads: int, observed: int, seed: int, mode: str, batch: int) -> common.Measured:
     """One timed call of `mode` in this (fresh) process."""
-    model = common.load_model(Path(folder), threads)
+    precision = "int8" if mode.endswith(" int8") else "fp32"
+    model = common.load_model(Path(folder), threads, precision)
     shape = tuple(model.grid)
     pos, val = common.demo_observation(model, shape, observed, seed)
     model.mean_grid(pos, val, shape)  # warm up
     if mode == "mean":
         return common.peak_growth(lambda: model.mean_grid(pos, val, shape))
-    cache, fraction = {"cached exact": (True, 0.0), "re-encode exact": (False, 0.0)}.get(mode, (False, None))
+    cache, fraction = {"cached exact": (True, 0.0), "cached exact int8": (True, 0.0),
+                       "re-encode exact": (False, 0.0)}.get(mode, (False, None))
     if fraction is None:  # "re-encode f=F"
         fraction = float(mode.split("=")[1])
     return common.peak_growth(lambda: model.sample_grid(pos, val, shape, batch, seed, cache=cache,
@@ -64,13 +73,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=16, help="samples per call of the batched runs (0: none)")
     p.add_argument("--fraction", type=float, default=0.1, help="step_fraction of the re-encoding sampler")
     p.add_argument("--exact", action="store_true", help="also time the exact re-encoding sampler (batch 1)")
+    p.add_argument("--int8", action="store_true",
+                   help="also time cached exact sampling over the int8 cache graphs (made in a copy when not shipped)")
     p.add_argument("--repeats", type=int, default=3)
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = str(with_cache_graphs(a.model, Path(tmp)))
-        modes = [("mean", 1), ("cached exact", 1), (f"re-encode f={a.fraction:g}", 1)]
+        folder = str(with_cache_graphs(a.model, Path(tmp), a.int8))
+        cached = ["cached exact"] + (["cached exact int8"] if a.int8 else [])
+        modes = [("mean", 1), *((m, 1) for m in cached), (f"re-encode f={a.fraction:g}", 1)]
         if a.batch:
-            modes += [("cached exact", a.batch), (f"re-encode f={a.fraction:g}", a.batch)]
+            modes += [*((m, a.batch) for m in cached), (f"re-encode f={a.fraction:g}", a.batch)]
         if a.exact:
             modes.append(("re-encode exact", 1))
         calls = {f"{m} x{b}": (lambda m=m, b=b: common.isolated(one_call, folder, a.threads, a.observed, a.seed, m, b))

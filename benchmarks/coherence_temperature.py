@@ -16,22 +16,10 @@ trained; below 1 every draw is sharpened (bin choice and sigma).
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 
 import common
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def test_signals(model, n: int, data_dir: Path) -> np.ndarray:
-    """n test images [n, H, W, C] in [0, 1]: the emoji test folder for an RGB model, Fashion-MNIST for gray."""
-    if model.val_dim == 3:
-        from export.datasets.images import load_image_folder
-
-        return load_image_folder(ROOT / "data" / "emoji" / "test", 3, tuple(model.grid))[:n]
-    return common.test_images(n, data_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model = common.load_model(a.model_path, a.threads)
     shape = tuple(model.grid)
-    images = test_signals(model, a.images, a.data_dir)
+    images = common.model_test_images(model, a.images, a.data_dir)
     truth = images.reshape(len(images), -1, model.val_dim)
     rows, payload = [], {}
     tv_truth = total_variation(truth, shape).mean()

@@ -1,6 +1,7 @@
 """Sampling quality: what the fast modes cost, measured against the exact re-encoding sampler.
 
-What runs: --images Fashion-MNIST test images (default 4), each observed at |S| = 64 random pixels;
+What runs: --images test images of the model's data (default 4; Fashion-MNIST, or the emoji test folder for an
+RGB model: emoji never seen in training), each observed at |S| = 64 random pixels;
 for each mode (exact = step_fraction 0 re-encoding the set at every step, then --fractions, re-encoding;
 then, for a model with cache graphs, cached exact draws at each --buffers size: "default" = the model's,
 "none" = one encoding, never again) Model.sample_images draws --samples images
@@ -21,6 +22,8 @@ then, for a model with cache graphs, cached exact draws at each --buffers size: 
   spread      per-pixel standard deviation across the samples, averaged over free pixels
               (diversity; a mode that collapses to the mean has a smaller spread).
   sample MSE  MSE of the samples against the ground-truth image.
+  TV, isolated  speckle (export.evaluate.coherence, whole images): mean distance between 4-neighbours and
+              the share of pixels farther than 0.3 from every neighbour, as ratios to the ground truth's.
 Relative columns: Δll = ll/px(mode) - ll/px(exact) with e^Δ, the ratio of the geometric-mean
 per-pixel densities; the others are ratios mode / exact (1 = same as exact). ± values are standard
 errors over images (for Δll paired per image); with a few images and samples they are wide, so read
@@ -42,7 +45,7 @@ import common
 from common import fmt, fmt_se
 
 Set = tuple[np.ndarray, np.ndarray]
-METRICS = ("mean_mse", "spread", "sample_mse", "bias2")
+METRICS = ("mean_mse", "spread", "sample_mse", "bias2", "tv", "isolated")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -94,7 +97,7 @@ def draw(model, sets: list[Set], options: dict, args: argparse.Namespace) -> tup
 
 
 def image_metrics(x: np.ndarray, mean_image: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """Metrics of samples x [M, P, C] of one image against its mean image and truth [P, C]."""
+    """Metrics of samples x [M, P, C] of one image (its free pixels) against its mean image and truth [P, C]."""
     m = len(x)
     var = x.var(0, ddof=1) if m > 1 else np.full(x.shape[1:], np.nan)
     mean_mse = float(((x.mean(0) - mean_image) ** 2).mean())
@@ -174,8 +177,9 @@ def ratio_cell(row: dict, exact: dict, key: str) -> str:
 
 def render(summary: dict[str, dict]) -> str:
     headers = ["mode", "ll/px (nats)", "Δll vs exact (e^Δ)", "mean MSE", "×exact", "spread", "×exact",
-               "sample MSE", "×exact"]
-    ex = summary["exact"]
+               "sample MSE", "×exact", "TV / truth", "isolated / truth"]
+    ex, truth = summary["exact"], summary["truth"]
+    speckle = [lambda r, k=k: fmt(r[k][0] / truth[k][0] if truth[k][0] else None) for k in ("tv", "isolated")]
     body = []
     for name, r in summary.items():
         dll = "0 (1)" if name == "exact" else f"{fmt_se(*r['dll'])} ({fmt(float(np.exp(r['dll'][0])))})"
@@ -185,17 +189,18 @@ def render(summary: dict[str, dict]) -> str:
         else:
             cells += [ratio_cell(r, ex, "mean_mse"), fmt_se(*r["spread"], 2), ratio_cell(r, ex, "spread"),
                       fmt_se(*r["sample_mse"], 2), ratio_cell(r, ex, "sample_mse")]
-        body.append(cells)
+        body.append(cells + [f(r) for f in speckle])
     return common.table(headers, body)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import pt_plugin
+    from export.evaluate.coherence import isolated_fraction, total_variation
 
     machine = common.machine_line(args.threads)
     model = common.load_model(args.model_path, args.threads, device=args.device)
-    images = common.test_images(args.images, args.data_dir)
+    images = common.model_test_images(model, args.images, args.data_dir)
     n_img, h, w, c = images.shape
     sets = common.observed_sets(images, args.observed, args.seed)
     free = np.stack([common.free_pixels(p, h, w) for p, _ in sets])
@@ -209,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     chains["truth"] = truth
     for name, x in chains.items():
         mets = [image_metrics(x[i][:, free[i]], means[i][free[i]], truth[i, 0][free[i]]) for i in range(n_img)]
+        for i, m in enumerate(mets):  # speckle over whole images (observed pixels included, as in the truth)
+            m["tv"] = float(total_variation(x[i], (h, w)).mean())
+            m["isolated"] = float(isolated_fraction(x[i], (h, w)).mean())
         per_image[name] = {k: np.array([m[k] for m in mets]) for k in METRICS}
     ll = log_likelihoods(model, sets, free, chains, pt_plugin.grid_positions(h, w), args)
     summary = summarise(per_image, ll)

@@ -24,7 +24,7 @@ from .grids import cell_index, grid_positions
 from .sampling import ALL_POSITIONS, DEFAULT_AUTOREGRESSIVE, DEFAULT_STEP_FRACTION, hybrid_sample
 from .sessions import MIN_ONNXRUNTIME, make_session, ort_version, require_onnxruntime, thread_count, version_tuple
 from .signal import Signal
-from .weights import DEFAULT_MODEL, graph_files, locate
+from .weights import DEFAULT_MODEL, cache_graph_files, graph_files, locate
 
 DEFAULT_CHUNK = 4096  # queries per decoder call per set
 
@@ -378,8 +378,11 @@ class Model:
 
     @property
     def has_cache(self) -> bool:
-        """Whether this model samples over cached keys and values (model.json "cache"; fp32 graphs only)."""
-        return "cache" in self.meta and self.precision == "fp32"
+        """Whether this model samples over cached keys and values: model.json "cache", and at int8 or fp16 the
+        variant's own cache graphs (model.json variants.<precision>.cache)."""
+        if "cache" not in self.meta:
+            return False
+        return self.precision == "fp32" or "cache" in self.meta.get("variants", {}).get(self.precision, {})
 
     @property
     def cached_autoregressive(self) -> int:
@@ -401,7 +404,8 @@ class Model:
         if cache is not None and not isinstance(cache, (bool, np.bool_)):
             raise InputError(f"cache must be True, False or None (use the cache graphs when present), got {cache!r}")
         if cache and not self.has_cache:
-            why = "its fp32 graphs only" if "cache" in self.meta else "no context.onnx / step.onnx in model.json"
+            why = (f"no {' / '.join(cache_graph_files(self.precision))} in model.json variants" if "cache" in self.meta
+                   else "no context.onnx / step.onnx in model.json")
             raise InputError(f"{self.meta['name']} ({self.precision}) has no cache graphs ({why}); export them with "
                              "`python -m export.onnx.cache_graphs CHECKPOINT --into FOLDER` (pt-plugin source "
                              "checkout), or pass cache=False")
@@ -425,7 +429,11 @@ class Model:
 
     def _cache_graph(self, role: str) -> Graph:
         if role not in self._cache_graphs:
-            name = f"{role}.onnx"
+            name = dict(zip(("context", "step"), cache_graph_files(self.precision)))[role]
+            needs = self.meta.get("variants", {}).get(self.precision, {}).get("cache", {}).get("requires_onnxruntime")
+            if needs:
+                require_onnxruntime(needs, f"the {self.precision} cache graphs of {self.path}",
+                                    instead=", or pass cache=False")
             metadata.verify_files(self.path, self.meta, (name,))
             session = self._session(name, role, *self._session_args)
             self._cache_graphs[role] = Graph(session, self.encoder.io_binding)

@@ -1,13 +1,13 @@
 """Model weights: bundled models, a pooch cache with sha256 checks, custom exports.
 
-A model is a folder with encoder.onnx, decoder.onnx and model.json, and optionally reduced-precision
-graphs encoder.<p>.onnx / decoder.<p>.onnx (p = int8, fp16; written by export.quantize) and a demo
-signal (demo.npz). A registered name resolves through weights/registry.txt only: the copy bundled
-in the package, else the cache (PT_PLUGIN_HOME, default pooch's OS cache folder for "pt-plugin"),
-else a download from PT_PLUGIN_WEIGHTS_URL (never when PT_PLUGIN_OFFLINE=1; there is no default
-server). A folder is loaded only when given as a path (model_path=, or a name with a path separator);
-model.json's sha256 of each graph is checked at load (pt_plugin.metadata). Every file of a named model
-is checked against the registry before use; a variant is fetched only when asked for and listed there.
+A model is a folder with encoder.onnx, decoder.onnx and model.json, and optionally reduced-precision graphs
+encoder.<p>.onnx / decoder.<p>.onnx (p = int8, fp16; written by export.quantize), the causal buffer's graphs
+context[.<p>].onnx / step[.<p>].onnx and a demo signal (demo.npz). A registered name resolves through
+weights/registry.txt only: the copy bundled in the package, else the cache (PT_PLUGIN_HOME, default pooch's OS
+cache folder for "pt-plugin"), else a download from PT_PLUGIN_WEIGHTS_URL (never when PT_PLUGIN_OFFLINE=1;
+there is no default server). A folder is loaded only when given as a path (model_path=, or a name with a path
+separator); model.json's sha256 of each graph is checked at load (pt_plugin.metadata). Every file of a named
+model is checked against the registry before use; a variant is fetched only when asked for and listed there.
 """
 from __future__ import annotations
 
@@ -32,6 +32,13 @@ def graph_files(precision: str = "fp32") -> tuple[str, str]:
         raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     suffix = "" if precision == "fp32" else f".{precision}"
     return f"encoder{suffix}.onnx", f"decoder{suffix}.onnx"
+
+
+def cache_graph_files(precision: str = "fp32") -> tuple[str, str]:
+    """(context, step) file names of the causal buffer's graphs at a precision: context.onnx or
+    context.<precision>.onnx (pt_plugin.cached_sampling)."""
+    suffix = graph_files(precision)[0][len("encoder"):]  # "" or ".int8" (a bad precision refused there)
+    return f"context{suffix}", f"step{suffix}"
 
 
 def bundled_root() -> Path:
@@ -185,7 +192,8 @@ def locate(name_or_path: str | os.PathLike, precision: str = "fp32", path: bool 
     through the registry only (bundled copy, cache, download).
 
     For a named model and precision int8/fp16, the variant's graphs must be in the registry; they are
-    taken from the bundled folder when there, else from the cache or downloaded with the model.
+    taken from the bundled folder when there, else from the cache or downloaded with the model, with the cache
+    graphs of that precision where they are registered.
     A user path is returned as it is (Model checks its files against model.json).
     """
     extra = () if precision == "fp32" else graph_files(precision)
@@ -207,6 +215,7 @@ def locate(name_or_path: str | os.PathLike, precision: str = "fp32", path: bool 
                          "registry.txt); use precision='fp32', or make them with (pt-plugin source checkout) "
                          "`python -m export.quantize "
                          f"DIR --{precision}` on a copy of the model folder and load it with model_path=DIR")
+    extra += tuple(f for f in cache_graph_files(precision) if f in _listed(name))
     bundled = bundled_path(name)
     if bundled and all((bundled / f).is_file() for f in extra):
         return bundled

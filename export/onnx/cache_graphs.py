@@ -1,12 +1,12 @@
 """The causal buffer's graphs: `python -m export.onnx.cache_graphs CHECKPOINT --into weights/NAME`.
 
-Adds context.onnx and step.onnx (export.cache) beside an export's encoder.onnx and decoder.onnx, which
-stay as they are: context.onnx encodes S once into per-layer keys and values and answers the first
-queries; step.onnx adds drawn tokens over those caches and answers the next queries. Both are checked
-in onnxruntime against the torch functions they were traced from (padded sets, several cache and
-token counts) and against the teacher-forced causal forward, then recorded in model.json ("cache":
-files, layout, the step loop) with their sha256. The checkpoint must be the one the folder's graphs
-came from (its parameter count and bins are compared).
+Adds context.onnx and step.onnx (export.cache) beside an export's encoder.onnx and decoder.onnx, which stay as
+they are, and, where the folder has an int8 variant, their int8 copies (export.quantize.cache_int8):
+context.onnx encodes S once into per-layer keys and values and answers the first queries; step.onnx adds drawn
+tokens over those caches and answers the next queries. Both are checked in onnxruntime against the torch
+functions they were traced from (padded sets, several cache and token counts) and against the teacher-forced
+causal forward, then recorded in model.json ("cache": files, layout, the step loop) with their sha256. The
+checkpoint must be the one the folder's graphs came from (its parameter count and bins are compared).
 """
 from __future__ import annotations
 
@@ -216,6 +216,10 @@ def add_to_folder(model: PixelTransformer, folder: Path, tolerance: float = 1e-4
         meta["cache"]["autoregressive"] = int(autoregressive)
     meta.setdefault("files", {}).update(files)
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    if "int8" in meta.get("variants", {}):  # its cache graphs are made again from the new ones (or dropped)
+        from export.quantize.cache_int8 import add_int8_cache
+
+        add_int8_cache(folder, force=True)
     return meta["cache"]
 
 

@@ -59,7 +59,10 @@ def parser() -> argparse.ArgumentParser:
 def record(folder: Path, precision: str, entry: dict[str, Any]) -> None:
     """Add a kept variant to model.json: its entry under "variants", its files' sha256 under "files"."""
     meta = json.loads((folder / "model.json").read_text())
+    cache = meta.get("variants", {}).get(precision, {}).get("cache")
     meta.setdefault("variants", {})[precision] = entry
+    if cache:  # the variant's cache graphs (export.quantize.cache_int8) come from context.onnx / step.onnx: unchanged
+        entry["cache"] = cache
     meta.setdefault("files", {}).update({f: f"sha256:{sha256(folder / f)}" for f in entry["files"]})
     (folder / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(f"wrote {', '.join(entry['files'])} ({sum(entry['bytes'].values())} bytes) and model.json variants entry")

@@ -1,8 +1,4 @@
 """Weights through pooch: a real download from a local HTTP server, hash checks, offline mode."""
-import functools
-import http.server
-import shutil
-import threading
 from pathlib import Path
 
 import pytest
@@ -10,34 +6,15 @@ import pytest
 import pt_plugin
 from pt_plugin import weights
 from pt_plugin.errors import WeightsError
+from weights_server import serve
 
 
 @pytest.fixture()
 def served(tiny_export, tmp_path, monkeypatch):
     """A weights/ tree (registry + one model) served on 127.0.0.1, with the runtime pointed at it."""
-    root = tmp_path / "server"
-    shutil.copytree(tiny_export, root / "tiny")
-    lines = [f"tiny/{f} sha256:{weights.sha256(root / 'tiny' / f)}" for f in weights.MODEL_FILES]
-    (root / "registry.txt").write_text("\n".join(lines) + "\n")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    http.server.SimpleHTTPRequestHandler.log_message = lambda *a, **k: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    bundled = _local_registry(root, tmp_path)
-    monkeypatch.setattr(weights, "bundled_root", lambda: bundled)
-    monkeypatch.setenv("PT_PLUGIN_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("PT_PLUGIN_WEIGHTS_URL", f"http://127.0.0.1:{server.server_port}/")
-    monkeypatch.delenv("PT_PLUGIN_OFFLINE", raising=False)
+    root, server = serve(tiny_export, weights.MODEL_FILES, tmp_path, monkeypatch)
     yield root
     server.shutdown()
-
-
-def _local_registry(root, tmp_path):
-    """A bundled root that has the registry but not the model files, so they must be downloaded."""
-    reg = tmp_path / "bundled"
-    reg.mkdir(exist_ok=True)
-    shutil.copy(root / "registry.txt", reg / "registry.txt")
-    return reg
 
 
 def test_download_verifies_and_loads(served, tmp_path):
