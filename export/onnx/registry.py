@@ -2,9 +2,9 @@
 
 One line per model file, `MODEL/FILE sha256:HEX`, the format pooch reads; the runtime checks
 every bundled, cached or downloaded file against it. Reduced-precision graphs (export.quantize) are
-listed when model.json records them under "variants", i.e. when they passed their parity check; the
-causal buffer's context.onnx and step.onnx when it records them under "cache"; a model's demo signal
-(demo.npz) when it has one.
+listed when model.json records them under "variants", i.e. when they passed their parity check (with
+their cache graphs, variants.<precision>.cache); the causal buffer's context.onnx and step.onnx when it
+records them under "cache"; a model's demo signal (demo.npz) when it has one.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ def write_registry(root: Path) -> list[str]:
         if all((folder / f).is_file() for f in MODEL_FILES):
             meta = json.loads((folder / "model.json").read_text())
             recorded = [f for v in meta.get("variants", {}).values() for f in v.get("files", [])]
+            recorded += [f for v in meta.get("variants", {}).values() for f in v.get("cache", {}).get("files", [])]
             recorded += meta.get("cache", {}).get("files", [])  # the causal buffer's graphs (export.onnx.cache_graphs)
             extra = [f for f in recorded if (folder / f).is_file()]
             extra += [f for f in OPTIONAL_FILES if (folder / f).is_file()]  # the demo signal

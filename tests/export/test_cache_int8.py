@@ -46,6 +46,14 @@ def test_cache_graphs_get_int8_copies_gated_and_recorded(folder):
     assert not list(folder.glob(".cache-int8-*"))
 
 
+def test_the_registry_lists_them(folder, tmp_path):
+    from export.onnx.registry import write_registry
+
+    shutil.copytree(folder, tmp_path / "m")
+    listed = {line.split()[0] for line in write_registry(tmp_path)}
+    assert {"m/context.int8.onnx", "m/step.int8.onnx", "m/context.onnx", "m/encoder.int8.onnx"} <= listed
+
+
 def test_an_int8_model_samples_over_its_own_cache_graphs(folder):
     fp32, int8 = (pt_plugin.load(folder, precision=p, device="cpu", threads=1) for p in ("fp32", "int8"))
     assert int8.has_cache and int8.sampling_plan()[0]
