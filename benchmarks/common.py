@@ -187,14 +187,14 @@ def test_images(n: int, data_dir: Path = DEFAULT_DATA_DIR, start: int = 0) -> np
     return load_idx_images(data_dir, "test")[start:start + n]
 
 
-def model_test_images(model, n: int, data_dir: Path = DEFAULT_DATA_DIR) -> np.ndarray:
-    """The first n test images [n, H, W, C] in [0, 1] of an image model's data: the emoji test folder (emoji never
-    seen in training) for an RGB model, Fashion-MNIST's test split for a gray one."""
+def model_test_images(model, n: int, data_dir: Path = DEFAULT_DATA_DIR, start: int = 0) -> np.ndarray:
+    """Test images start..start+n [n, H, W, C] in [0, 1] of an image model's data: the emoji test folder (emoji
+    never seen in training; by file name) for an RGB model, Fashion-MNIST's test split for a gray one."""
     if model.val_dim == 3:
         from export.datasets.images import load_image_folder
 
-        return load_image_folder(ROOT / "data" / "emoji" / "test", 3, tuple(model.grid))[:n]
-    return test_images(n, data_dir)
+        return load_image_folder(ROOT / "data" / "emoji" / "test", 3, tuple(model.grid))[start:start + n]
+    return test_images(n, data_dir, start)
 
 
 def observed_sets(images: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:

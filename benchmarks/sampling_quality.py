@@ -50,7 +50,8 @@ METRICS = ("mean_mse", "spread", "sample_mse", "bias2", "tv", "isolated")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = common.parser(__doc__)
-    p.add_argument("--images", type=int, default=4, help="test images (0, 1, ...)")
+    p.add_argument("--images", type=int, default=4, help="test images (--start, --start + 1, ...)")
+    p.add_argument("--start", type=int, default=0, help="the first test image")
     p.add_argument("--samples", type=int, default=4, help="samples per image and mode")
     p.add_argument("--observed", type=int, default=64, help="|S|: observed pixels per image")
     p.add_argument("--fractions", type=common.float_list, default=[0.02, 0.05, 0.1, 0.2],
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
 
     machine = common.machine_line(args.threads)
     model = common.load_model(args.model_path, args.threads, device=args.device)
-    images = common.model_test_images(model, args.images, args.data_dir)
+    images = common.model_test_images(model, args.images, args.data_dir, args.start)
     n_img, h, w, c = images.shape
     sets = common.observed_sets(images, args.observed, args.seed)
     free = np.stack([common.free_pixels(p, h, w) for p, _ in sets])
