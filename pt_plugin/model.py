@@ -404,11 +404,14 @@ class Model:
         if cache is not None and not isinstance(cache, (bool, np.bool_)):
             raise InputError(f"cache must be True, False or None (use the cache graphs when present), got {cache!r}")
         if cache and not self.has_cache:
-            why = (f"no {' / '.join(cache_graph_files(self.precision))} in model.json variants" if "cache" in self.meta
-                   else "no context.onnx / step.onnx in model.json")
-            raise InputError(f"{self.meta['name']} ({self.precision}) has no cache graphs ({why}); export them with "
-                             "`python -m export.onnx.cache_graphs CHECKPOINT --into FOLDER` (pt-plugin source "
-                             "checkout), or pass cache=False")
+            if "cache" in self.meta:  # the fp32 cache graphs are there, not this precision's
+                why = f"no {' / '.join(cache_graph_files(self.precision))} in model.json variants"
+                how = f"`python -m export.quantize.cache_int8 {self.path}`"
+            else:
+                why, how = "no context.onnx / step.onnx in model.json", \
+                    "`python -m export.onnx.cache_graphs CHECKPOINT --into FOLDER`"
+            raise InputError(f"{self.meta['name']} ({self.precision}) has no cache graphs ({why}); make them with "
+                             f"{how} (pt-plugin source checkout), or pass cache=False")
         cached = self.has_cache if cache is None else bool(cache)
         if autoregressive is None:
             autoregressive = self.cached_autoregressive if cached else DEFAULT_AUTOREGRESSIVE

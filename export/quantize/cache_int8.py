@@ -4,7 +4,7 @@ The causal buffer's graphs (context.onnx, step.onnx; export.onnx.cache_graphs) a
 step.int8.onnx, so that a model loaded with precision="int8" samples over cached keys and values too. They are
 weight-only int8 (export.quantize.weight_only) whatever method the folder's int8 encoder and decoder used:
 static int8 would need calibrated scales for every cache input, and a step reads one token, where weight-only
-int8 costs what float32 costs (benchmarks/cached_sampling.py --precision int8) at a third of the size.
+int8 costs what float32 costs (benchmarks/cached_sampling.py --int8) at a third of the size.
 
 The gate: seeded sets of the model's data (or random), encoded by both context graphs; then STEP_TOKENS tokens
 stepped one at a time by both step graphs over their own caches (teacher-forced: the same tokens), each time the
@@ -146,9 +146,10 @@ def main(argv: list[str] | None = None) -> int:
                    "it is here, else random), random, or a data spec as for export.quantize")
     p.add_argument("--data-dir", type=Path, help="data folder of the data sets that need one")
     a = p.parse_args(argv)
-    ok = add_int8_cache(Path(a.export_dir), a.force, a.parity_data, a.data_dir)
-    print("a bundled model needs python -m export.onnx.registry afterwards" if ok else "", end="\n" if ok else "")
-    return 0 if ok else 1
+    if not add_int8_cache(Path(a.export_dir), a.force, a.parity_data, a.data_dir):
+        return 1
+    print("a bundled model needs python -m export.onnx.registry afterwards")
+    return 0
 
 
 if __name__ == "__main__":
