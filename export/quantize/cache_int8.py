@@ -25,7 +25,7 @@ import numpy as np
 
 from export.errors import UsageError, reports_errors
 from export.quantize import weight_only
-from export.quantize.graphs import session, tag
+from export.quantize.graphs import session
 from export.quantize.parity import TOLERANCES, within
 from export.quantize.sources import AUTO, draws, resolve
 from pt_plugin.cached_sampling import Caches
@@ -42,18 +42,9 @@ STEP_TOKENS = 8
 
 def make_graphs(folder: Path, out: Path) -> list[Path]:
     """Weight-only int8 copies of the folder's cache graphs in `out` (tagged int8), in FILES order."""
-    import onnx
-
-    from export.quantize.static_int8 import float32_matmuls
-
-    paths = []
     for src, name in zip(SOURCES, FILES):
-        model = onnx.load(str(folder / src))
-        quantized = weight_only.make_int8_weight_only(model, float32_matmuls(model))
-        tag(quantized, "int8")
-        onnx.save(quantized, str(out / name))
-        paths.append(out / name)
-    return paths
+        weight_only.make_weight_only(folder / src, out / name)
+    return [out / name for name in FILES]
 
 
 def _mean_gap(ref: list[np.ndarray], var: list[np.ndarray], centers: np.ndarray, width: float) -> np.ndarray:
@@ -120,7 +111,7 @@ def add_int8_cache(folder: Path, force: bool = False, source: str = AUTO, data_d
         if ok:
             for p in (context, step):
                 p.replace(folder / p.name)
-            variant["cache"] = {"files": list(FILES), "method": weight_only.METHOD.split("; used because")[0],
+            variant["cache"] = {"files": list(FILES), "method": weight_only.DESCRIPTION,
                                 "bytes": {f: (folder / f).stat().st_size for f in FILES}, "parity": figures,
                                 "requires_onnxruntime": weight_only.MIN_ONNXRUNTIME}
             meta.setdefault("files", {}).update({f: f"sha256:{sha256(folder / f)}" for f in FILES})

@@ -24,9 +24,10 @@ BITS = 8
 BLOCK_SIZE = 16  # input features per weight scale: on emoji, 16 measured 0.022 of the range at worst, 32 0.037
 ACCURACY_LEVEL = 4  # int8 compute, activations quantized per row and block: batch-independent
 MIN_ONNXRUNTIME = "1.22"  # the first release with an x64 CPU kernel for 8-bit MatMulNBits (4-bit only before)
-METHOD = (f"weight-only int8: onnxruntime MatMulNBits, {BITS}-bit symmetric weights in blocks of {BLOCK_SIZE} "
-          f"input features, accuracy_level {ACCURACY_LEVEL} (activations quantized per row and block at run time, "
-          "batch-independent); used because static int8 missed the gate")
+DESCRIPTION = (f"weight-only int8: onnxruntime MatMulNBits, {BITS}-bit symmetric weights in blocks of {BLOCK_SIZE} "
+               f"input features, accuracy_level {ACCURACY_LEVEL} (activations quantized per row and block at run "
+               "time, batch-independent)")
+METHOD = DESCRIPTION + "; used because static int8 missed the gate"  # as the int8 fallback of the encoder/decoder
 
 
 def make_int8_weight_only(model, exclude: list[str]):
