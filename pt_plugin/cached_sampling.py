@@ -19,7 +19,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from .distribution import Distribution
+from .distribution import Distribution, draw_mixture
 from .sampling import step_sizes
 
 CACHES = ("enc_keys", "enc_values", "dec_keys", "dec_values")
@@ -109,13 +109,18 @@ def cache_bytes(model: Any, batch: int, tokens: int) -> int:
     return 2 * 2 * layers * batch * tokens * int(arch.get("d_model", 256)) * 4
 
 
-def _law(outs: list[np.ndarray], model: CachedModel, shape: tuple[int, ...] | None = None) -> Distribution:
-    """The law of a graph's last three outputs, its query axes reshaped to `shape` when given."""
+def _law_arrays(outs: list[np.ndarray], shape: tuple[int, ...] | None = None) -> tuple[np.ndarray, ...]:
+    """(logits, offsets, log σ): a graph's last three outputs, their query axes reshaped to `shape` when given."""
     logits, offsets, log_sigma = outs[-3:]
     if shape is not None:
         logits, log_sigma = logits.reshape(*shape, -1), log_sigma.reshape(*shape, -1)
         offsets = offsets.reshape(*shape, *offsets.shape[-2:])
-    return Distribution(logits, offsets, log_sigma, model.centers, model.value_range)  # means clipped, as Model.mean
+    return logits, offsets, log_sigma
+
+
+def _law(outs: list[np.ndarray], model: CachedModel) -> Distribution:
+    """The law of a graph's last three outputs (means clipped, as Model.mean)."""
+    return Distribution(*_law_arrays(outs), model.centers, model.value_range)
 
 
 def cached_sample(model: CachedModel, pos: np.ndarray, val: np.ndarray, queries: np.ndarray, num_samples: int,
@@ -137,11 +142,12 @@ def cached_sample(model: CachedModel, pos: np.ndarray, val: np.ndarray, queries:
                                     "sample_mask": np.ones((1, k), bool),
                                     "query_positions": queries[first].reshape(1, -1, model.pos_dim)})
     caches = Caches(outs[:4], num_samples, k + n_ar)
-    law = _law(outs, model, first.shape)  # every sample's first positions were asked of the one context
+    law = _law_arrays(outs, first.shape)  # every sample's first positions were asked of the one context
     done = 0
     for i, m in enumerate(sizes):
         idx = orders[:, done:done + m]
-        draws = np.clip(law.sample(rng, temperature), lo, hi).astype(np.float32)  # clipped, as hybrid_sample
+        # Distribution.sample's draw without building a checked Distribution per step; clipped, as hybrid_sample
+        draws = np.clip(draw_mixture(*law, model.centers, rng, temperature), lo, hi).astype(np.float32)
         out[rows, idx] = draws
         done += m
         if progress is not None:
@@ -153,7 +159,7 @@ def cached_sample(model: CachedModel, pos: np.ndarray, val: np.ndarray, queries:
                 caches.reset(outs[:4])
             else:
                 outs = _step(model, caches, queries[idx], draws, nxt)
-            law = _law(outs, model)
+            law = _law_arrays(outs)
     if n_ar < n:
         _fill_means(model, caches, pos, val, queries, orders, done, sizes, out, progress,
                     caches.overflows(sizes[-1], buffer_size))

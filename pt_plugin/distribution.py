@@ -56,6 +56,26 @@ def _value_range(value_range) -> tuple[float, float] | None:
     return float(arr[0]), float(arr[1])
 
 
+def draw_mixture(logits: np.ndarray, offsets: np.ndarray, log_sigma: np.ndarray, centers: np.ndarray,
+                 rng: np.random.Generator, temperature: float) -> np.ndarray:
+    """One unclipped float64 draw per query from raw mixture arrays, unchecked: the body of Distribution.sample,
+    which samplers call directly once per drawn position (building a checked Distribution costs more than the
+    draw). Same random numbers, in the same order, as Distribution.sample."""
+    logits = np.asarray(logits, np.float64)
+    log_probs = logits - _logsumexp(logits)[..., None]
+    # relative to the mode, so a tiny temperature leaves the mode at exp(0) = 1 instead of 0/0
+    with np.errstate(over="ignore"):
+        logq = (log_probs - log_probs.max(-1, keepdims=True)) / temperature
+    cum = np.cumsum(np.exp(logq - _logsumexp(logq)[..., None]), -1)
+    u = rng.random(logits.shape[:-1] + (1,))
+    b = np.minimum((u > cum).sum(-1), cum.shape[-1] - 1)[..., None]
+    mu = np.asarray(centers, np.float64)[b[..., 0]] + np.take_along_axis(np.asarray(offsets, np.float64),
+                                                                         b[..., None], -2)[..., 0, :]
+    sigma = np.exp(np.take_along_axis(np.asarray(log_sigma, np.float64), b, -1))
+    with np.errstate(over="ignore"):
+        return mu + temperature * sigma * rng.standard_normal(mu.shape)
+
+
 class Distribution:
     """Value distributions for a batch of queries: arrays [..., bins] and [..., bins, val_dim]."""
 
@@ -169,18 +189,7 @@ class Distribution:
         """
         temperature = inputs.positive_float(temperature, "temperature")
         rng = np.random.default_rng(inputs.seed(rng, "rng"))
-        # relative to the mode, so a tiny temperature leaves the mode at exp(0) = 1 instead of 0/0
-        logq = self.log_probs
-        with np.errstate(over="ignore"):
-            logq = (logq - logq.max(-1, keepdims=True)) / temperature
-        cum = np.cumsum(np.exp(logq - _logsumexp(logq)[..., None]), -1)
-        u = rng.random(self.shape + (1,))
-        b = np.minimum((u > cum).sum(-1), cum.shape[-1] - 1)
-        mu = np.take_along_axis(self.component_means, b[..., None, None], -2)[..., 0, :]
-        sigma = np.take_along_axis(self.sigmas, b[..., None], -1)
-        with np.errstate(over="ignore"):
-            draw = mu + temperature * sigma * rng.standard_normal(mu.shape)
-        return self._clip(draw)
+        return self._clip(draw_mixture(self.logits, self.offsets, self.log_sigma, self.centers, rng, temperature))
 
     def __getitem__(self, idx) -> "Distribution":
         try:

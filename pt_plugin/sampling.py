@@ -16,7 +16,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from .distribution import Distribution
+from .distribution import draw_mixture
 from .errors import InputError
 
 # the default: ceil(0.1·|set|) positions per encoder pass, measured within 5 % of the exact one-at-a-time
@@ -78,9 +78,9 @@ def hybrid_sample(model: SetModel, pos: np.ndarray, val: np.ndarray, queries: np
                             np.ones((num_samples, size), bool))
         idx = orders[:, done:done + m]
         qpos = queries[idx]
-        dist = Distribution(*model._decode(ctx, qpos, chunk=max(m, 1)), model.centers)
+        law = model._decode(ctx, qpos, chunk=max(m, 1))
         # draws are clipped to the value range the model was trained on before joining the set
-        draws = np.clip(dist.sample(rng, temperature), lo, hi).astype(np.float32)
+        draws = np.clip(draw_mixture(*law, model.centers, rng, temperature), lo, hi).astype(np.float32)
         out[rows, idx] = draws
         set_pos[:, size:size + m], set_val[:, size:size + m] = qpos, draws
         done += m
