@@ -9,6 +9,8 @@ What runs, on the model's training grid observed at --observed random cells of i
   mean:            Model.mean_grid (one encoder pass, the grid decoded)
   cached exact:    sample_grid(cache=True): every free cell drawn one at a time over cached keys/values
   ... int8:        the same over the int8 cache graphs (--int8; export.quantize.cache_int8)
+  ... scale fused: the same with step.onnx's sessions as before (--scale-fused): onnxruntime fuses the
+                   attention scale into the one-row score products (pt_plugin.sessions)
   re-encode f=F:   sample_grid(cache=False, step_fraction=F, every cell drawn): today's default path
   re-encode exact: sample_grid(cache=False, step_fraction=0): the paper's algorithm (--exact; slow)
 each with num_samples 1 and, where --batch is given, num_samples=B in one call. Every call runs in a
@@ -52,6 +54,11 @@ def with_cache_graphs(name: str, folder: Path, int8: bool = False) -> Path:
 def one_call(folder: str, threads: int, observed: int, seed: int, mode: str, batch: int) -> common.Measured:
     """One timed call of `mode` in this (fresh) process."""
     precision = "int8" if mode.endswith(" int8") else "fp32"
+    if mode.endswith("scale fused"):  # step.onnx's sessions as before: the attention scale fused into the product
+        import pt_plugin.model
+
+        pt_plugin.model.ONE_QUERY_DISABLED_OPTIMIZERS = ()
+        mode = "cached exact"
     model = common.load_model(Path(folder), threads, precision)
     shape = tuple(model.grid)
     pos, val = common.demo_observation(model, shape, observed, seed)
@@ -75,11 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--exact", action="store_true", help="also time the exact re-encoding sampler (batch 1)")
     p.add_argument("--int8", action="store_true",
                    help="also time cached exact sampling over the int8 cache graphs (made in a copy when not shipped)")
+    p.add_argument("--scale-fused", action="store_true",
+                   help="also time cached exact with step.onnx's sessions as before pt_plugin.sessions."
+                        "ONE_QUERY_DISABLED_OPTIMIZERS (the attention scale fused into the score product)")
     p.add_argument("--repeats", type=int, default=3)
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         folder = str(with_cache_graphs(a.model, Path(tmp), a.int8))
-        cached = ["cached exact"] + (["cached exact int8"] if a.int8 else [])
+        cached = (["cached exact"] + (["cached exact int8"] if a.int8 else [])
+                  + (["cached exact, scale fused"] if a.scale_fused else []))
         modes = [("mean", 1), *((m, 1) for m in cached), (f"re-encode f={a.fraction:g}", 1)]
         if a.batch:
             modes += [*((m, a.batch) for m in cached), (f"re-encode f={a.fraction:g}", a.batch)]

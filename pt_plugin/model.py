@@ -22,7 +22,15 @@ from .errors import InputError, WeightsError
 from .graphs import Graph, session_device, to_numpy
 from .grids import cell_index, grid_positions
 from .sampling import ALL_POSITIONS, DEFAULT_AUTOREGRESSIVE, DEFAULT_STEP_FRACTION, hybrid_sample
-from .sessions import MIN_ONNXRUNTIME, make_session, ort_version, require_onnxruntime, thread_count, version_tuple
+from .sessions import (
+    MIN_ONNXRUNTIME,
+    ONE_QUERY_DISABLED_OPTIMIZERS,
+    make_session,
+    ort_version,
+    require_onnxruntime,
+    thread_count,
+    version_tuple,
+)
 from .signal import Signal
 from .weights import DEFAULT_MODEL, cache_graph_files, graph_files, locate
 
@@ -140,11 +148,11 @@ class Model:
         self.signal = metadata.signal(m)
         self.grid = self.signal.grid  # one source: model.json's grid, which metadata checks against signal.grid
 
-    def _session(self, name: str, role: str, device, providers, threads):
+    def _session(self, name: str, role: str, device, providers, threads, disabled_optimizers: tuple[str, ...] = ()):
         """A session of one graph file, checked against model.json; a damaged file is a WeightsError."""
         path = self.path / name
         try:
-            session = make_session(path, device, providers, threads)
+            session = make_session(path, device, providers, threads, disabled_optimizers=disabled_optimizers)
         except (InputError, WeightsError):
             raise
         except Exception as e:  # onnxruntime's InvalidProtobuf, Fail, NoSuchFile, ...: re-raised below
@@ -438,7 +446,9 @@ class Model:
                 require_onnxruntime(needs, f"the {self.precision} cache graphs of {self.path}",
                                     instead=", or pass cache=False")
             metadata.verify_files(self.path, self.meta, (name,))
-            session = self._session(name, role, *self._session_args)
+            # a step is one token per sample: its products have one query row (sessions.ONE_QUERY_DISABLED_OPTIMIZERS)
+            disabled = ONE_QUERY_DISABLED_OPTIMIZERS if role == "step" else ()
+            session = self._session(name, role, *self._session_args, disabled_optimizers=disabled)
             self._cache_graphs[role] = Graph(session, self.encoder.io_binding)
         return self._cache_graphs[role]
 

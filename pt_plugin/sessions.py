@@ -178,12 +178,21 @@ def _warn_dual_install() -> None:
                       RuntimeWarning, stacklevel=user_stacklevel())
 
 
+# onnxruntime rewrites x·s @ Kᵀ (the attention scale on q) as one FusedMatMul with alpha = s; on the CPU a product
+# of one query row with alpha != 1 misses MLAS's fast path and reads the keys 2-3x slower. step.onnx computes exactly
+# that over every cached key, so its sessions keep the scale as its own Mul on q (benchmarks/step_floor.py:
+# moving-fashion's step over 8,192 cached tokens 2.2x faster, fashion-mnist's at batch 16 1.3x; outputs within 2e-6)
+ONE_QUERY_DISABLED_OPTIMIZERS = ("MatMulScaleFusion",)
+
+
 def make_session(path: Path, device: str = "auto", providers: Sequence | None = None,
-                 threads: int | None = None, profile_prefix: str | None = None) -> ort.InferenceSession:
+                 threads: int | None = None, profile_prefix: str | None = None,
+                 disabled_optimizers: Sequence[str] = ()) -> ort.InferenceSession:
     """One InferenceSession with the asked providers, checked against those actually in use.
 
     profile_prefix turns on onnxruntime's profiler, its JSON trace written from that file prefix
-    (sess.end_profiling() returns the name; benchmarks/profile_graphs.py reads it).
+    (sess.end_profiling() returns the name; benchmarks/profile_graphs.py reads it). disabled_optimizers: onnxruntime
+    graph rewrites to leave out (ONE_QUERY_DISABLED_OPTIMIZERS for graphs of one query row per product).
     """
     check_onnxruntime()
     _warn_dual_install()
@@ -204,7 +213,7 @@ def make_session(path: Path, device: str = "auto", providers: Sequence | None = 
     if quiet:
         ort.set_default_logger_severity(4)
     try:
-        sess = ort.InferenceSession(str(path), so, providers=wanted)
+        sess = ort.InferenceSession(str(path), so, providers=wanted, disabled_optimizers=list(disabled_optimizers))
     finally:
         if quiet:
             ort.set_default_logger_severity(2)  # onnxruntime's default (warnings)
