@@ -148,8 +148,8 @@ def floor_part(a, meta: dict, rng) -> tuple[list[list[str]], dict]:
         budget = a.target_x_mean * med["mean"] / free
         med["budget"] = budget
         labels["budget"] = (f"{a.target_x_mean:g} × the mean's time per free position ({free}): the budget", 1)
-    rows = [[labels[k][0], common.fmt(ms), common.fmt(ms / labels[k][1]), common.fmt(ms / labels[k][1] / budget)]
-            for k, ms in med.items()]
+    rows = [[labels[k][0], common.fmt(ms), common.fmt(ms / labels[k][1]),
+             "–" if k == "mean" else common.fmt(ms / labels[k][1] / budget)] for k, ms in med.items()]
     return rows, {"ms": med, "budget_ms_per_position": budget, "free_positions": free}
 
 
