@@ -73,7 +73,7 @@ def _graph(nodes, inputs: dict[str, np.ndarray], outputs: list[str]) -> bytes:
 
 
 def score_variants(layers: int, batch: int, heads: int, tokens: int, dh: int, rng: np.random.Generator):
-    """{name: (graph bytes, feeds, to float32 scores)} of q·Kᵀ over `layers` key caches in three precisions."""
+    """{name: (graph bytes, feeds)} of q·Kᵀ over `layers` key caches in three precisions."""
     from onnx import TensorProto, helper
 
     q = rng.standard_normal((batch, heads, 1, dh)).astype(np.float32)
@@ -106,6 +106,7 @@ def time_calls(fn, calls: int) -> float:
 
 
 def floor_part(a, meta: dict, rng) -> tuple[list[list[str]], dict]:
+    from pt_plugin.sampling import ALL_POSITIONS
     from pt_plugin.sessions import ONE_QUERY_DISABLED_OPTIMIZERS
 
     steps = {"": _session(a.model_path / "step.onnx", a.threads, ONE_QUERY_DISABLED_OPTIMIZERS),
@@ -127,7 +128,7 @@ def floor_part(a, meta: dict, rng) -> tuple[list[list[str]], dict]:
     def per_position(cache: bool, fraction: float):
         def run() -> float:
             secs = common.timer(lambda: model.sample_grid(pos, val, shape, 1, a.seed, cache=cache,
-                                                          step_fraction=fraction, autoregressive=2**62))()
+                                                          step_fraction=fraction, autoregressive=ALL_POSITIONS))()
             return secs / free * 1e3
         return run
 
@@ -135,7 +136,7 @@ def floor_part(a, meta: dict, rng) -> tuple[list[list[str]], dict]:
     variants["mean"] = lambda: common.timer(lambda: model.mean_grid(pos, val, shape))() * 1e3
     labels["mean"] = ("the mean signal (one encoder pass, the grid decoded), whole", 1)
     if a.target_x_mean is None:  # the first target: cached exact no slower than f = 0.1
-        model.sample_grid(pos, val, shape, 1, a.seed, cache=True, step_fraction=0.0, autoregressive=2**62)
+        model.sample_grid(pos, val, shape, 1, a.seed, cache=True, step_fraction=0.0, autoregressive=ALL_POSITIONS)
         variants["cached exact"] = per_position(True, 0.0)
         labels["cached exact"] = (f"cached exact sampler, all in, per drawn position ({free} drawn)", 1)
         variants["re-encode f=0.1"] = per_position(False, 0.1)
