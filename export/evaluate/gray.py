@@ -5,7 +5,9 @@ the test images are the test split of the model's own data set (model.json train
 
 Protocol (paper Fig. 6): for each |S| and each fixed, seeded test image, |S| pixel centres are
 observed (the same draws for every method) and the unobserved pixels are predicted by the
-model (decoding all pixel centres), the conditional Gaussian, linear and nearest fill.
+model (decoding all pixel centres), the conditional Gaussian, the kNN posterior over the training images
+(baselines.KnnPosterior: its mean, τ chosen per |S| by MSE on --tune-images held-out training images; no NLL), linear
+and nearest fill.
 
 Metrics over the UNOBSERVED pixels of all images: NLL in bits/pixel of the 256-level value
 (model and conditional Gaussian only), MSE of the mean, PSNR = 10·log10(1 / MSE averaged over
@@ -30,9 +32,18 @@ from typing import Callable
 
 import numpy as np
 
+from export.config import TrainConfig
 from export.datasets import FASHION_DIR
+from export.datasets.images import holdout_split
 from export.errors import int_list
-from export.evaluate.baselines import DEFAULT_RIDGE, ConditionalGaussian, linear_fill, nearest_fill
+from export.evaluate.baselines import (
+    DEFAULT_RIDGE,
+    ConditionalGaussian,
+    KnnPosterior,
+    linear_fill,
+    nearest_fill,
+    select_knn,
+)
 from export.evaluate.coherence import coherence, coherence_log
 from export.evaluate.images import (
     LABELS,
@@ -64,7 +75,7 @@ from export.evaluate.images import (
 from export.evaluate.protocol import Shipped, write_report
 
 NAME = "gray"
-METHODS = ("model", "cond_gauss", "linear", "nearest")
+METHODS = ("model", "cond_gauss", "knn", "linear", "nearest")
 DEFAULT_SIZES = (4, 16, 64, 256)  # and the whole image
 FIG_IMAGES = 4  # images in samples.png
 
@@ -81,7 +92,32 @@ def fit_gauss(spec: str, data_dir: str, d: int, ridge: float, limit: int,
     return ConditionalGaussian(ridge).fit(train), len(train)
 
 
-def measure(shipped: Shipped, gauss: ConditionalGaussian, imgs: np.ndarray, size: int, args: argparse.Namespace,
+def fit_knn(shipped: Shipped, data_dir: str, d: int, sizes: tuple[int, ...], args: argparse.Namespace,
+            log: Callable[[str], None]) -> tuple[KnnPosterior, dict]:
+    """The kNN posterior over the model's training images (the train split less the share its training held out,
+    model.json training.val_images) and, per |S| < D, the τ of its mean chosen on the first --tune-images of the
+    held-out ones."""
+    t0 = time.time()
+    images = split_images(shipped.data, data_dir, "train").reshape(-1, d, 1)
+    held, train = holdout_split(images, shipped.data, shipped.meta.get("training", {}).get("val_images")
+                                or TrainConfig.val_images)
+    train = train[:args.gauss_train] if args.gauss_train else train
+    knn = KnnPosterior(train)
+    choice = select_knn(knn, held[:args.tune_images], tuple(s for s in sizes if s < d), args.seed)
+    log(f"kNN posterior over {len(train)} training images, τ of its mean per |S| "
+        + ", ".join(f"{s}: {c['tau_mean']:g}" for s, c in choice.items())
+        + f" (chosen on {min(args.tune_images, len(held))} held-out images, {time.time() - t0:.1f}s)")
+    return knn, {"train_images": len(train), "held_out_images": min(args.tune_images, len(held)), "choice": choice}
+
+
+def knn_mean(knn: KnnPosterior, imgs: np.ndarray, idx: np.ndarray, tau: float) -> np.ndarray:
+    """[n, D] the kNN posterior's mean of each image given its observed pixels."""
+    return np.stack([knn.mean(knn.log_weights(knn.distances(o, img[o, None]), tau)).numpy()[:, 0]
+                     for img, o in zip(imgs, idx)])
+
+
+def measure(shipped: Shipped, gauss: ConditionalGaussian, knn: tuple[KnnPosterior, dict], imgs: np.ndarray,
+            size: int, args: argparse.Namespace,
             n_sub: int) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray | None]:
     """One |S|: every method's scores (and the samples' statistics); the observed pixels, the model's mean
     and its samples [n_sub, samples, D] (None when not sampling)."""
@@ -93,8 +129,11 @@ def measure(shipped: Shipped, gauss: ConditionalGaussian, imgs: np.ndarray, size
     mean = mean[..., 0]
     g_mean, _ = gauss.predict(idx, obs_vals)
     g_logp = gauss.log_prob(idx, obs_vals, imgs).numpy() if size < d else None
+    choice = knn[1]["choice"].get(str(size))  # none at |S| = D: nothing to predict
     r = {"model": score(mean, logp, imgs, idx, h, w),
          "cond_gauss": score(g_mean.numpy(), g_logp, imgs, idx, h, w),
+         "knn": score(knn_mean(knn[0], imgs, idx, choice["tau_mean"]) if choice else imgs.astype(np.float64), None,
+                      imgs, idx, h, w),
          "linear": score(fill(linear_fill, imgs, idx, h, w), None, imgs, idx, h, w),
          "nearest": score(fill(nearest_fill, imgs, idx, h, w), None, imgs, idx, h, w)}
     m, g = r["model"], r["cond_gauss"]
@@ -126,25 +165,26 @@ def evaluate(shipped: Shipped, args: argparse.Namespace, log: Callable[[str], No
     imgs = imgs[..., 0]
     ridge = DEFAULT_RIDGE if args.ridge is None else args.ridge
     gauss, n_train = fit_gauss(shipped.data, data_dir, d, ridge, args.gauss_train, log)
+    knn = fit_knn(shipped, data_dir, d, sizes, args, log)
 
     n_sub = min(args.sample_images, args.images) if args.samples > 0 else 0
     results, panels = {}, []
     for size in sizes:
         t0 = time.time()
-        r, idx, mean, smp = measure(shipped, gauss, imgs, size, args, n_sub)
+        r, idx, mean, smp = measure(shipped, gauss, knn, imgs, size, args, n_sub)
         if size in figure_sizes(sizes, d):
             pasted = paste(mean, imgs, idx)
             for i in range(min(FIG_IMAGES, n_sub or len(imgs))):  # sampled images only, when sampling
                 panels.append({"image": i, "size": size, "truth": imgs[i], "idx": idx[i], "mean": pasted[i],
                                "samples": smp[i] if smp is not None else []})
         results[str(size)] = r
-        log(f"|S|={size}: model/CG/linear/nearest MSE " + " ".join(f"{r[k]['mse']:.4f}" for k in METHODS)
+        log(f"|S|={size}: model/CG/kNN/linear/nearest MSE " + " ".join(f"{r[k]['mse']:.4f}" for k in METHODS)
             + (f"; samples std {fmt(r['samples']['std'], 4)}; {coherence_log(r['samples'])}" if "samples" in r
                else "") + f" ({time.time() - t0:.1f}s)")
 
     settings = {**shipped.settings(), "protocol": NAME, "images": args.images, "seed": args.seed,
                 "sizes": list(sizes), "pixels": d, "samples": args.samples, "sample_images": n_sub,
-                **sampler_settings(model, n_prime(args)), "ridge": ridge, "gauss_train": n_train,
+                **sampler_settings(model, n_prime(args)), "ridge": ridge, "gauss_train": n_train, "knn": knn[1],
                 "ssim": {"window": SSIM_WINDOW, "sigma": SSIM_SIGMA, "data_range": 1.0},
                 "psnr": "10*log10(1/MSE), MSE averaged over all images' unobserved pixels",
                 "test_indices": which.tolist()}
@@ -187,8 +227,8 @@ def markdown(res: dict) -> str:
 
 def evaluation_table(report: dict) -> str:
     """The model card's evaluation block: the model against the baselines, per |S| below the full image."""
-    head = [r"\|S\|", "PT NLL", "CG NLL", "PT − CG (bits)", "PT MSE", "CG MSE", "PT/CG MSE", "linear MSE",
-            "nearest MSE", "PT PSNR", "CG PSNR", "PT SSIM", "CG SSIM"]
+    head = [r"\|S\|", "PT NLL", "CG NLL", "PT − CG (bits)", "PT MSE", "CG MSE", "PT/CG MSE", "kNN MSE", "PT/kNN MSE",
+            "linear MSE", "nearest MSE", "PT PSNR", "CG PSNR", "PT SSIM", "CG SSIM"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
     pixels = report["settings"]["pixels"]
     for size, r in report["sizes"].items():
@@ -196,11 +236,18 @@ def evaluation_table(report: dict) -> str:
             continue
         m, g, vs = r["model"], r["cond_gauss"], r["model_vs_gauss"]
         row = [size, fmt(m["nll_bits"], 3), fmt(g["nll_bits"], 3), minus(fmt(vs["nll_diff_bits"], 2)),
-               fmt(m["mse"], 4), fmt(g["mse"], 4), fmt(vs["mse_ratio"], 3), fmt(r["linear"]["mse"], 4),
+               fmt(m["mse"], 4), fmt(g["mse"], 4), fmt(vs["mse_ratio"], 3), *knn_columns(r),
+               fmt(r["linear"]["mse"], 4),
                fmt(r["nearest"]["mse"], 4), fmt(m["psnr"], 2), fmt(g["psnr"], 2), fmt(m["ssim"], 3),
                fmt(g["ssim"], 3)]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def knn_columns(r: dict) -> list[str]:
+    """kNN MSE and PT/kNN MSE of one |S| (dashes in a report from before the kNN baseline)."""
+    k = r.get("knn")
+    return [fmt(k["mse"], 4), fmt(r["model"]["mse"] / k["mse"], 3)] if k else ["—", "—"]
 
 
 def card_blocks(report: dict) -> dict[str, str]:
