@@ -37,10 +37,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="images: sets per encoder call (default 32 gray, 4 RGB)")
     p.add_argument("--ridge", type=float, help="images: conditional-Gaussian covariance ridge (default: the "
                                                "protocol's, RGB: chosen on held-out training images)")
-    p.add_argument("--gauss-train", type=int, default=0, help="images, videos: fit the Gaussian (RGB: and the kNN) "
+    p.add_argument("--gauss-train", type=int, default=0, help="images, videos: fit the Gaussian (images: and the kNN) "
                                                               "on the first N training signals (0 = all)")
-    p.add_argument("--tune-images", type=int, default=32, help="RGB images: held-out training images that tune "
-                                                               "the baselines")
+    p.add_argument("--tune-images", type=int, default=32, help="images: held-out training images that tune "
+                                                               "the baselines (gray: the kNN's τ)")
     p.add_argument("--curves", type=int, default=400, help="curves: evaluation curves per |S|")
     p.add_argument("--joint-samples", type=int, default=300, help="curves: samples per set for the joint check")
     p.add_argument("--joint-sets", type=int, default=6, help="curves: sets for the joint check (0 = skip it)")
