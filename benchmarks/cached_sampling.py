@@ -11,6 +11,7 @@ What runs, on the model's training grid observed at --observed random cells of i
   ... int8:        the same over the int8 cache graphs (--int8; export.quantize.cache_int8)
   ... scale fused: the same with step.onnx's sessions as before (--scale-fused): onnxruntime fuses the
                    attention scale into the one-row score products (pt_plugin.sessions)
+  ... buffer N:    the same with buffer_size N instead of the model's default (--buffers)
   re-encode f=F:   sample_grid(cache=False, step_fraction=F, every cell drawn): today's default path
   re-encode exact: sample_grid(cache=False, step_fraction=0): the paper's algorithm (--exact; slow)
 each with num_samples 1 and, where --batch is given, num_samples=B in one call. Every call runs in a
@@ -59,6 +60,9 @@ def one_call(folder: str, threads: int, observed: int, seed: int, mode: str, bat
 
         pt_plugin.model.ONE_QUERY_DISABLED_OPTIMIZERS = ()
         mode = "cached exact"
+    buffer = {}
+    if mode.startswith("cached exact, buffer "):  # another bound than the model's default
+        buffer, mode = {"buffer_size": int(mode.rsplit(" ", 1)[1])}, "cached exact"
     model = common.load_model(Path(folder), threads, precision)
     shape = tuple(model.grid)
     pos, val = common.demo_observation(model, shape, observed, seed)
@@ -70,7 +74,7 @@ def one_call(folder: str, threads: int, observed: int, seed: int, mode: str, bat
     if fraction is None:  # "re-encode f=F"
         fraction = float(mode.split("=")[1])
     return common.peak_growth(lambda: model.sample_grid(pos, val, shape, batch, seed, cache=cache,
-                                                        step_fraction=fraction, autoregressive=2**62))
+                                                        step_fraction=fraction, autoregressive=2**62, **buffer))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,12 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale-fused", action="store_true",
                    help="also time cached exact with step.onnx's sessions as before pt_plugin.sessions."
                         "ONE_QUERY_DISABLED_OPTIMIZERS (the attention scale fused into the score product)")
+    p.add_argument("--buffers", type=common.int_list, default=[],
+                   help="also time cached exact with these buffer_size values (comma-separated)")
     p.add_argument("--repeats", type=int, default=3)
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         folder = str(with_cache_graphs(a.model, Path(tmp), a.int8))
         cached = (["cached exact"] + (["cached exact int8"] if a.int8 else [])
-                  + (["cached exact, scale fused"] if a.scale_fused else []))
+                  + (["cached exact, scale fused"] if a.scale_fused else [])
+                  + [f"cached exact, buffer {n}" for n in a.buffers])
         modes = [("mean", 1), *((m, 1) for m in cached), (f"re-encode f={a.fraction:g}", 1)]
         if a.batch:
             modes += [*((m, a.batch) for m in cached), (f"re-encode f={a.fraction:g}", a.batch)]
