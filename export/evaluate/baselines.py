@@ -285,12 +285,13 @@ KNN_SIGMAS = (0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4)
 
 
 def select_knn(knn: KnnPosterior, held_out: np.ndarray, sizes=(4, 16, 64, 256), seed: int = 0,
-               taus=KNN_TAUS, sigmas=KNN_SIGMAS, pixels: int = 128) -> dict[str, dict]:
+               taus=KNN_TAUS, sigmas=KNN_SIGMAS, pixels: int = 128, density: bool = True) -> dict[str, dict]:
     """Per |S|, on held-out *training* images [n, D, C]: τ of the mean by MSE, (τ, σ) of the density by NLL.
 
     Observed pixels drawn as in export.evaluate.gray (rng [seed, |S|]); the NLL (bits per sub-pixel) on up to
     `pixels` random unobserved pixels per image, the MSE on all of them. `edge` flags a choice on the
-    border of its grid (widen the grid).
+    border of its grid (widen the grid). density=False chooses the mean's τ alone (most of the time goes to the
+    density's terms): no τ, σ or NLL of the density in the result.
     """
     x = np.asarray(held_out, dtype=np.float64)
     n, d, c = x.shape
@@ -303,13 +304,17 @@ def select_knn(knn: KnnPosterior, held_out: np.ndarray, sizes=(4, 16, 64, 256), 
             dist = knn.distances(idx[i], x[i, idx[i]])
             unobs = np.setdiff1d(np.arange(d), idx[i])
             sub = rng.choice(unobs, min(pixels, len(unobs)), replace=False)
-            terms = [knn.pixel_terms(x[i, sub], sub, s) for s in sigmas]
+            terms = [knn.pixel_terms(x[i, sub], sub, s) for s in sigmas] if density else []
             for a, tau in enumerate(taus):
                 logw = knn.log_weights(dist, tau)
                 mse[a] += ((knn.mean(logw).numpy()[unobs] - x[i, unobs]) ** 2).mean() / n
                 for b, t in enumerate(terms):
                     nll[a, b] -= float(knn.log_prob(logw, t).mean()) / (n * c * math.log(2))
         am = int(mse.argmin())
+        if not density:
+            out[str(size)] = {"tau_mean": taus[am], "held_out_mse": float(mse[am]),
+                              "edge": bool(am == len(taus) - 1), "mse_by_tau": mse.round(6).tolist()}
+            continue
         a, b = np.unravel_index(int(nll.argmin()), nll.shape)
         out[str(size)] = {"tau_mean": taus[am], "tau": taus[a], "sigma": sigmas[b],
                           "held_out_mse": float(mse[am]), "held_out_nll_bits": float(nll[a, b]),

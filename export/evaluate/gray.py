@@ -103,7 +103,7 @@ def fit_knn(shipped: Shipped, data_dir: str, d: int, sizes: tuple[int, ...], arg
                                 or TrainConfig.val_images)
     train = train[:args.gauss_train] if args.gauss_train else train
     knn = KnnPosterior(train)
-    choice = select_knn(knn, held[:args.tune_images], tuple(s for s in sizes if s < d), args.seed)
+    choice = select_knn(knn, held[:args.tune_images], tuple(s for s in sizes if s < d), args.seed, density=False)
     log(f"kNN posterior over {len(train)} training images, τ of its mean per |S| "
         + ", ".join(f"{s}: {c['tau_mean']:g}" for s, c in choice.items())
         + f" (chosen on {min(args.tune_images, len(held))} held-out images, {time.time() - t0:.1f}s)")
