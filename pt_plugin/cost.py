@@ -16,6 +16,7 @@ import numpy as np
 
 from . import entropy
 from .acquisition import REFRESH
+from .cached_sampling import GROWTH_MIN
 from .sampling import step_sizes
 
 CALIBRATION_SAMPLES = 64    # the timed call: one set of this many samples ...
@@ -82,30 +83,46 @@ def sample_flops(a: Architecture, k: int, n: int, num_samples: int, autoregressi
     return num_samples * total
 
 
+def cache_rooms(k: int, sizes: list[int], cap: int, buffer_size: int | None) -> list[int | None]:
+    """Per call after the first of a cached draw of the schedule `sizes` from k samples: the cache slots its step.onnx
+    call reads, or None where the sampler encodes the grown set again instead. The arrays grow as
+    pt_plugin.cached_sampling.Caches grows them: room for GROWTH_MIN more tokens at first, doubling when full, up to
+    cap (k + every position drawn)."""
+    rooms: list[int | None] = []
+    room, done, buffered = min(cap, k + GROWTH_MIN), 0, 0
+    for m in sizes[:-1]:
+        done += m
+        if buffer_size is not None and buffered + m > buffer_size:
+            rooms.append(None)
+            buffered = 0
+        else:
+            rooms.append(room)
+            buffered += m
+        if k + done > room:
+            room = min(cap, max(2 * room, k + done))
+    return rooms
+
+
 def cached_sample_flops(a: Architecture, k: int, n: int, num_samples: int, autoregressive: int,
                         step_fraction: float, buffer_size: int | None) -> float:
     """The same draws over cached keys and values (pt_plugin.cached_sampling): S encoded once, then per step the
-    new tokens through every layer over the caches' full capacity (k + drawn), or, when the buffer is full, the
-    grown set encoded again; the mean of the positions left takes one more step over the caches."""
+    new tokens through every layer over the caches' slots (cache_rooms), or, when the buffer is full, the grown set
+    encoded again; the mean of the positions left takes one more step over the caches."""
     n_ar = min(autoregressive, n)
     cap = k + n_ar
     d = a.d_model
-    token = 2.0 * (a.enc_layers * (4 * d * d + 2 * cap * d + 2 * d * a.ffn) + a.dec_layers * 2 * d * d)
-    cache_bytes = 2 * (a.enc_layers + a.dec_layers) * num_samples * cap * d * 4
-    per_call = STEP_CALL_FLOPS + CACHE_READ_FLOPS_PER_BYTE * cache_bytes
-    total, done, buffered = mean_flops(a, k, 1), 0, 0
     sizes = step_sizes(k, n_ar, step_fraction)
-    for i, m in enumerate(sizes):
+    total, done = mean_flops(a, k, 1), 0
+    for i, room in enumerate(cache_rooms(k, sizes, cap, buffer_size)):
+        m, q = sizes[i], sizes[i + 1]
         done += m
-        if i + 1 == len(sizes):
-            break
-        if buffer_size is not None and buffered + m > buffer_size:
-            total += num_samples * (encoder_flops(a, k + done) + decoder_flops(a, k + done, sizes[i + 1]))
-            buffered = 0
-        else:
-            total += per_call + num_samples * (m * token + decoder_flops(a, cap, sizes[i + 1])
-                                               - a.dec_layers * 4.0 * cap * d * d)
-            buffered += m
+        if room is None:  # the grown set encoded again, and the next positions' law given it
+            total += num_samples * (encoder_flops(a, k + done) + decoder_flops(a, k + done, q))
+            continue
+        token = 2.0 * (a.enc_layers * (4 * d * d + 2 * room * d + 2 * d * a.ffn) + a.dec_layers * 2 * d * d)
+        cache_bytes = 2 * (a.enc_layers + a.dec_layers) * num_samples * room * d * 4
+        total += (STEP_CALL_FLOPS + CACHE_READ_FLOPS_PER_BYTE * cache_bytes
+                  + num_samples * (m * token + decoder_flops(a, room, q) - a.dec_layers * 4.0 * room * d * d))
     if n_ar < n:
         total += num_samples * decoder_flops(a, cap, n - n_ar)
     return total

@@ -216,3 +216,33 @@ def test_re_encoding_in_groups_draws_the_same(exported):
     finally:
         runtime.attention_budget = budget
     np.testing.assert_allclose(grouped, whole, atol=1e-6)
+
+
+@pytest.mark.parametrize("buffer_size, fraction", [(None, 0.0), (16, 0.0), (16, 0.05)])
+def test_the_cost_model_reads_the_caches_the_sampler_feeds(exported, buffer_size, fraction):
+    """pt_plugin.cost prices each step.onnx call by the cache slots it reads: the slots the sampler really feeds,
+    call by call, and a context.onnx call wherever the sampler encodes the grown set again."""
+    from pt_plugin import cost
+
+    model, m = exported
+    p, v, q = observed(model.cfg, 5, 150)
+    fed: list[int | None] = []
+    step_run, context_run = m.step_graph.run, m.context_graph.run
+
+    def step(feeds, *args, **kwargs):
+        fed.append(feeds["cache_mask"].shape[1])
+        return step_run(feeds, *args, **kwargs)
+
+    def context(feeds, *args, **kwargs):
+        fed.append(None)
+        return context_run(feeds, *args, **kwargs)
+
+    m.step_graph.run, m.context_graph.run = step, context
+    try:
+        m.sample(p, v, q, num_samples=2, seed=0, cache=True, autoregressive=150, step_fraction=fraction,
+                 buffer_size=buffer_size)
+    finally:
+        m.step_graph.run, m.context_graph.run = step_run, context_run
+    sizes = step_sizes(5, 150, fraction)
+    assert fed[0] is None and len(fed) == len(sizes)  # S encoded first, then one call per further step
+    assert fed[1:] == cost.cache_rooms(5, sizes, 5 + 150, buffer_size)
