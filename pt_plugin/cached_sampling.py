@@ -27,6 +27,17 @@ QUERY_CHUNK = 4096  # query positions per call when the rest of the signal takes
 GROWTH_MIN = 64  # free cache slots the arrays start with beyond S
 
 
+def first_room(tokens: int, capacity: int) -> int:
+    """Cache slots the arrays start with for `tokens` tokens: room for GROWTH_MIN more, at most `capacity`."""
+    return min(capacity, tokens + GROWTH_MIN)
+
+
+def grown_room(room: int, tokens: int, capacity: int) -> int:
+    """Cache slots once `tokens` must fit in `room`: unchanged when they do, else doubled (or `tokens` when more),
+    at most `capacity`. pt_plugin.cost prices the steps by the same rule."""
+    return room if tokens <= room else min(capacity, max(2 * room, tokens))
+
+
 class CachedModel(Protocol):
     """What this sampler needs of a model (pt_plugin.model.Model with cache graphs)."""
     pos_dim: int
@@ -49,7 +60,7 @@ class Caches:
     def __init__(self, first: list[np.ndarray], batch: int, capacity: int):
         self.capacity, self.batch = capacity, batch
         self.size = self.context = first[0].shape[3]  # tokens in all; of them, encoded together (the rest: buffer)
-        self._allocate(min(capacity, self.size + GROWTH_MIN), [a.shape for a in first])
+        self._allocate(first_room(self.size, capacity), [a.shape for a in first])
         for arr, a in zip(self.arrays, first):
             arr[:, :, :, :self.size] = a  # one context, every sample
         self.mask[:, :self.size] = True
@@ -71,7 +82,7 @@ class Caches:
     def _make_room(self, tokens: int, keep: int) -> None:
         room = self.arrays[0].shape[3]
         if tokens > room:
-            self._allocate(min(self.capacity, max(2 * room, tokens)), [a.shape for a in self.arrays], keep)
+            self._allocate(grown_room(room, tokens, self.capacity), [a.shape for a in self.arrays], keep)
 
     def feeds(self) -> dict[str, np.ndarray]:
         """The step inputs: every layer's cache slice and the mask of its filled part (unfilled slots are masked out

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import entropy
 from .acquisition import REFRESH
-from .cached_sampling import GROWTH_MIN
+from .cached_sampling import first_room, grown_room
 from .sampling import step_sizes
 
 CALIBRATION_SAMPLES = 64    # the timed call: one set of this many samples ...
@@ -85,11 +85,10 @@ def sample_flops(a: Architecture, k: int, n: int, num_samples: int, autoregressi
 
 def cache_rooms(k: int, sizes: list[int], cap: int, buffer_size: int | None) -> list[int | None]:
     """Per call after the first of a cached draw of the schedule `sizes` from k samples: the cache slots its step.onnx
-    call reads, or None where the sampler encodes the grown set again instead. The arrays grow as
-    pt_plugin.cached_sampling.Caches grows them: room for GROWTH_MIN more tokens at first, doubling when full, up to
-    cap (k + every position drawn)."""
+    call reads, or None where the sampler encodes the grown set again instead. The arrays grow by
+    pt_plugin.cached_sampling's rule (first_room, grown_room), up to cap (k + every position drawn)."""
     rooms: list[int | None] = []
-    room, done, buffered = min(cap, k + GROWTH_MIN), 0, 0
+    room, done, buffered = first_room(k, cap), 0, 0
     for m in sizes[:-1]:
         done += m
         if buffer_size is not None and buffered + m > buffer_size:
@@ -98,8 +97,7 @@ def cache_rooms(k: int, sizes: list[int], cap: int, buffer_size: int | None) -> 
         else:
             rooms.append(room)
             buffered += m
-        if k + done > room:
-            room = min(cap, max(2 * room, k + done))
+        room = grown_room(room, k + done, cap)
     return rooms
 
 

@@ -271,11 +271,17 @@ class KnnPosterior:
         """[P] natural-log mixture likelihood log Σ_i w_i Π_c P(...) from pixel_terms."""
         return torch.logsumexp(logw[:, None] + terms.double(), 0)
 
+    def posterior_mean(self, observed_idx, observed_values, tau: float,
+                       dist: torch.Tensor | None = None) -> np.ndarray:
+        """[D, C] the posterior mean given the observed values [k, C] (τ = tau); dist: their distances, if known."""
+        dist = self.distances(observed_idx, observed_values) if dist is None else dist
+        return self.mean(self.log_weights(dist, tau)).numpy()
+
     def predict(self, observed_idx, observed_values, targets, tau_mean: float, tau: float,
                 sigma: float) -> tuple[np.ndarray, np.ndarray]:
         """Mean [D, C] (weights of tau_mean) and per-pixel log-likelihood [D] of targets [D, C] (tau, sigma)."""
         dist = self.distances(observed_idx, observed_values)
-        mean = self.mean(self.log_weights(dist, tau_mean)).numpy()
+        mean = self.posterior_mean(observed_idx, observed_values, tau_mean, dist)
         terms = self.pixel_terms(targets, np.arange(self.x.shape[1]), sigma)
         return mean, self.log_prob(self.log_weights(dist, tau), terms).numpy()
 

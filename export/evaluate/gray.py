@@ -110,13 +110,7 @@ def fit_knn(shipped: Shipped, data_dir: str, d: int, sizes: tuple[int, ...], arg
     return knn, {"train_images": len(train), "held_out_images": min(args.tune_images, len(held)), "choice": choice}
 
 
-def knn_mean(knn: KnnPosterior, imgs: np.ndarray, idx: np.ndarray, tau: float) -> np.ndarray:
-    """[n, D] the kNN posterior's mean of each image given its observed pixels."""
-    return np.stack([knn.mean(knn.log_weights(knn.distances(o, img[o, None]), tau)).numpy()[:, 0]
-                     for img, o in zip(imgs, idx)])
-
-
-def measure(shipped: Shipped, gauss: ConditionalGaussian, knn: tuple[KnnPosterior, dict], imgs: np.ndarray,
+def measure(shipped: Shipped, gauss: ConditionalGaussian, knn: KnnPosterior, knn_choice: dict, imgs: np.ndarray,
             size: int, args: argparse.Namespace,
             n_sub: int) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray | None]:
     """One |S|: every method's scores (and the samples' statistics); the observed pixels, the model's mean
@@ -129,11 +123,12 @@ def measure(shipped: Shipped, gauss: ConditionalGaussian, knn: tuple[KnnPosterio
     mean = mean[..., 0]
     g_mean, _ = gauss.predict(idx, obs_vals)
     g_logp = gauss.log_prob(idx, obs_vals, imgs).numpy() if size < d else None
-    choice = knn[1]["choice"].get(str(size))  # none at |S| = D: nothing to predict
+    choice = knn_choice.get(str(size))  # none at |S| = D: nothing to predict
+    knn_mean = (np.stack([knn.posterior_mean(o, img[o, None], choice["tau_mean"])[:, 0] for img, o in zip(imgs, idx)])
+                if choice else imgs.astype(np.float64))
     r = {"model": score(mean, logp, imgs, idx, h, w),
          "cond_gauss": score(g_mean.numpy(), g_logp, imgs, idx, h, w),
-         "knn": score(knn_mean(knn[0], imgs, idx, choice["tau_mean"]) if choice else imgs.astype(np.float64), None,
-                      imgs, idx, h, w),
+         "knn": score(knn_mean, None, imgs, idx, h, w),
          "linear": score(fill(linear_fill, imgs, idx, h, w), None, imgs, idx, h, w),
          "nearest": score(fill(nearest_fill, imgs, idx, h, w), None, imgs, idx, h, w)}
     m, g = r["model"], r["cond_gauss"]
@@ -165,13 +160,13 @@ def evaluate(shipped: Shipped, args: argparse.Namespace, log: Callable[[str], No
     imgs = imgs[..., 0]
     ridge = DEFAULT_RIDGE if args.ridge is None else args.ridge
     gauss, n_train = fit_gauss(shipped.data, data_dir, d, ridge, args.gauss_train, log)
-    knn = fit_knn(shipped, data_dir, d, sizes, args, log)
+    knn, knn_tuning = fit_knn(shipped, data_dir, d, sizes, args, log)
 
     n_sub = min(args.sample_images, args.images) if args.samples > 0 else 0
     results, panels = {}, []
     for size in sizes:
         t0 = time.time()
-        r, idx, mean, smp = measure(shipped, gauss, knn, imgs, size, args, n_sub)
+        r, idx, mean, smp = measure(shipped, gauss, knn, knn_tuning["choice"], imgs, size, args, n_sub)
         if size in figure_sizes(sizes, d):
             pasted = paste(mean, imgs, idx)
             for i in range(min(FIG_IMAGES, n_sub or len(imgs))):  # sampled images only, when sampling
@@ -184,7 +179,7 @@ def evaluate(shipped: Shipped, args: argparse.Namespace, log: Callable[[str], No
 
     settings = {**shipped.settings(), "protocol": NAME, "images": args.images, "seed": args.seed,
                 "sizes": list(sizes), "pixels": d, "samples": args.samples, "sample_images": n_sub,
-                **sampler_settings(model, n_prime(args)), "ridge": ridge, "gauss_train": n_train, "knn": knn[1],
+                **sampler_settings(model, n_prime(args)), "ridge": ridge, "gauss_train": n_train, "knn": knn_tuning,
                 "ssim": {"window": SSIM_WINDOW, "sigma": SSIM_SIGMA, "data_range": 1.0},
                 "psnr": "10*log10(1/MSE), MSE averaged over all images' unobserved pixels",
                 "test_indices": which.tolist()}
